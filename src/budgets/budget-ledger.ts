@@ -1,0 +1,4 @@
+import { Ledger } from './domain/ledger';
+
+/** Token ledger port: amounts are tokens. */
+export abstract class BudgetLedger extends Ledger {}

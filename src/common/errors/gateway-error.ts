@@ -1,0 +1,36 @@
+/**
+ * Every failure a feature reports is a GatewayError with a code from this enum. The global filter
+ * maps codes to HTTP statuses and OpenAI's error body; code never depends on the transport.
+ */
+export enum ErrorCode {
+  InvalidRequest = 'invalid_request',
+  InvalidApiKey = 'invalid_api_key',
+  AdminUnauthorized = 'admin_unauthorized',
+  AdminForbidden = 'admin_forbidden',
+  AdminDisabled = 'admin_disabled',
+  KeyDisabled = 'key_disabled',
+  KeyExpired = 'key_expired',
+  ModelNotAllowed = 'model_not_allowed',
+  BudgetExceeded = 'budget_exceeded',
+  CostBudgetExceeded = 'cost_budget_exceeded',
+  RateLimited = 'rate_limited',
+  RequestTooLarge = 'request_too_large',
+  NotFound = 'not_found',
+  Conflict = 'conflict',
+  BackendError = 'backend_error',
+  BackendTimeout = 'backend_timeout',
+  StorageUnavailable = 'storage_unavailable',
+  InternalError = 'internal_error',
+}
+
+export class GatewayError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    /** Name of the offending request field, when there is one (OpenAI's `param`). */
+    readonly param: string | null = null,
+  ) {
+    super(message);
+    this.name = 'GatewayError';
+  }
+}

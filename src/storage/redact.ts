@@ -1,0 +1,16 @@
+/** Removes credentials from a connection URL (`redis://:pw@h` → `redis://***@h`); never throws. */
+export function redactUrl(raw: string): string {
+  try {
+    const url = new URL(raw);
+    if (url.username || url.password) {
+      url.username = '***';
+      url.password = '';
+    }
+    for (const name of [...url.searchParams.keys()]) {
+      if (/pass|secret|token|key/i.test(name)) url.searchParams.set(name, '***');
+    }
+    return url.toString().replace('***:@', '***@');
+  } catch {
+    return '<unparseable url>';
+  }
+}

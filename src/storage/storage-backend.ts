@@ -1,0 +1,39 @@
+import { AuditLogRepository } from '../audit/audit-log.repository';
+import { BudgetLedger } from '../budgets/budget-ledger';
+import { CostLedger } from '../costs/cost-ledger';
+import { VirtualKeyRepository } from '../virtual-keys/virtual-key.repository';
+import { ChangeFeed } from './change-feed';
+
+export const BACKEND_NAMES = ['memory', 'state', 'sqlite', 'postgres', 'mongodb', 'redis'] as const;
+export type BackendName = (typeof BACKEND_NAMES)[number];
+
+/** Connection settings for every backend; only the chosen backend's part is used. */
+export interface StorageOptions {
+  sqlite: { path: string };
+  state: { file: string };
+  postgres: { dsn: string; poolMin: number; poolMax: number; schema?: string };
+  mongodb: { uri: string; database: string };
+  redis: { url: string; prefix: string; timeoutMs: number };
+  /** Poll interval of the version-counter change feed (sqlite, mongodb). */
+  changePollMs: number;
+}
+
+/**
+ * One opened backend: the ports bound to it plus its lifecycle. `open*Backend` functions connect,
+ * ping and migrate before resolving, so a returned backend is ready; any failure rejects (and the
+ * selection falls back to the next candidate).
+ */
+export interface StorageBackend {
+  readonly name: BackendName;
+  readonly keys: VirtualKeyRepository;
+  readonly budgets: BudgetLedger;
+  readonly costs: CostLedger;
+  readonly audit: AuditLogRepository;
+  readonly changes: ChangeFeed;
+  /** Rejects when the store cannot be reached. */
+  ping(): Promise<void>;
+  /** Facts for `GET /admin/storage` (file path, host, database, prefix, pool), never a secret. */
+  details(): Record<string, unknown>;
+  /** Stops pollers/subscribers and closes connections. Idempotent. */
+  close(): Promise<void>;
+}
