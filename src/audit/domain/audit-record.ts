@@ -22,3 +22,24 @@ export interface AuditQuery {
   keyId?: string;
   tenantId?: string;
 }
+
+/** Keyset position in the (ts, id) order; encoded with encodeCursor for the API. */
+export interface AuditPosition {
+  ts: number;
+  id: string;
+}
+
+export function isAuditPosition(value: unknown): value is AuditPosition {
+  const v = value as AuditPosition;
+  return typeof v === 'object' && v !== null && Number.isSafeInteger(v.ts) && typeof v.id === 'string';
+}
+
+/** The `kind` filter: exact, or a prefix when the pattern ends with `*`. */
+export function kindMatches(kind: string, pattern: string): boolean {
+  return pattern.endsWith('*') ? kind.startsWith(pattern.slice(0, -1)) : kind === pattern;
+}
+
+/** Orders audit records by (ts, id) ascending. */
+export function compareAuditOrder(a: AuditPosition, b: AuditPosition): number {
+  return a.ts - b.ts || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+}

@@ -1,0 +1,79 @@
+import { AuditLogRepository } from '../../../audit/audit-log.repository';
+import {
+  AuditQuery,
+  AuditRecord,
+  compareAuditOrder,
+  isAuditPosition,
+  kindMatches,
+} from '../../../audit/domain/audit-record';
+import { Page, decodeCursor, encodeCursor } from '../../../common/page';
+
+function matches(r: AuditRecord, q: AuditQuery): boolean {
+  return (
+    (q.since === undefined || r.ts >= q.since) &&
+    (q.until === undefined || r.ts < q.until) &&
+    (q.kind === undefined || kindMatches(r.kind, q.kind)) &&
+    (q.keyId === undefined || r.keyId === q.keyId) &&
+    (q.tenantId === undefined || r.tenantId === q.tenantId)
+  );
+}
+
+/** Audit rows in an array kept in (ts, id) order; fine for a process-local, pruned log. */
+export class MemoryAuditLogRepository extends AuditLogRepository {
+  private rows: AuditRecord[] = [];
+  private readonly ids = new Set<string>();
+
+  async append(records: AuditRecord[]): Promise<void> {
+    let sorted = true;
+    for (const record of records) {
+      if (this.ids.has(record.id)) continue;
+      this.ids.add(record.id);
+      const last = this.rows[this.rows.length - 1];
+      if (last && compareAuditOrder(last, record) > 0) sorted = false;
+      this.rows.push(structuredClone(record));
+    }
+    if (!sorted) this.rows.sort(compareAuditOrder);
+  }
+
+  async query(query: AuditQuery, limit: number, cursor: string | null): Promise<Page<AuditRecord>> {
+    const before = cursor === null ? null : decodeCursor(cursor, isAuditPosition);
+    const items: AuditRecord[] = [];
+    let more = false;
+    for (let i = this.rows.length - 1; i >= 0; i--) {
+      const row = this.rows[i];
+      if (before && compareAuditOrder(row, before) >= 0) continue;
+      if (!matches(row, query)) continue;
+      if (items.length === limit) {
+        more = true;
+        break;
+      }
+      items.push(structuredClone(row));
+    }
+    const last = items[items.length - 1];
+    return { items, nextCursor: more ? encodeCursor({ ts: last.ts, id: last.id }) : null };
+  }
+
+  async *scan(query: AuditQuery, batchSize: number): AsyncIterable<AuditRecord[]> {
+    let batch: AuditRecord[] = [];
+    for (const row of this.rows.filter((r) => matches(r, query))) {
+      batch.push(structuredClone(row));
+      if (batch.length === batchSize) {
+        yield batch;
+        batch = [];
+      }
+    }
+    if (batch.length > 0) yield batch;
+  }
+
+  async deleteOlderThan(cutoff: number, maxRows: number): Promise<number> {
+    let n = 0;
+    while (n < this.rows.length && n < maxRows && this.rows[n].ts < cutoff) n++;
+    for (const row of this.rows.slice(0, n)) this.ids.delete(row.id);
+    this.rows = this.rows.slice(n);
+    return n;
+  }
+
+  async count(): Promise<number> {
+    return this.rows.length;
+  }
+}

@@ -1,0 +1,429 @@
+import { randomUUID } from 'node:crypto';
+import { AuditRecord } from '../../src/audit/domain/audit-record';
+import { ErrorCode, GatewayError } from '../../src/common/errors/gateway-error';
+import { StorageBackend } from '../../src/storage/storage-backend';
+import { VirtualKey } from '../../src/virtual-keys/domain/virtual-key';
+import { ContractTarget } from './contract-target';
+
+export function sampleKey(id: string, overrides: Partial<VirtualKey> = {}): VirtualKey {
+  return {
+    id,
+    name: `key ${id}`,
+    tokenHash: `hash-${id}-${randomUUID()}`,
+    tokenPrefix: 'sk-ditto-abcd',
+    enabled: true,
+    expiresAt: null,
+    tenantId: null,
+    projectId: null,
+    userId: null,
+    models: [],
+    limits: { rpm: null, tpm: null },
+    budget: { totalTokens: null, totalUsdMicros: null },
+    route: null,
+    metadata: {},
+    createdAt: 1_700_000_000_000,
+    updatedAt: 1_700_000_000_000,
+    ...overrides,
+  };
+}
+
+function audit(i: number, overrides: Partial<AuditRecord> = {}): AuditRecord {
+  return {
+    id: `a${String(i).padStart(6, '0')}`,
+    ts: 1_700_000_000_000 + Math.floor(i / 3) * 1000,
+    kind: i % 2 === 0 ? 'proxy' : 'admin.key.update',
+    requestId: `req-${i}`,
+    keyId: i % 5 === 0 ? 'k5' : 'k1',
+    tenantId: i % 4 === 0 ? 't4' : null,
+    payload: { i, nested: { model: 'gpt-4o-mini', usage: { total_tokens: i } } },
+    ...overrides,
+  };
+}
+
+async function expectConflict(promise: Promise<unknown>): Promise<void> {
+  const error = await promise.then(
+    () => null,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(GatewayError);
+  expect((error as GatewayError).code).toBe(ErrorCode.Conflict);
+}
+
+/** Resolves once `predicate` holds, polling every 10 ms; rejects after `ms`. Returns elapsed ms. */
+async function within(ms: number, predicate: () => boolean): Promise<number> {
+  const start = Date.now();
+  while (!predicate()) {
+    if (Date.now() - start > ms) throw new Error(`condition not met within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return Date.now() - start;
+}
+
+const HOUR = 3_600_000;
+/** A fixed instant 1 s into an hour window, so window arithmetic is deterministic. */
+const T0 = 1_700_000_000_000 - (1_700_000_000_000 % HOUR) + 1000;
+
+/**
+ * The storage contract: every backend must pass every case here. Adding a backend means adding one
+ * `<name>.contract-spec.ts` that builds a ContractTarget.
+ */
+export function describeStorageContract(target: ContractTarget): void {
+  describe(`storage contract: ${target.name}`, () => {
+    let store: { open(): Promise<StorageBackend>; teardown(): Promise<void> };
+    const opened: StorageBackend[] = [];
+    let a: StorageBackend;
+
+    const open = async (): Promise<StorageBackend> => {
+      const backend = await store.open();
+      opened.push(backend);
+      return backend;
+    };
+
+    beforeEach(async () => {
+      store = await target.prepare();
+      a = await open();
+    });
+
+    afterEach(async () => {
+      for (const backend of opened.splice(0)) await backend.close();
+      await store.teardown();
+    });
+
+    it('reports its name and answers ping', async () => {
+      expect(a.name).toBe(target.name);
+      await expect(a.ping()).resolves.toBeUndefined();
+      expect(typeof a.details()).toBe('object');
+    });
+
+    describe('virtual keys', () => {
+      it('round-trips every field and finds a key by token hash', async () => {
+        const key = sampleKey('alpha', {
+          name: null,
+          enabled: false,
+          expiresAt: 1_900_000_000_123,
+          tenantId: 'acme',
+          projectId: 'web',
+          userId: 'u1',
+          models: ['gpt-4o', 'claude-*'],
+          limits: { rpm: 60, tpm: 10_000 },
+          budget: { totalTokens: 1_000_000, totalUsdMicros: 5_000_000 },
+          route: 'openai',
+          metadata: { team: 'search', tags: ['a', 'b'], nested: { n: 1 } },
+        });
+        await a.keys.create(key);
+        expect(await a.keys.get('alpha')).toEqual(key);
+        expect(await a.keys.findByTokenHash(key.tokenHash)).toEqual(key);
+        expect(await a.keys.findByTokenHash('nope')).toBeNull();
+        expect(await a.keys.get('nope')).toBeNull();
+        expect(await a.keys.count()).toBe(1);
+      });
+
+      it('updates, rotates the hash, and deletes', async () => {
+        const key = sampleKey('k1');
+        await a.keys.create(key);
+        const rotated = { ...key, tokenHash: 'new-hash', enabled: false, updatedAt: key.updatedAt + 5 };
+        expect(await a.keys.update(rotated)).toBe(true);
+        expect(await a.keys.findByTokenHash(key.tokenHash)).toBeNull();
+        expect(await a.keys.findByTokenHash('new-hash')).toEqual(rotated);
+        expect(await a.keys.update(sampleKey('missing'))).toBe(false);
+        expect(await a.keys.delete('k1')).toBe(true);
+        expect(await a.keys.delete('k1')).toBe(false);
+        expect(await a.keys.get('k1')).toBeNull();
+        expect(await a.keys.findByTokenHash('new-hash')).toBeNull();
+      });
+
+      it('refuses a duplicate id or a token hash owned by another key', async () => {
+        const one = sampleKey('one');
+        const two = sampleKey('two');
+        await a.keys.create(one);
+        await a.keys.create(two);
+        await expectConflict(a.keys.create(sampleKey('one')));
+        await expectConflict(a.keys.create(sampleKey('three', { tokenHash: one.tokenHash })));
+        await expectConflict(a.keys.update({ ...two, tokenHash: one.tokenHash }));
+        expect(await a.keys.findByTokenHash(one.tokenHash)).toEqual(one);
+        expect(await a.keys.get('three')).toBeNull();
+      });
+
+      it('lists with filters, in id order', async () => {
+        await a.keys.create(sampleKey('c', { tenantId: 't1', projectId: 'p1', userId: 'u1' }));
+        await a.keys.create(sampleKey('a', { tenantId: 't1', projectId: 'p2', enabled: false }));
+        await a.keys.create(sampleKey('b', { tenantId: 't2', userId: 'u1' }));
+        const ids = async (filter: object) => (await a.keys.list(filter, 100, null)).items.map((k) => k.id);
+        expect(await ids({})).toEqual(['a', 'b', 'c']);
+        expect(await ids({ tenantId: 't1' })).toEqual(['a', 'c']);
+        expect(await ids({ tenantId: 't1', projectId: 'p1' })).toEqual(['c']);
+        expect(await ids({ userId: 'u1' })).toEqual(['b', 'c']);
+        expect(await ids({ enabled: false })).toEqual(['a']);
+        expect(await ids({ enabled: true, tenantId: 't1' })).toEqual(['c']);
+        expect(await ids({ tenantId: 'none' })).toEqual([]);
+      });
+
+      it('pages through every key exactly once while keys are being added', async () => {
+        const initial = Array.from({ length: 25 }, (_, i) => `key-${String(i * 2).padStart(3, '0')}`);
+        for (const id of initial) await a.keys.create(sampleKey(id, { tenantId: 'acme' }));
+        const seen: string[] = [];
+        let cursor: string | null = null;
+        let pages = 0;
+        do {
+          const page = await a.keys.list({ tenantId: 'acme' }, 4, cursor);
+          expect(page.items.length).toBeLessThanOrEqual(4);
+          seen.push(...page.items.map((k) => k.id));
+          cursor = page.nextCursor;
+          // Keys added mid-way, before and after the cursor position, must not disturb the walk.
+          await a.keys.create(sampleKey(`key-${String(pages * 2 + 1).padStart(3, '0')}`, { tenantId: 'acme' }));
+          await a.keys.create(sampleKey(`other-${pages}`, { tenantId: 'other' }));
+          pages++;
+        } while (cursor !== null && pages < 50);
+        expect(cursor).toBeNull();
+        expect(new Set(seen).size).toBe(seen.length);
+        for (const id of initial) expect(seen).toContain(id);
+        expect(seen).toEqual([...seen].sort());
+        expect(seen.every((id) => id.startsWith('key-'))).toBe(true);
+      });
+
+      it('seeds an empty store once and never over a store that holds keys', async () => {
+        expect(await a.keys.seedIfEmpty([sampleKey('s1'), sampleKey('s2')])).toBe(2);
+        expect((await a.keys.listAll()).map((k) => k.id).sort()).toEqual(['s1', 's2']);
+        expect(await a.keys.seedIfEmpty([sampleKey('s3')])).toBe(0);
+        expect(await a.keys.get('s3')).toBeNull();
+        expect(await a.keys.count()).toBe(2);
+      });
+    });
+
+    describe('ledgers', () => {
+      it('reserves, commits the actual amount and releases the rest', async () => {
+        await a.budgets.setLimit('key:k1', 100, null, T0);
+        expect(await a.budgets.reserve('r1', ['key:k1', 'tenant:t'], 40, T0)).toEqual({ ok: true });
+        expect(await a.budgets.get('key:k1', T0)).toMatchObject({ limit: 100, spent: 0, reserved: 40 });
+        // A scope without a limit is metered, never refused.
+        expect(await a.budgets.get('tenant:t', T0)).toMatchObject({ limit: null, spent: 0, reserved: 40 });
+        expect(await a.budgets.commit('r1', 25, T0)).toBe(true);
+        expect(await a.budgets.get('key:k1', T0)).toMatchObject({ spent: 25, reserved: 0 });
+        expect(await a.budgets.get('tenant:t', T0)).toMatchObject({ spent: 25, reserved: 0 });
+        expect(await a.budgets.reserve('r2', ['key:k1'], 50, T0)).toEqual({ ok: true });
+        expect(await a.budgets.release('r2', T0)).toBe(true);
+        expect(await a.budgets.get('key:k1', T0)).toMatchObject({ spent: 25, reserved: 0 });
+      });
+
+      it('refuses over the limit on all scopes or none, naming the scope', async () => {
+        await a.budgets.setLimit('project:t/p', 50, null, T0);
+        expect(await a.budgets.reserve('r0', ['project:t/p'], 30, T0)).toEqual({ ok: true });
+        const refused = await a.budgets.reserve('r1', ['key:k', 'project:t/p'], 21, T0);
+        expect(refused).toEqual({ ok: false, scope: 'project:t/p', limit: 50, spent: 0, reserved: 30 });
+        const untouched = await a.budgets.get('key:k', T0);
+        expect(untouched === null || untouched.reserved === 0).toBe(true);
+        expect(await a.budgets.reserve('r2', ['key:k', 'project:t/p'], 20, T0)).toEqual({ ok: true });
+        expect(await a.budgets.get('project:t/p', T0)).toMatchObject({ reserved: 50 });
+        expect(await a.budgets.listReservations(Number.MAX_SAFE_INTEGER)).toHaveLength(2);
+      });
+
+      it('is idempotent per reservation and settles exactly once', async () => {
+        await a.budgets.setLimit('key:k', 100, null, T0);
+        expect(await a.budgets.reserve('r', ['key:k'], 30, T0)).toEqual({ ok: true });
+        expect(await a.budgets.reserve('r', ['key:k'], 30, T0)).toEqual({ ok: true });
+        expect(await a.budgets.get('key:k', T0)).toMatchObject({ reserved: 30 });
+        expect(await a.budgets.commit('r', 10, T0)).toBe(true);
+        expect(await a.budgets.commit('r', 10, T0)).toBe(false);
+        expect(await a.budgets.release('r', T0)).toBe(false);
+        expect(await a.budgets.commit('never', 10, T0)).toBe(false);
+        expect(await a.budgets.get('key:k', T0)).toMatchObject({ spent: 10, reserved: 0 });
+      });
+
+      it('reaps only reservations older than the cutoff', async () => {
+        await a.budgets.reserve('old1', ['key:k'], 5, T0);
+        await a.budgets.reserve('old2', ['key:k'], 5, T0 + 10);
+        await a.budgets.reserve('new', ['key:k'], 5, T0 + 1000);
+        expect((await a.budgets.listReservations(T0 + 500)).map((r) => r.id)).toEqual(['old1', 'old2']);
+        expect(await a.budgets.reap(T0 + 500)).toBe(2);
+        expect(await a.budgets.get('key:k', T0 + 1000)).toMatchObject({ reserved: 5, spent: 0 });
+        expect(await a.budgets.commit('old1', 5, T0 + 1000)).toBe(false);
+        expect(await a.budgets.commit('new', 5, T0 + 1000)).toBe(true);
+        expect(await a.budgets.reap(Number.MAX_SAFE_INTEGER)).toBe(0);
+      });
+
+      it('sets limits without losing spend, resets spend, and lists scopes by prefix', async () => {
+        expect(await a.budgets.get('key:x', T0)).toBeNull();
+        expect(await a.budgets.resetSpent('key:x', T0)).toBeNull();
+        await a.budgets.reserve('r', ['key:x'], 70, T0);
+        await a.budgets.commit('r', 70, T0);
+        expect(await a.budgets.setLimit('key:x', 60, null, T0)).toMatchObject({ scope: 'key:x', limit: 60, spent: 70 });
+        expect(await a.budgets.reserve('r2', ['key:x'], 1, T0)).toMatchObject({ ok: false, scope: 'key:x' });
+        expect(await a.budgets.resetSpent('key:x', T0)).toMatchObject({ limit: 60, spent: 0 });
+        expect(await a.budgets.setLimit('key:x', null, null, T0)).toMatchObject({ limit: null, spent: 0 });
+        for (const s of ['tenant:b', 'tenant:a', 'user:a/1', 'tenant:c']) await a.budgets.setLimit(s, 10, null, T0);
+        const first = await a.budgets.list('tenant:', 2, null, T0);
+        expect(first.items.map((s) => s.scope)).toEqual(['tenant:a', 'tenant:b']);
+        const second = await a.budgets.list('tenant:', 2, first.nextCursor, T0);
+        expect(second.items.map((s) => s.scope)).toEqual(['tenant:c']);
+        expect(second.nextCursor).toBeNull();
+        expect((await a.budgets.list(null, 100, null, T0)).items).toHaveLength(5);
+      });
+
+      it('rolls a periodic window over without any job', async () => {
+        const scope = await a.budgets.setLimit('key:p', 100, HOUR, T0);
+        expect(scope.windowStart).toBe(T0 - 1000);
+        await a.budgets.reserve('r1', ['key:p'], 60, T0);
+        await a.budgets.commit('r1', 60, T0);
+        expect(await a.budgets.reserve('r2', ['key:p'], 60, T0 + 1000)).toMatchObject({ ok: false, scope: 'key:p' });
+        const nextWindow = T0 - 1000 + HOUR;
+        expect(await a.budgets.get('key:p', nextWindow)).toMatchObject({ spent: 0, windowStart: nextWindow });
+        expect(await a.budgets.reserve('r3', ['key:p'], 60, nextWindow + 5)).toEqual({ ok: true });
+        expect(await a.budgets.commit('r3', 55, nextWindow + 6)).toBe(true);
+        expect(await a.budgets.get('key:p', nextWindow + 7)).toMatchObject({ spent: 55, reserved: 0, limit: 100 });
+      });
+
+      it('keeps the token and cost ledgers apart', async () => {
+        await a.budgets.setLimit('key:k', 10, null, T0);
+        await a.costs.setLimit('key:k', 1_000_000, null, T0);
+        expect(await a.costs.reserve('r', ['key:k'], 500_000, T0)).toEqual({ ok: true });
+        expect(await a.budgets.get('key:k', T0)).toMatchObject({ limit: 10, reserved: 0 });
+        expect(await a.budgets.commit('r', 1, T0)).toBe(false);
+        expect(await a.costs.commit('r', 123_456, T0)).toBe(true);
+        expect(await a.costs.get('key:k', T0)).toMatchObject({ spent: 123_456, reserved: 0 });
+      });
+
+      it('writes scopes and reservations verbatim for migration', async () => {
+        const row = { scope: 'tenant:m', limit: 500, spent: 120, reserved: 30, periodMs: null, windowStart: 0, updatedAt: T0 };
+        await a.budgets.putScope(row);
+        await a.budgets.putReservation({ id: 'm1', scopes: ['tenant:m'], amount: 30, createdAt: T0 });
+        await a.budgets.putReservation({ id: 'm1', scopes: ['tenant:m'], amount: 30, createdAt: T0 });
+        expect(await a.budgets.get('tenant:m', T0)).toEqual(row);
+        expect(await a.budgets.listReservations(T0 + 1)).toEqual([{ id: 'm1', scopes: ['tenant:m'], amount: 30, createdAt: T0 }]);
+        expect(await a.budgets.release('m1', T0)).toBe(true);
+        expect(await a.budgets.get('tenant:m', T0)).toMatchObject({ spent: 120, reserved: 0 });
+      });
+
+      it('admits exactly limit/amount of 200 concurrent reservations, and settles each once', async () => {
+        const b = target.shared ? await open() : a;
+        await a.budgets.setLimit('key:hot', 1000, null);
+        const ids = Array.from({ length: 200 }, () => randomUUID());
+        const results = await Promise.all(
+          ids.map((id, i) => (i % 2 === 0 ? a : b).budgets.reserve(id, ['tenant:hot', 'key:hot'], 10)),
+        );
+        const admitted = ids.filter((_, i) => results[i].ok);
+        expect(admitted).toHaveLength(100);
+        const mid = (await b.budgets.get('key:hot'))!;
+        expect(mid.spent + mid.reserved).toBeLessThanOrEqual(1000);
+        expect(mid.reserved).toBe(1000);
+        // Both instances try to settle every reservation: exactly one settle per id wins.
+        const settled = await Promise.all(
+          admitted.flatMap((id) => [a.budgets.commit(id, 7), b.budgets.commit(id, 7)]),
+        );
+        expect(settled.filter(Boolean)).toHaveLength(100);
+        expect(await a.budgets.get('key:hot')).toMatchObject({ spent: 700, reserved: 0 });
+        expect(await b.budgets.get('tenant:hot')).toMatchObject({ spent: 700, reserved: 0 });
+      });
+    });
+
+    describe('audit log', () => {
+      const rows = Array.from({ length: 50 }, (_, i) => audit(i));
+
+      it('appends in batches, skips ids it already holds, and counts', async () => {
+        await a.audit.append(rows.slice(0, 30));
+        await a.audit.append(rows.slice(20));
+        expect(await a.audit.count()).toBe(50);
+        const page = await a.audit.query({}, 1, null);
+        expect(page.items[0]).toEqual(rows[49]);
+      });
+
+      it('queries newest first with filters, and pages every row exactly once', async () => {
+        await a.audit.append(rows);
+        const collect = async (query: object, limit: number) => {
+          const out: AuditRecord[] = [];
+          let cursor: string | null = null;
+          do {
+            const page = await a.audit.query(query, limit, cursor);
+            expect(page.items.length).toBeLessThanOrEqual(limit);
+            out.push(...page.items);
+            cursor = page.nextCursor;
+          } while (cursor !== null);
+          return out;
+        };
+        const all = await collect({}, 7);
+        expect(all.map((r) => r.id)).toEqual([...rows].reverse().map((r) => r.id));
+        const expectIds = async (query: object, predicate: (r: AuditRecord) => boolean) =>
+          expect((await collect(query, 4)).map((r) => r.id)).toEqual(
+            rows.filter(predicate).reverse().map((r) => r.id),
+          );
+        await expectIds({ kind: 'proxy' }, (r) => r.kind === 'proxy');
+        await expectIds({ kind: 'admin.*' }, (r) => r.kind.startsWith('admin.'));
+        await expectIds({ kind: 'admin.key.*' }, (r) => r.kind.startsWith('admin.key.'));
+        await expectIds({ kind: 'admin' }, () => false);
+        await expectIds({ keyId: 'k5' }, (r) => r.keyId === 'k5');
+        await expectIds({ tenantId: 't4' }, (r) => r.tenantId === 't4');
+        const since = rows[10].ts;
+        const until = rows[40].ts;
+        await expectIds({ since, until }, (r) => r.ts >= since && r.ts < until);
+        await expectIds({ since, kind: 'proxy', keyId: 'k1' }, (r) => r.ts >= since && r.kind === 'proxy' && r.keyId === 'k1');
+      });
+
+      it('scans oldest first in bounded batches', async () => {
+        await a.audit.append([...rows].reverse());
+        const batches: AuditRecord[][] = [];
+        for await (const batch of a.audit.scan({ since: rows[3].ts }, 8)) batches.push(batch);
+        expect(batches.every((b) => b.length > 0 && b.length <= 8)).toBe(true);
+        expect(batches.flat().map((r) => r.id)).toEqual(rows.filter((r) => r.ts >= rows[3].ts).map((r) => r.id));
+      });
+
+      it('deletes rows older than a cutoff in bounded batches', async () => {
+        await a.audit.append(rows);
+        const cutoff = rows[30].ts;
+        const older = rows.filter((r) => r.ts < cutoff).length;
+        expect(await a.audit.deleteOlderThan(cutoff, 7)).toBe(7);
+        let total = 7;
+        for (let n = await a.audit.deleteOlderThan(cutoff, 7); n > 0; n = await a.audit.deleteOlderThan(cutoff, 7)) total += n;
+        expect(total).toBe(older);
+        expect(await a.audit.count()).toBe(50 - older);
+        const remaining = (await a.audit.query({}, 100, null)).items;
+        expect(remaining.every((r) => r.ts >= cutoff)).toBe(true);
+      });
+    });
+
+    describe('change feed', () => {
+      it(`delivers a change to ${target.shared ? 'another instance' : 'its listeners'} within 1 s`, async () => {
+        const b = target.shared ? await open() : a;
+        const received: string[] = [];
+        const unsubscribe = b.changes.subscribe((e) => received.push(`${e.entity}/${e.id}`));
+        // Give subscription-based feeds (pub/sub, LISTEN) a moment to be established.
+        await new Promise((r) => setTimeout(r, 100));
+        await a.changes.publish({ entity: 'virtual_key', id: 'k-1' });
+        const elapsed = await within(1000, () => received.includes('virtual_key/k-1'));
+        expect(elapsed).toBeLessThan(1000);
+        unsubscribe();
+        await a.changes.publish({ entity: 'virtual_key', id: 'k-2' });
+        await new Promise((r) => setTimeout(r, Math.max(300, 0)));
+        expect(received).not.toContain('virtual_key/k-2');
+      });
+    });
+
+    if (target.shared) {
+      it('shares keys, ledgers and audit between instances on one store', async () => {
+        const b = await open();
+        const key = sampleKey('shared');
+        await a.keys.create(key);
+        expect(await b.keys.findByTokenHash(key.tokenHash)).toEqual(key);
+        await a.budgets.setLimit('key:shared', 10, null, T0);
+        expect(await b.budgets.reserve('r', ['key:shared'], 11, T0)).toMatchObject({ ok: false });
+        await b.audit.append([audit(1)]);
+        expect(await a.audit.count()).toBe(1);
+      });
+    }
+
+    if (target.persistent) {
+      it('keeps its data across close and reopen', async () => {
+        const key = sampleKey('durable', { metadata: { x: 1 } });
+        await a.keys.create(key);
+        await a.budgets.setLimit('key:durable', 100, null, T0);
+        await a.budgets.reserve('r', ['key:durable'], 10, T0);
+        await a.budgets.commit('r', 9, T0);
+        await a.audit.append([audit(7)]);
+        await a.close();
+        const reopened = await open();
+        expect(await reopened.keys.get('durable')).toEqual(key);
+        if (target.persistsKeysOnly) return;
+        expect(await reopened.budgets.get('key:durable', T0)).toMatchObject({ limit: 100, spent: 9, reserved: 0 });
+        expect(await reopened.audit.count()).toBe(1);
+      });
+    }
+  });
+}
