@@ -1,0 +1,49 @@
+import { CanActivate, ExecutionContext, Injectable } from '@nestjs/common';
+import type { FastifyRequest } from 'fastify';
+import { AppConfig } from '../config/app-config';
+import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
+import { constantTimeEquals } from './constant-time';
+
+const ADMIN_PATH = /^\/(admin|api\/auth)(\/|$|\?)/;
+const READ_METHODS = new Set(['GET', 'HEAD']);
+
+/** Which admin token a request presented. */
+export type AdminActor = 'admin' | 'admin-read';
+
+/**
+ * Global guard for `/admin/*` and `/api/auth/*` (DESIGN §5.2), fail-closed: with no token configured
+ * the admin API does not exist (404 admin_disabled); otherwise a valid token is required, and the read
+ * token only reads. Matching by path means a new admin controller is protected without opting in.
+ */
+@Injectable()
+export class AdminAuthGuard implements CanActivate {
+  constructor(private readonly config: AppConfig) {}
+
+  canActivate(context: ExecutionContext): boolean {
+    const request = context.switchToHttp().getRequest<FastifyRequest & { adminActor?: AdminActor }>();
+    if (!ADMIN_PATH.test(request.url)) return true;
+    const { token, readToken } = this.config.admin;
+    if (token === null && readToken === null) {
+      throw new GatewayError(ErrorCode.AdminDisabled, 'the admin API is disabled: set ADMIN_TOKEN to enable it');
+    }
+    const presented = presentedToken(request);
+    if (presented === null) throw new GatewayError(ErrorCode.AdminUnauthorized, 'missing admin token (Authorization: Bearer … or x-admin-token)');
+    // Compare against both configured tokens every time so timing does not reveal which one matched.
+    const isWrite = token !== null && constantTimeEquals(presented, token);
+    const isRead = readToken !== null && constantTimeEquals(presented, readToken);
+    if (!isWrite && !isRead) throw new GatewayError(ErrorCode.AdminUnauthorized, 'invalid admin token');
+    if (!isWrite && !READ_METHODS.has(request.method)) {
+      throw new GatewayError(ErrorCode.AdminForbidden, 'the read-only admin token cannot change anything');
+    }
+    request.adminActor = isWrite ? 'admin' : 'admin-read';
+    return true;
+  }
+}
+
+function presentedToken(request: FastifyRequest): string | null {
+  const header = request.headers['x-admin-token'];
+  if (typeof header === 'string' && header.length > 0) return header;
+  const authorization = request.headers.authorization;
+  const match = typeof authorization === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(authorization) : null;
+  return match ? match[1] : null;
+}

@@ -1,0 +1,33 @@
+import { LoggerService, ValidationPipe } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
+import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { AppModule } from './app.module';
+import { AppConfig } from './config/app-config';
+
+/**
+ * Builds the application (not listening yet): Fastify, validation, OpenAPI for the admin API, shutdown
+ * hooks. main.ts and the e2e tests both start the gateway through here.
+ */
+export async function createApp(config: AppConfig, logger: LoggerService): Promise<NestFastifyApplication> {
+  const adapter = new FastifyAdapter({ bodyLimit: config.server.bodyLimitBytes, trustProxy: true });
+  const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config), adapter, {
+    logger,
+    abortOnError: false,
+  });
+  app.useGlobalPipes(
+    new ValidationPipe({ whitelist: true, forbidNonWhitelisted: true, transform: true, stopAtFirstError: false }),
+  );
+  const document = SwaggerModule.createDocument(
+    app,
+    new DocumentBuilder()
+      .setTitle('Ditto Gateway admin API')
+      .setDescription('Virtual keys, budgets, costs, audit and storage. Authenticate with ADMIN_TOKEN (read+write) or ADMIN_READ_TOKEN (GET only).')
+      .setVersion('0.1.0')
+      .addBearerAuth()
+      .build(),
+  );
+  SwaggerModule.setup('docs', app, document, { jsonDocumentUrl: 'docs-json' });
+  app.enableShutdownHooks();
+  return app;
+}

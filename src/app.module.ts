@@ -1,0 +1,29 @@
+import { DynamicModule, Module } from '@nestjs/common';
+import { APP_FILTER, APP_GUARD } from '@nestjs/core';
+import { AdminAuthGuard } from './admin/admin-auth.guard';
+import { GatewayExceptionFilter } from './common/errors/gateway-exception.filter';
+import { AppConfig } from './config/app-config';
+import { ConfigModule } from './config/config.module';
+import { HealthModule } from './health/health.module';
+import { StorageModule } from './storage/storage.module';
+import { VirtualKeysModule } from './virtual-keys/virtual-keys.module';
+
+/** Composes the features. The storage backend is chosen here, and only here. */
+@Module({})
+export class AppModule {
+  static forRoot(config: AppConfig): DynamicModule {
+    return {
+      module: AppModule,
+      imports: [
+        ConfigModule.forRoot(config),
+        StorageModule.forRootAsync({ useFactory: (c: AppConfig) => c.storage, inject: [AppConfig] }),
+        HealthModule,
+        VirtualKeysModule,
+      ],
+      providers: [
+        { provide: APP_GUARD, useClass: AdminAuthGuard },
+        { provide: APP_FILTER, useClass: GatewayExceptionFilter },
+      ],
+    };
+  }
+}

@@ -1,0 +1,67 @@
+import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Logger } from '@nestjs/common';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { ERROR_HTTP, OpenAiErrorBody } from './error-status';
+import { ErrorCode, GatewayError } from './gateway-error';
+
+const CODE_BY_STATUS: Record<number, ErrorCode> = {
+  400: ErrorCode.InvalidRequest,
+  401: ErrorCode.AdminUnauthorized,
+  403: ErrorCode.AdminForbidden,
+  404: ErrorCode.NotFound,
+  409: ErrorCode.Conflict,
+  413: ErrorCode.RequestTooLarge,
+  415: ErrorCode.InvalidRequest,
+  429: ErrorCode.RateLimited,
+  503: ErrorCode.StorageUnavailable,
+};
+
+/**
+ * The one place errors become HTTP: GatewayError by its code, Nest/Fastify HTTP errors (unknown
+ * route, malformed JSON, oversized body) by their status, anything else as a masked 500 that is
+ * logged with its stack but never shows internals to the client.
+ */
+@Catch()
+export class GatewayExceptionFilter implements ExceptionFilter {
+  private readonly logger = new Logger(GatewayExceptionFilter.name);
+
+  catch(exception: unknown, host: ArgumentsHost): void {
+    const reply = host.switchToHttp().getResponse<FastifyReply>();
+    const request = host.switchToHttp().getRequest<FastifyRequest>();
+    const { status, body } = this.toResponse(exception, request);
+    if (reply.sent) return;
+    void reply.status(status).header('content-type', 'application/json; charset=utf-8').send(body);
+  }
+
+  private toResponse(exception: unknown, request: FastifyRequest): { status: number; body: OpenAiErrorBody } {
+    if (exception instanceof GatewayError) {
+      const { status, type } = ERROR_HTTP[exception.code];
+      return { status, body: { error: { message: exception.message, type, code: exception.code, param: exception.param } } };
+    }
+    const status = httpStatusOf(exception);
+    if (status !== null && status < 500) {
+      const code = CODE_BY_STATUS[status] ?? ErrorCode.InvalidRequest;
+      const message = status === 404 ? `no route for ${request.method} ${request.url.split('?')[0]}` : clientMessage(exception);
+      return { status, body: { error: { message, type: ERROR_HTTP[code].type, code, param: null } } };
+    }
+    this.logger.error(`unhandled error on ${request.method} ${request.url.split('?')[0]}`, (exception as Error)?.stack);
+    const { type } = ERROR_HTTP[ErrorCode.InternalError];
+    return { status: 500, body: { error: { message: 'internal error', type, code: ErrorCode.InternalError, param: null } } };
+  }
+}
+
+function httpStatusOf(exception: unknown): number | null {
+  if (exception instanceof HttpException) return exception.getStatus();
+  const status = (exception as { statusCode?: unknown })?.statusCode;
+  return typeof status === 'number' && status >= 400 && status < 600 ? status : null;
+}
+
+/** The message of a 4xx raised by Nest or Fastify (validation, parse errors): safe to show. */
+function clientMessage(exception: unknown): string {
+  if (exception instanceof HttpException) {
+    const response = exception.getResponse();
+    const message = typeof response === 'object' && response !== null ? (response as { message?: unknown }).message : response;
+    if (Array.isArray(message)) return message.join('; ');
+    if (typeof message === 'string') return message;
+  }
+  return exception instanceof Error ? exception.message : 'bad request';
+}

@@ -1,0 +1,81 @@
+import { StorageOptions } from '../storage/storage-backend';
+import { StorageSelectionInput } from '../storage/storage-selection';
+import { ConfigError } from './config-error';
+import { Env, validateEnv } from './env.validation';
+import { BackendConfig, GatewayFile, loadGatewayFile } from './gateway-file';
+
+export interface ServerConfig {
+  port: number;
+  host: string;
+  bodyLimitBytes: number;
+  logLevel: Env['LOG_LEVEL'];
+}
+
+export interface StorageConfig {
+  selection: StorageSelectionInput;
+  options: StorageOptions;
+}
+
+export interface AdminConfig {
+  /** Read+write token, or null. With neither token the admin API is off (404 admin_disabled). */
+  token: string | null;
+  /** GET/HEAD-only token, or null. */
+  readToken: string | null;
+}
+
+/**
+ * The validated configuration, split into typed namespaces. Built once from an env map (process.env
+ * plus `.env` in main.ts; an explicit map in tests, so two app instances in one process can differ)
+ * and injected as a value: nothing outside `config/` reads process.env.
+ */
+export class AppConfig {
+  constructor(
+    readonly server: ServerConfig,
+    readonly storage: StorageConfig,
+    readonly admin: AdminConfig,
+    readonly gateway: GatewayFile,
+  ) {}
+}
+
+export function loadAppConfig(raw: Record<string, string | undefined>): AppConfig {
+  const env = validateEnv(raw);
+  const gateway = loadGatewayFile(env.GATEWAY_CONFIG, raw, raw.GATEWAY_CONFIG !== undefined && raw.GATEWAY_CONFIG !== '');
+  if (env.UPSTREAM_BASE_URL && gateway.backends.length === 0) {
+    gateway.backends = [defaultBackend(env.UPSTREAM_BASE_URL, env.UPSTREAM_API_KEY)];
+    gateway.router.default_backends = ['default'];
+  } else if (env.UPSTREAM_BASE_URL) {
+    throw new ConfigError(['UPSTREAM_BASE_URL: set together with backends in the gateway config; use one or the other']);
+  }
+  return new AppConfig(
+    {
+      port: env.PORT,
+      host: env.HOST,
+      bodyLimitBytes: env.BODY_LIMIT_BYTES,
+      logLevel: env.LOG_LEVEL,
+    },
+    {
+      selection: {
+        forced: env.STORAGE_BACKEND === 'auto' ? null : env.STORAGE_BACKEND,
+        fallback: env.STORAGE_FALLBACK,
+        redisUrlVariable: env.VALKEY_URL ? 'VALKEY_URL' : env.REDIS_URL ? 'REDIS_URL' : null,
+        postgres: Boolean(env.POSTGRES_DSN),
+        mongodb: Boolean(env.MONGODB_URI),
+      },
+      options: {
+        sqlite: { path: env.SQLITE_PATH },
+        state: { file: env.STATE_FILE },
+        postgres: { dsn: env.POSTGRES_DSN ?? '', poolMin: env.PG_POOL_MIN, poolMax: env.PG_POOL_MAX },
+        mongodb: { uri: env.MONGODB_URI ?? '', database: env.MONGODB_DATABASE },
+        // Valkey speaks the Redis protocol; ioredis only knows the redis schemes.
+        redis: { url: (env.VALKEY_URL ?? env.REDIS_URL ?? '').replace(/^valkey(s?):/, 'redis$1:'), prefix: env.REDIS_PREFIX, timeoutMs: env.REDIS_TIMEOUT_MS },
+        changePollMs: env.CHANGE_FEED_POLL_MS,
+      },
+    },
+    { token: env.ADMIN_TOKEN ?? null, readToken: env.ADMIN_READ_TOKEN ?? null },
+    gateway,
+  );
+}
+
+function defaultBackend(baseUrl: string, apiKey: string | undefined): BackendConfig {
+  return { name: 'default', base_url: baseUrl, api_key: apiKey, timeout_ms: 300_000, weight: 1, model_map: {} };
+}

@@ -1,0 +1,141 @@
+import { existsSync, readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { ConfigError, formatPath } from './config-error';
+
+const positiveInt = z.number().int().positive();
+const nonNegativeInt = z.number().int().min(0);
+const name = z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'expected 1-64 of A-Z a-z 0-9 _ . : -');
+
+const backendSchema = z.strictObject({
+  name,
+  base_url: z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' }),
+  api_key: z.string().optional(),
+  headers: z.record(z.string(), z.string()).optional(),
+  timeout_ms: positiveInt.default(300_000),
+  weight: nonNegativeInt.default(1),
+  model_map: z.record(z.string(), z.string()).default({}),
+});
+
+const virtualKeySchema = z.strictObject({
+  id: z.string().regex(/^[A-Za-z0-9_.:@-]{1,128}$/, 'expected 1-128 of A-Z a-z 0-9 _ . : @ -'),
+  token: z.string().min(16, 'expected at least 16 characters'),
+  name: z.string().max(256).optional(),
+  enabled: z.boolean().default(true),
+  expires_at: nonNegativeInt.nullable().default(null),
+  tenant_id: z.string().min(1).nullable().default(null),
+  project_id: z.string().min(1).nullable().default(null),
+  user_id: z.string().min(1).nullable().default(null),
+  models: z.array(z.string().min(1)).default([]),
+  limits: z.strictObject({ rpm: positiveInt.nullable().default(null), tpm: positiveInt.nullable().default(null) }).default({ rpm: null, tpm: null }),
+  budget: z
+    .strictObject({
+      total_tokens: nonNegativeInt.nullable().default(null),
+      total_usd_micros: nonNegativeInt.nullable().default(null),
+    })
+    .default({ total_tokens: null, total_usd_micros: null }),
+  route: name.nullable().default(null),
+  metadata: z.record(z.string(), z.unknown()).default({}),
+});
+
+const priceSchema = z.strictObject({
+  input_per_mtok_usd: z.number().min(0),
+  output_per_mtok_usd: z.number().min(0),
+  cached_input_per_mtok_usd: z.number().min(0).optional(),
+});
+
+export const gatewayFileSchema = z.strictObject({
+  backends: z.array(backendSchema).default([]),
+  router: z
+    .strictObject({
+      default_backends: z.array(name).default([]),
+      rules: z.array(z.strictObject({ model: z.string().min(1), backends: z.array(name).min(1) })).default([]),
+    })
+    .default({ default_backends: [], rules: [] }),
+  virtual_keys: z.array(virtualKeySchema).default([]),
+  pricing: z.record(z.string(), priceSchema).default({}),
+});
+
+export type GatewayFile = z.infer<typeof gatewayFileSchema>;
+export type BackendConfig = GatewayFile['backends'][number];
+export type VirtualKeyConfig = GatewayFile['virtual_keys'][number];
+
+export const EMPTY_GATEWAY_FILE: GatewayFile = gatewayFileSchema.parse({});
+
+/**
+ * Reads `gateway.json` (JSON, or YAML for .yaml/.yml), resolves `${VAR}` / `${VAR:-default}` in every
+ * string from `env`, and validates it. A missing file at the default path is fine (empty config); a
+ * missing file the operator named explicitly is an error. Throws ConfigError with one line per problem.
+ */
+export function loadGatewayFile(file: string, env: Record<string, string | undefined>, explicit: boolean): GatewayFile {
+  const resolved = path.resolve(file);
+  if (!existsSync(resolved)) {
+    if (explicit) throw new ConfigError([`GATEWAY_CONFIG: file "${resolved}" does not exist`]);
+    return EMPTY_GATEWAY_FILE;
+  }
+  let raw: unknown;
+  try {
+    const text = readFileSync(resolved, 'utf8');
+    raw = /\.ya?ml$/i.test(resolved) ? parseYaml(text) : JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError([`GATEWAY_CONFIG: "${resolved}" cannot be parsed: ${(error as Error).message}`]);
+  }
+  const problems: string[] = [];
+  const interpolated = interpolate(raw ?? {}, env, [], problems);
+  const result = gatewayFileSchema.safeParse(interpolated);
+  if (!result.success) {
+    for (const issue of result.error.issues) problems.push(`${label(resolved, issue.path)}: ${issue.message}`);
+  } else {
+    problems.push(...crossCheck(result.data).map((p) => `${path.basename(resolved)}: ${p}`));
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return result.data!;
+}
+
+function label(file: string, at: ReadonlyArray<PropertyKey>): string {
+  return `${path.basename(file)}: ${at.length ? formatPath(at) : '(root)'}`;
+}
+
+const PLACEHOLDER = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
+
+function interpolate(value: unknown, env: Record<string, string | undefined>, at: PropertyKey[], problems: string[]): unknown {
+  if (typeof value === 'string') {
+    return value.replace(PLACEHOLDER, (_, variable: string, fallback: string | undefined) => {
+      const found = env[variable];
+      if (found !== undefined && found !== '') return found;
+      if (fallback !== undefined) return fallback;
+      problems.push(`gateway config ${formatPath(at)}: environment variable ${variable} is not set`);
+      return '';
+    });
+  }
+  if (Array.isArray(value)) return value.map((v, i) => interpolate(v, env, [...at, i], problems));
+  if (typeof value === 'object' && value !== null) {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, interpolate(v, env, [...at, k], problems)]));
+  }
+  return value;
+}
+
+function crossCheck(config: GatewayFile): string[] {
+  const problems: string[] = [];
+  const names = new Set<string>();
+  config.backends.forEach((b, i) => {
+    if (names.has(b.name)) problems.push(`backends[${i}].name: duplicate backend "${b.name}"`);
+    names.add(b.name);
+  });
+  const known = (backend: string, where: string) => {
+    if (!names.has(backend)) problems.push(`${where}: unknown backend "${backend}"`);
+  };
+  config.router.default_backends.forEach((b, i) => known(b, `router.default_backends[${i}]`));
+  config.router.rules.forEach((r, i) => r.backends.forEach((b, j) => known(b, `router.rules[${i}].backends[${j}]`)));
+  const ids = new Set<string>();
+  const tokens = new Set<string>();
+  config.virtual_keys.forEach((k, i) => {
+    if (ids.has(k.id)) problems.push(`virtual_keys[${i}].id: duplicate key id "${k.id}"`);
+    if (tokens.has(k.token)) problems.push(`virtual_keys[${i}].token: same token as an earlier key`);
+    if (k.route !== null) known(k.route, `virtual_keys[${i}].route`);
+    ids.add(k.id);
+    tokens.add(k.token);
+  });
+  return problems;
+}

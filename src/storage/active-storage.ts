@@ -1,0 +1,50 @@
+import { Logger } from '@nestjs/common';
+import { openBackend } from './open-backend';
+import { BackendName, StorageBackend, StorageOptions } from './storage-backend';
+import { StorageSelectionInput, storageCandidates } from './storage-selection';
+
+export interface StorageInfo {
+  backend: BackendName;
+  selectedBy: string;
+  fallbackFrom: Array<{ backend: BackendName; error: string }>;
+}
+
+/** The one backend this process uses, and how it was chosen. */
+export class ActiveStorage {
+  constructor(
+    readonly backend: StorageBackend,
+    readonly info: StorageInfo,
+  ) {}
+}
+
+/**
+ * Tries the candidates in order (DESIGN §3.1): the first that opens wins; each failure is logged at
+ * ERROR with the backend and the cause. When every candidate fails, rejects with all the causes.
+ */
+export async function openActiveStorage(
+  selection: StorageSelectionInput,
+  options: StorageOptions,
+  logger = new Logger('Storage'),
+): Promise<ActiveStorage> {
+  const failures: StorageInfo['fallbackFrom'] = [];
+  const candidates = storageCandidates(selection);
+  for (const candidate of candidates) {
+    try {
+      const backend = await openBackend(candidate.backend, options);
+      logger.log(
+        `using ${candidate.backend} storage (selected by ${candidate.selectedBy}` +
+          (failures.length ? `, after ${failures.map((f) => f.backend).join(', ')} failed)` : ')'),
+      );
+      return new ActiveStorage(backend, { backend: candidate.backend, selectedBy: candidate.selectedBy, fallbackFrom: failures });
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      failures.push({ backend: candidate.backend, error: message });
+      const next = candidates[failures.length];
+      logger.error(
+        `failed to initialise ${candidate.backend} storage: ${message}` +
+          (next ? `; falling back to ${next.backend}` : selection.fallback ? '' : ' (STORAGE_FALLBACK=false: not falling back)'),
+      );
+    }
+  }
+  throw new Error(`no storage backend could be initialised: ${failures.map((f) => `${f.backend}: ${f.error}`).join('; ')}`);
+}

@@ -1,0 +1,54 @@
+import { Controller, Get } from '@nestjs/common';
+import { ApiBearerAuth, ApiOkResponse, ApiOperation, ApiProperty, ApiTags } from '@nestjs/swagger';
+import { ActiveStorage } from './active-storage';
+
+class FallbackFailureDto {
+  @ApiProperty({ example: 'redis' }) backend: string;
+  @ApiProperty({ example: 'REDIS_URL redis://***@cache:6379: connect ECONNREFUSED 10.0.0.5:6379' }) error: string;
+}
+
+export class StorageInfoDto {
+  @ApiProperty({ example: 'postgres', enum: ['memory', 'state', 'sqlite', 'postgres', 'mongodb', 'redis'] })
+  backend: string;
+  @ApiProperty({ example: 'POSTGRES_DSN', description: 'STORAGE_BACKEND, the variable that configured it, or default' })
+  selected_by: string;
+  @ApiProperty({ type: [FallbackFailureDto], description: 'Backends tried first that failed to initialise' })
+  fallback_from: FallbackFailureDto[];
+  @ApiProperty({ example: true, description: 'Whether the store answered a ping just now' })
+  healthy: boolean;
+  @ApiProperty({ example: { dsn: 'postgres://***@db:5432/ditto', pool: { min: 2, max: 10 } }, description: 'Secrets redacted' })
+  details: Record<string, unknown>;
+}
+
+const PING_TIMEOUT_MS = 2000;
+
+@ApiTags('storage')
+@ApiBearerAuth()
+@Controller()
+export class StorageController {
+  constructor(private readonly storage: ActiveStorage) {}
+
+  @Get(['admin/storage', 'api/auth/storage-info'])
+  @ApiOperation({ summary: 'Which storage backend is active, why, and what failed before it (DESIGN §3.1)' })
+  @ApiOkResponse({ type: StorageInfoDto })
+  async info(): Promise<StorageInfoDto> {
+    const { backend, info } = this.storage;
+    return {
+      backend: info.backend,
+      selected_by: info.selectedBy,
+      fallback_from: info.fallbackFrom,
+      healthy: await pingWithin(() => backend.ping(), PING_TIMEOUT_MS),
+      details: backend.details(),
+    };
+  }
+}
+
+export async function pingWithin(ping: () => Promise<void>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  try {
+    return await Promise.race([ping().then(() => true, () => false), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,11 @@
+import { ConfigurableModuleBuilder } from '@nestjs/common';
+import { StorageOptions } from './storage-backend';
+import { StorageSelectionInput } from './storage-selection';
+
+export interface StorageModuleOptions {
+  selection: StorageSelectionInput;
+  options: StorageOptions;
+}
+
+export const { ConfigurableModuleClass, MODULE_OPTIONS_TOKEN: STORAGE_MODULE_OPTIONS } =
+  new ConfigurableModuleBuilder<StorageModuleOptions>().setClassMethodName('forRoot').build();

@@ -1,0 +1,49 @@
+import { Global, Injectable, Module, OnApplicationShutdown } from '@nestjs/common';
+import { AuditLogRepository } from '../audit/audit-log.repository';
+import { BudgetLedger } from '../budgets/budget-ledger';
+import { CostLedger } from '../costs/cost-ledger';
+import { VirtualKeyRepository } from '../virtual-keys/virtual-key.repository';
+import { ActiveStorage, openActiveStorage } from './active-storage';
+import { ChangeFeed } from './change-feed';
+import { StorageController } from './storage.controller';
+import { ConfigurableModuleClass, STORAGE_MODULE_OPTIONS, StorageModuleOptions } from './storage.module-definition';
+
+@Injectable()
+class StorageLifecycle implements OnApplicationShutdown {
+  constructor(private readonly storage: ActiveStorage) {}
+
+  async onApplicationShutdown(): Promise<void> {
+    await this.storage.backend.close();
+  }
+}
+
+const port = <T>(token: abstract new (...args: never[]) => T, pick: (s: ActiveStorage) => T) => ({
+  provide: token,
+  useFactory: pick,
+  inject: [ActiveStorage],
+});
+
+/**
+ * Picks ONE backend at bootstrap (`StorageModule.forRootAsync`) and binds every storage port to it.
+ * Selecting at run time (with fallback) is why the adapters open their own DataSource/connection
+ * rather than using the static TypeOrmModule/MongooseModule/RedisModule.
+ */
+@Global()
+@Module({
+  controllers: [StorageController],
+  providers: [
+    {
+      provide: ActiveStorage,
+      useFactory: (o: StorageModuleOptions) => openActiveStorage(o.selection, o.options),
+      inject: [STORAGE_MODULE_OPTIONS],
+    },
+    StorageLifecycle,
+    port(VirtualKeyRepository, (s) => s.backend.keys),
+    port(BudgetLedger, (s) => s.backend.budgets),
+    port(CostLedger, (s) => s.backend.costs),
+    port(AuditLogRepository, (s) => s.backend.audit),
+    port(ChangeFeed, (s) => s.backend.changes),
+  ],
+  exports: [ActiveStorage, VirtualKeyRepository, BudgetLedger, CostLedger, AuditLogRepository, ChangeFeed],
+})
+export class StorageModule extends ConfigurableModuleClass {}

@@ -1,0 +1,47 @@
+import { Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
+import { AppConfig } from '../config/app-config';
+import { VirtualKeyConfig } from '../config/gateway-file';
+import { VirtualKey } from './domain/virtual-key';
+import { displayPrefix, hashToken } from './domain/token';
+import { VirtualKeyRepository } from './virtual-key.repository';
+
+export function keyFromConfig(config: VirtualKeyConfig, now: number): VirtualKey {
+  return {
+    id: config.id,
+    name: config.name ?? null,
+    tokenHash: hashToken(config.token),
+    tokenPrefix: displayPrefix(config.token),
+    enabled: config.enabled,
+    expiresAt: config.expires_at,
+    tenantId: config.tenant_id,
+    projectId: config.project_id,
+    userId: config.user_id,
+    models: config.models,
+    limits: { rpm: config.limits.rpm, tpm: config.limits.tpm },
+    budget: { totalTokens: config.budget.total_tokens, totalUsdMicros: config.budget.total_usd_micros },
+    route: config.route,
+    metadata: config.metadata,
+    createdAt: now,
+    updatedAt: now,
+  };
+}
+
+/** DESIGN §3.2: a store that holds keys wins over gateway.json; an empty store is seeded from it. */
+@Injectable()
+export class VirtualKeysBootstrap implements OnApplicationBootstrap {
+  private readonly logger = new Logger(VirtualKeysBootstrap.name);
+
+  constructor(
+    private readonly config: AppConfig,
+    private readonly keys: VirtualKeyRepository,
+  ) {}
+
+  async onApplicationBootstrap(): Promise<void> {
+    const configured = this.config.gateway.virtual_keys;
+    if (configured.length === 0) return;
+    const now = Date.now();
+    const written = await this.keys.seedIfEmpty(configured.map((k) => keyFromConfig(k, now)));
+    if (written > 0) this.logger.log(`store was empty: seeded ${written} virtual key(s) from the gateway config`);
+    else this.logger.log(`store already holds virtual keys: the ${configured.length} key(s) in the gateway config were not applied`);
+  }
+}
