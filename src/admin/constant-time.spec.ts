@@ -1,4 +1,4 @@
-import * as crypto from 'node:crypto';
+import crypto = require('node:crypto');
 import { constantTimeEquals } from './constant-time';
 
 describe('constantTimeEquals', () => {
