@@ -1,6 +1,9 @@
 /** Jest: SWC transpiles TypeScript (with decorator metadata for Nest); tsc does the type checking. */
+// A few dependencies ship only ES modules, which Jest cannot require() on Node 20 (Node itself can):
+// let SWC turn those into CommonJS too.
+const ESM_ONLY = ['content-disposition'];
 const transform = {
-  '^.+\\.ts$': [
+  '^.+\\.(ts|js)$': [
     '@swc/jest',
     {
       jsc: {
@@ -12,7 +15,12 @@ const transform = {
     },
   ],
 };
-const common = { transform, testEnvironment: 'node', moduleFileExtensions: ['ts', 'js', 'json'] };
+const common = {
+  transform,
+  transformIgnorePatterns: [`/node_modules/(?!(${ESM_ONLY.join('|')})/)`],
+  testEnvironment: 'node',
+  moduleFileExtensions: ['ts', 'js', 'json'],
+};
 
 module.exports = {
   projects: [

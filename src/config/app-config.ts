@@ -64,7 +64,7 @@ export function loadAppConfig(raw: Record<string, string | undefined>): AppConfi
       options: {
         sqlite: { path: env.SQLITE_PATH },
         state: { file: env.STATE_FILE },
-        postgres: { dsn: env.POSTGRES_DSN ?? '', poolMin: env.PG_POOL_MIN, poolMax: env.PG_POOL_MAX },
+        postgres: { dsn: env.POSTGRES_DSN ?? '', schema: env.POSTGRES_SCHEMA, poolMin: env.PG_POOL_MIN, poolMax: env.PG_POOL_MAX },
         mongodb: { uri: env.MONGODB_URI ?? '', database: env.MONGODB_DATABASE },
         // Valkey speaks the Redis protocol; ioredis only knows the redis schemes.
         redis: { url: (env.VALKEY_URL ?? env.REDIS_URL ?? '').replace(/^valkey(s?):/, 'redis$1:'), prefix: env.REDIS_PREFIX, timeoutMs: env.REDIS_TIMEOUT_MS },

@@ -47,6 +47,7 @@ export const envSchema = z.object({
   SQLITE_PATH: z.string().min(1).default('./data/ditto.sqlite'),
   STATE_FILE: z.string().min(1).default('./data/gateway.state.json'),
   POSTGRES_DSN: url('postgres', 'postgresql'),
+  POSTGRES_SCHEMA: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'expected a lower-case SQL identifier').default('public'),
   PG_POOL_MIN: integer(0, 2, 1000),
   PG_POOL_MAX: integer(1, 10, 1000),
   MONGODB_URI: url('mongodb', 'mongodb+srv'),

@@ -1,5 +1,6 @@
 import { Controller, Get } from '@nestjs/common';
-import { ApiBearerAuth, ApiOkResponse, ApiOperation, ApiProperty, ApiTags } from '@nestjs/swagger';
+import { ApiOkResponse, ApiOperation, ApiProperty, ApiTags } from '@nestjs/swagger';
+import { AdminApi } from '../admin/admin-errors.decorator';
 import { ActiveStorage } from './active-storage';
 
 class FallbackFailureDto {
@@ -23,7 +24,7 @@ export class StorageInfoDto {
 const PING_TIMEOUT_MS = 2000;
 
 @ApiTags('storage')
-@ApiBearerAuth()
+@AdminApi()
 @Controller()
 export class StorageController {
   constructor(private readonly storage: ActiveStorage) {}

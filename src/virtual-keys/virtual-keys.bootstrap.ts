@@ -3,6 +3,7 @@ import { AppConfig } from '../config/app-config';
 import { VirtualKeyConfig } from '../config/gateway-file';
 import { VirtualKey } from './domain/virtual-key';
 import { displayPrefix, hashToken } from './domain/token';
+import { VirtualKeyIndex } from './virtual-key-index';
 import { VirtualKeyRepository } from './virtual-key.repository';
 
 export function keyFromConfig(config: VirtualKeyConfig, now: number): VirtualKey {
@@ -34,14 +35,19 @@ export class VirtualKeysBootstrap implements OnApplicationBootstrap {
   constructor(
     private readonly config: AppConfig,
     private readonly keys: VirtualKeyRepository,
+    private readonly index: VirtualKeyIndex,
   ) {}
 
+  /** Seeds first, then fills the in-memory index, so seeded keys work from the first request. */
   async onApplicationBootstrap(): Promise<void> {
     const configured = this.config.gateway.virtual_keys;
-    if (configured.length === 0) return;
-    const now = Date.now();
-    const written = await this.keys.seedIfEmpty(configured.map((k) => keyFromConfig(k, now)));
-    if (written > 0) this.logger.log(`store was empty: seeded ${written} virtual key(s) from the gateway config`);
-    else this.logger.log(`store already holds virtual keys: the ${configured.length} key(s) in the gateway config were not applied`);
+    if (configured.length > 0) {
+      const now = Date.now();
+      const written = await this.keys.seedIfEmpty(configured.map((k) => keyFromConfig(k, now)));
+      if (written > 0) this.logger.log(`store was empty: seeded ${written} virtual key(s) from the gateway config`);
+      else this.logger.log(`store already holds virtual keys: the ${configured.length} key(s) in the gateway config were not applied`);
+    }
+    await this.index.start();
+    this.logger.log(`${this.index.size} virtual key(s) loaded`);
   }
 }

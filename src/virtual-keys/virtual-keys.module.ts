@@ -1,5 +1,14 @@
 import { Module } from '@nestjs/common';
+import { AuditModule } from '../audit/audit.module';
+import { VirtualKeyIndex } from './virtual-key-index';
 import { VirtualKeysBootstrap } from './virtual-keys.bootstrap';
+import { VirtualKeysController } from './virtual-keys.controller';
+import { VirtualKeysService } from './virtual-keys.service';
 
-@Module({ providers: [VirtualKeysBootstrap] })
+@Module({
+  imports: [AuditModule],
+  controllers: [VirtualKeysController],
+  providers: [VirtualKeysBootstrap, VirtualKeyIndex, VirtualKeysService],
+  exports: [VirtualKeyIndex],
+})
 export class VirtualKeysModule {}

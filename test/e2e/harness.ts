@@ -31,7 +31,44 @@ export async function startGateway(env: Record<string, string | undefined>): Pro
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
 
-export async function adminGet(gateway: RunningGateway, path: string, token = ADMIN_TOKEN): Promise<{ status: number; body: any }> {
-  const response = await fetch(`${gateway.url}${path}`, { headers: { authorization: `Bearer ${token}` } });
-  return { status: response.status, body: await response.json() };
+export const READ_TOKEN = 'test-read-token-0123456789';
+
+export interface HttpResult {
+  status: number;
+  headers: Headers;
+  body: any;
+}
+
+/** One admin call with the write token (or `token`); `body` is sent as JSON unless it is a string. */
+export async function admin(
+  gateway: RunningGateway,
+  method: string,
+  path: string,
+  body?: unknown,
+  token: string | null = ADMIN_TOKEN,
+): Promise<HttpResult> {
+  const headers: Record<string, string> = {};
+  if (token !== null) headers.authorization = `Bearer ${token}`;
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  const response = await fetch(`${gateway.url}${path}`, {
+    method,
+    headers,
+    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  const text = await response.text();
+  return { status: response.status, headers: response.headers, body: text ? JSON.parse(text) : null };
+}
+
+export function adminGet(gateway: RunningGateway, path: string, token = ADMIN_TOKEN): Promise<HttpResult> {
+  return admin(gateway, 'GET', path, undefined, token);
+}
+
+/** Polls `probe` every 10 ms until it returns true; resolves with the elapsed ms, rejects after `ms`. */
+export async function within(ms: number, probe: () => boolean | Promise<boolean>): Promise<number> {
+  const start = Date.now();
+  while (!(await probe())) {
+    if (Date.now() - start > ms) throw new Error(`condition not met within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return Date.now() - start;
 }

@@ -50,7 +50,7 @@ describe('storage selection at start-up (e2e)', () => {
       // Admin API is off without a token: 404 admin_disabled, never data.
       const admin = await fetch(`http://127.0.0.1:${port}/admin/storage`);
       expect(admin.status).toBe(404);
-      expect((await admin.json()).error.code).toBe('admin_disabled');
+      expect(((await admin.json()) as any).error.code).toBe('admin_disabled');
     } finally {
       child.kill('SIGTERM');
       await new Promise((r) => child.once('exit', r));

@@ -1,0 +1,146 @@
+/**
+ * `npm run bench:storage`: per backend, the rate of reserve+commit pairs (the budget step of one
+ * request) at a concurrency of 32, and of audit appends in batches of 500. Results are printed, saved
+ * as JSON under bench/results/, and appended to docs/benchmarks.md. Uses the local PostgreSQL and Redis
+ * (TEST_POSTGRES_DSN, TEST_REDIS_URL) with a throw-away schema/prefix; MongoDB when MONGODB_URI is set.
+ */
+import 'reflect-metadata';
+import { execSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { appendFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import * as path from 'node:path';
+import { Client } from 'pg';
+import Redis from 'ioredis';
+import { AuditRecord } from '../src/audit/domain/audit-record';
+import { openBackend } from '../src/storage/open-backend';
+import { BackendName, StorageBackend, StorageOptions } from '../src/storage/storage-backend';
+
+const PG_DSN = process.env.TEST_POSTGRES_DSN ?? 'postgres://postgres@127.0.0.1:5432/ditto_test';
+const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+const DURATION_MS = Number(process.env.BENCH_DURATION_MS ?? 3000);
+const CONCURRENCY = 32;
+const AUDIT_BATCH = 500;
+
+interface Result {
+  backend: BackendName;
+  reserveCommitPerSec: number;
+  auditRowsPerSec: number;
+}
+
+async function reserveCommitRate(backend: StorageBackend): Promise<number> {
+  await backend.budgets.setLimit('key:bench', Number.MAX_SAFE_INTEGER, null);
+  let done = 0;
+  const deadline = Date.now() + DURATION_MS;
+  const start = Date.now();
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (Date.now() < deadline) {
+        const id = randomUUID();
+        await backend.budgets.reserve(id, ['key:bench', 'tenant:bench'], 100);
+        await backend.budgets.commit(id, 80);
+        done++;
+      }
+    }),
+  );
+  return done / ((Date.now() - start) / 1000);
+}
+
+async function auditRate(backend: StorageBackend): Promise<number> {
+  let rows = 0;
+  let n = 0;
+  const deadline = Date.now() + DURATION_MS;
+  const start = Date.now();
+  while (Date.now() < deadline) {
+    const batch: AuditRecord[] = Array.from({ length: AUDIT_BATCH }, () => ({
+      id: `${Date.now().toString(36)}-${(n++).toString(36)}-${randomUUID().slice(0, 8)}`,
+      ts: Date.now(),
+      kind: 'proxy',
+      requestId: randomUUID(),
+      keyId: 'bench',
+      tenantId: 'acme',
+      payload: { model: 'gpt-4o-mini', backend: 'openai', status: 200, usage: { prompt_tokens: 12, completion_tokens: 80 }, latency_ms: 42 },
+    }));
+    await backend.audit.append(batch);
+    rows += batch.length;
+  }
+  return rows / ((Date.now() - start) / 1000);
+}
+
+async function withStore(name: BackendName, fn: (b: StorageBackend) => Promise<Result>): Promise<Result | null> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'ditto-bench-'));
+  const schema = `bench_${randomUUID().replace(/-/g, '').slice(0, 12)}`;
+  const prefix = `ditto-bench-${randomUUID().slice(0, 8)}`;
+  const options: StorageOptions = {
+    sqlite: { path: path.join(dir, 'bench.sqlite') },
+    state: { file: path.join(dir, 'state.json') },
+    postgres: { dsn: PG_DSN, poolMin: 2, poolMax: 10, schema },
+    mongodb: { uri: process.env.MONGODB_URI ?? '', database: `ditto_bench_${schema}` },
+    redis: { url: REDIS_URL, prefix, timeoutMs: 10_000 },
+    changePollMs: 1000,
+  };
+  let backend: StorageBackend | null = null;
+  try {
+    backend = await openBackend(name, options);
+    return await fn(backend);
+  } catch (error) {
+    process.stderr.write(`${name}: skipped (${(error as Error).message})\n`);
+    return null;
+  } finally {
+    await backend?.close();
+    rmSync(dir, { recursive: true, force: true });
+    if (name === 'postgres') {
+      const client = new Client({ connectionString: PG_DSN });
+      await client.connect();
+      await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      await client.end();
+    }
+    if (name === 'redis') {
+      const redis = new Redis(REDIS_URL);
+      const keys = await redis.keys(`${prefix}:*`);
+      for (let i = 0; i < keys.length; i += 1000) await redis.del(...keys.slice(i, i + 1000));
+      redis.disconnect();
+    }
+  }
+}
+
+async function main(): Promise<void> {
+  const names: BackendName[] = ['memory', 'sqlite', 'postgres', 'redis'];
+  if (process.env.MONGODB_URI) names.push('mongodb');
+  const results: Result[] = [];
+  for (const name of names) {
+    const result = await withStore(name, async (backend) => ({
+      backend: name,
+      reserveCommitPerSec: Math.round(await reserveCommitRate(backend)),
+      auditRowsPerSec: Math.round(await auditRate(backend)),
+    }));
+    if (result) {
+      results.push(result);
+      process.stdout.write(`${name.padEnd(9)} reserve+commit/s ${String(result.reserveCommitPerSec).padStart(8)}   audit rows/s ${String(result.auditRowsPerSec).padStart(8)}\n`);
+    }
+  }
+  const commit = (() => {
+    try {
+      return execSync('git rev-parse --short HEAD', { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+    } catch {
+      return 'unknown';
+    }
+  })();
+  const machine = `${cpus().length} cores (${cpus()[0]?.model.trim()}), ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
+  const date = new Date().toISOString();
+  mkdirSync('bench/results', { recursive: true });
+  writeFileSync(`bench/results/storage-${date.replace(/[:.]/g, '-')}.json`, JSON.stringify({ date, commit, machine, durationMs: DURATION_MS, concurrency: CONCURRENCY, auditBatch: AUDIT_BATCH, results }, null, 2));
+  const rows = results.map((r) => `| ${r.backend} | ${r.reserveCommitPerSec} | ${r.auditRowsPerSec} |`).join('\n');
+  appendFileSync(
+    'docs/benchmarks.md',
+    `\n### Storage, ${date.slice(0, 10)}, commit ${commit}\n${machine}; ${DURATION_MS} ms per measurement; reserve+commit at concurrency ${CONCURRENCY} on two scopes; audit in batches of ${AUDIT_BATCH}.\n\n| backend | reserve+commit /s | audit rows /s |\n|---|---|---|\n${rows}\n`,
+  );
+}
+
+void main().then(
+  () => process.exit(0),
+  (error) => {
+    process.stderr.write(`${(error as Error).stack}\n`);
+    process.exit(1);
+  },
+);

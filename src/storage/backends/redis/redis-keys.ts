@@ -1,0 +1,44 @@
+export type LedgerKind = 'tokens' | 'usd_micros';
+
+/** Every key the adapter touches, all under `<prefix>:`. */
+export class RedisKeys {
+  readonly changes: string;
+  readonly vk: { records: string; byToken: string; tokenOf: string; ids: string };
+  readonly audit: {
+    records: string;
+    byTime: string;
+    kinds: string;
+    byKindPrefix: string;
+    byKeyPrefix: string;
+    byTenantPrefix: string;
+  };
+
+  constructor(readonly prefix: string) {
+    this.changes = `${prefix}:changes`;
+    this.vk = {
+      records: `${prefix}:vk:records`,
+      byToken: `${prefix}:vk:by-token`,
+      tokenOf: `${prefix}:vk:token-of`,
+      ids: `${prefix}:vk:ids`,
+    };
+    const audit = `${prefix}:audit`;
+    this.audit = {
+      records: `${audit}:records`,
+      byTime: `${audit}:by-time`,
+      kinds: `${audit}:kinds`,
+      byKindPrefix: `${audit}:by-kind:`,
+      byKeyPrefix: `${audit}:by-key:`,
+      byTenantPrefix: `${audit}:by-tenant:`,
+    };
+  }
+
+  ledger(kind: LedgerKind): { scopePrefix: string; scopes: string; reservationPrefix: string; reservations: string } {
+    const base = `${this.prefix}:ledger:${kind}`;
+    return {
+      scopePrefix: `${base}:scope:`,
+      scopes: `${base}:scopes`,
+      reservationPrefix: `${base}:res:`,
+      reservations: `${base}:reservations`,
+    };
+  }
+}

@@ -1,0 +1,131 @@
+import { Redis } from 'ioredis';
+import { redactUrl } from '../../redact';
+import { StorageBackend, StorageOptions } from '../../storage-backend';
+import { RedisAuditLogRepository } from './redis-audit-log.repository';
+import { RedisChangeFeed } from './redis-change-feed';
+import { RedisKeys } from './redis-keys';
+import { RedisBudgetLedger, RedisCostLedger } from './redis-ledger';
+import { defineScripts } from './redis-scripts';
+import { RedisVirtualKeyRepository } from './redis-virtual-key.repository';
+
+const MAX_RETRY_DELAY_MS = 2000;
+
+/**
+ * Opens the redis/valkey backend (`redis://` or `rediss://` for TLS): one command connection plus one
+ * pub/sub connection for the change feed. Until open has succeeded nothing retries, so an
+ * unreachable server rejects within about `timeoutMs`; afterwards both connections reconnect on
+ * their own with a capped backoff.
+ */
+export async function openRedisBackend(options: StorageOptions): Promise<StorageBackend> {
+  const { url, prefix, timeoutMs } = options.redis;
+  let opened = false;
+  const commands = new Redis(url, {
+    lazyConnect: true,
+    connectTimeout: timeoutMs,
+    commandTimeout: timeoutMs,
+    retryStrategy: (attempt) => (opened ? Math.min(attempt * 100, MAX_RETRY_DELAY_MS) : null),
+  });
+  const subscriber = commands.duplicate();
+  // Without a listener ioredis prints connection errors to the console. Open reports its own failure;
+  // later outages surface through ping() (/ready) and the failing commands themselves.
+  for (const client of [commands, subscriber]) client.on('error', () => undefined);
+  try {
+    await connect(commands, timeoutMs);
+    await commands.ping();
+    await connect(subscriber, timeoutMs);
+    defineScripts(commands);
+    const keys = new RedisKeys(prefix);
+    const changes = new RedisChangeFeed(commands, subscriber, keys.changes);
+    await changes.start();
+    opened = true;
+    return new RedisStorageBackend(url, prefix, commands, subscriber, keys, changes);
+  } catch (err) {
+    commands.disconnect();
+    subscriber.disconnect();
+    throw new Error(`REDIS_URL ${redactUrl(url)}: ${withoutPassword(describe(err), url)}`);
+  }
+}
+
+class RedisStorageBackend implements StorageBackend {
+  readonly name = 'redis' as const;
+  readonly keys: RedisVirtualKeyRepository;
+  readonly budgets: RedisBudgetLedger;
+  readonly costs: RedisCostLedger;
+  readonly audit: RedisAuditLogRepository;
+  private closing: Promise<void> | null = null;
+
+  constructor(
+    private readonly url: string,
+    private readonly prefix: string,
+    private readonly commands: Redis,
+    private readonly subscriber: Redis,
+    keys: RedisKeys,
+    readonly changes: RedisChangeFeed,
+  ) {
+    this.keys = new RedisVirtualKeyRepository(commands, keys);
+    this.budgets = new RedisBudgetLedger(commands, keys);
+    this.costs = new RedisCostLedger(commands, keys);
+    this.audit = new RedisAuditLogRepository(commands, keys);
+  }
+
+  async ping(): Promise<void> {
+    await this.commands.ping();
+  }
+
+  details(): Record<string, unknown> {
+    return { url: redactUrl(this.url), prefix: this.prefix };
+  }
+
+  close(): Promise<void> {
+    this.closing ??= Promise.all([quit(this.subscriber), quit(this.commands)]).then(() => undefined);
+    return this.closing;
+  }
+}
+
+/** Connects once, answering the connection's own error (ECONNREFUSED, WRONGPASS, TLS…) rather than
+ * ioredis's generic "Connection is closed", and giving up after `timeoutMs` whatever the stage. */
+async function connect(client: Redis, timeoutMs: number): Promise<void> {
+  let cause: Error | null = null;
+  const onError = (err: Error): void => {
+    cause ??= err;
+  };
+  client.on('error', onError);
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+  });
+  try {
+    await Promise.race([client.connect(), timeout]);
+  } catch (err) {
+    throw cause ?? err;
+  } finally {
+    clearTimeout(timer);
+    client.off('error', onError);
+  }
+}
+
+async function quit(client: Redis): Promise<void> {
+  if (client.status === 'end') return;
+  if (client.status !== 'ready') {
+    client.disconnect();
+    return;
+  }
+  try {
+    await client.quit();
+  } catch {
+    client.disconnect();
+  }
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function withoutPassword(message: string, url: string): string {
+  try {
+    const password = decodeURIComponent(new URL(url).password);
+    return password ? message.split(password).join('***') : message;
+  } catch {
+    return message;
+  }
+}

@@ -1,0 +1,197 @@
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { Type } from 'class-transformer';
+import {
+  IsArray,
+  IsBoolean,
+  IsInt,
+  IsObject,
+  IsOptional,
+  IsString,
+  Matches,
+  MaxLength,
+  Min,
+  MinLength,
+  ValidateNested,
+} from 'class-validator';
+
+/** Key ids: no path separators, whitespace or control characters (they appear in URLs and scopes). */
+export const KEY_ID_PATTERN = /^[A-Za-z0-9_.:@-]{1,128}$/;
+const ID_MESSAGE = 'must be 1-128 characters of A-Z a-z 0-9 _ . : @ -';
+// eslint-disable-next-line no-control-regex -- control characters are exactly what it refuses
+const SCOPE_PART = /^[^/\s\x00-\x1f\x7f]{1,128}$/;
+const SCOPE_MESSAGE = 'must be 1-128 characters without "/", whitespace or control characters';
+
+export class KeyLimitsDto {
+  @ApiPropertyOptional({ example: 60, nullable: true, description: 'Requests per minute; null = unlimited' })
+  @IsOptional()
+  @IsInt()
+  @Min(1)
+  rpm?: number | null;
+
+  @ApiPropertyOptional({ example: 100000, nullable: true, description: 'Tokens per minute; null = unlimited' })
+  @IsOptional()
+  @IsInt()
+  @Min(1)
+  tpm?: number | null;
+}
+
+export class KeyBudgetDto {
+  @ApiPropertyOptional({ example: 1000000, nullable: true, description: 'Lifetime token budget; null = unlimited' })
+  @IsOptional()
+  @IsInt()
+  @Min(0)
+  total_tokens?: number | null;
+
+  @ApiPropertyOptional({ example: 5000000, nullable: true, description: 'Cost budget in USD micros (5000000 = $5); null = unlimited' })
+  @IsOptional()
+  @IsInt()
+  @Min(0)
+  total_usd_micros?: number | null;
+}
+
+/** Fields a key has that can be set on create and changed with PATCH. */
+export class UpdateVirtualKeyDto {
+  @ApiPropertyOptional({ example: 'search team, production', nullable: true })
+  @IsOptional()
+  @IsString()
+  @MaxLength(256)
+  name?: string | null;
+
+  @ApiPropertyOptional({ example: true })
+  @IsOptional()
+  @IsBoolean()
+  enabled?: boolean;
+
+  @ApiPropertyOptional({ example: 1893456000000, nullable: true, description: 'Epoch ms after which the key stops working; null = never' })
+  @IsOptional()
+  @IsInt()
+  @Min(0)
+  expires_at?: number | null;
+
+  @ApiPropertyOptional({ example: 'acme', nullable: true })
+  @IsOptional()
+  @IsString()
+  @Matches(SCOPE_PART, { message: `tenant_id ${SCOPE_MESSAGE}` })
+  tenant_id?: string | null;
+
+  @ApiPropertyOptional({ example: 'web', nullable: true })
+  @IsOptional()
+  @IsString()
+  @Matches(SCOPE_PART, { message: `project_id ${SCOPE_MESSAGE}` })
+  project_id?: string | null;
+
+  @ApiPropertyOptional({ example: 'alice', nullable: true })
+  @IsOptional()
+  @IsString()
+  @Matches(SCOPE_PART, { message: `user_id ${SCOPE_MESSAGE}` })
+  user_id?: string | null;
+
+  @ApiPropertyOptional({ example: ['gpt-4o-mini', 'claude-*'], description: 'Allowed models; trailing * = prefix; empty = all' })
+  @IsOptional()
+  @IsArray()
+  @IsString({ each: true })
+  @MinLength(1, { each: true })
+  models?: string[];
+
+  @ApiPropertyOptional({ type: KeyLimitsDto })
+  @IsOptional()
+  @ValidateNested()
+  @Type(() => KeyLimitsDto)
+  limits?: KeyLimitsDto;
+
+  @ApiPropertyOptional({ type: KeyBudgetDto })
+  @IsOptional()
+  @ValidateNested()
+  @Type(() => KeyBudgetDto)
+  budget?: KeyBudgetDto;
+
+  @ApiPropertyOptional({ example: 'openai', nullable: true, description: 'Pin the key to one backend' })
+  @IsOptional()
+  @IsString()
+  @Matches(/^[A-Za-z0-9_.:-]{1,64}$/, { message: 'route must be a backend name' })
+  route?: string | null;
+
+  @ApiPropertyOptional({ example: { team: 'search' }, description: 'Free-form JSON object (at most 16 KiB)' })
+  @IsOptional()
+  @IsObject()
+  metadata?: Record<string, unknown>;
+}
+
+export class CreateVirtualKeyDto extends UpdateVirtualKeyDto {
+  @ApiPropertyOptional({ example: 'search-prod', description: 'Generated when absent' })
+  @IsOptional()
+  @IsString()
+  @Matches(KEY_ID_PATTERN, { message: `id ${ID_MESSAGE}` })
+  id?: string;
+
+  @ApiPropertyOptional({ description: 'Import an existing token (>= 20 characters); generated when absent', example: 'sk-ditto-imported0123456789abcdef' })
+  @IsOptional()
+  @IsString()
+  @MinLength(20)
+  @MaxLength(256)
+  @Matches(/^[\x21-\x7e]+$/, { message: 'token must be printable ASCII without spaces' })
+  token?: string;
+}
+
+export class ListVirtualKeysQueryDto {
+  @ApiPropertyOptional() @IsOptional() @IsString() tenant_id?: string;
+  @ApiPropertyOptional() @IsOptional() @IsString() project_id?: string;
+  @ApiPropertyOptional() @IsOptional() @IsString() user_id?: string;
+
+  @ApiPropertyOptional({ enum: ['true', 'false'] })
+  @IsOptional()
+  @Matches(/^(true|false)$/, { message: 'enabled must be true or false' })
+  enabled?: string;
+
+  @ApiPropertyOptional({ example: 100, minimum: 1, maximum: 1000, default: 100 })
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(1)
+  limit?: number;
+
+  @ApiPropertyOptional({ description: 'next_cursor of the previous page' })
+  @IsOptional()
+  @IsString()
+  cursor?: string;
+}
+
+export class VirtualKeyLimitsView {
+  @ApiProperty({ example: 60, nullable: true, type: Number }) rpm: number | null;
+  @ApiProperty({ example: null, nullable: true, type: Number }) tpm: number | null;
+}
+
+export class VirtualKeyBudgetView {
+  @ApiProperty({ example: 1000000, nullable: true, type: Number }) total_tokens: number | null;
+  @ApiProperty({ example: null, nullable: true, type: Number }) total_usd_micros: number | null;
+}
+
+/** A key as the admin API shows it: never the token, only its prefix. */
+export class VirtualKeyView {
+  @ApiProperty({ example: 'search-prod' }) id: string;
+  @ApiProperty({ example: 'search team', nullable: true, type: String }) name: string | null;
+  @ApiProperty({ example: 'sk-ditto-AbCd' }) token_prefix: string;
+  @ApiProperty({ example: true }) enabled: boolean;
+  @ApiProperty({ example: null, nullable: true, type: Number }) expires_at: number | null;
+  @ApiProperty({ example: 'acme', nullable: true, type: String }) tenant_id: string | null;
+  @ApiProperty({ example: 'web', nullable: true, type: String }) project_id: string | null;
+  @ApiProperty({ example: null, nullable: true, type: String }) user_id: string | null;
+  @ApiProperty({ example: ['gpt-4o-mini'], type: [String] }) models: string[];
+  @ApiProperty({ type: VirtualKeyLimitsView }) limits: VirtualKeyLimitsView;
+  @ApiProperty({ type: VirtualKeyBudgetView }) budget: VirtualKeyBudgetView;
+  @ApiProperty({ example: null, nullable: true, type: String }) route: string | null;
+  @ApiProperty({ example: { team: 'search' } }) metadata: Record<string, unknown>;
+  @ApiProperty({ example: 1763769600000 }) created_at: number;
+  @ApiProperty({ example: 1763769600000 }) updated_at: number;
+}
+
+/** Create and rotate answers: the key plus its token, shown this once. */
+export class VirtualKeyWithTokenView extends VirtualKeyView {
+  @ApiProperty({ example: 'sk-ditto-3hT0kq9XvB2m4Lr8Wn1cZs6Yd5Pa7Ue0Gf2Hj4Kx', description: 'Shown only in this response' })
+  token: string;
+}
+
+export class VirtualKeyPageView {
+  @ApiProperty({ type: [VirtualKeyView] }) items: VirtualKeyView[];
+  @ApiProperty({ example: null, nullable: true, type: String }) next_cursor: string | null;
+}

@@ -1,0 +1,49 @@
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import Redis from 'ioredis';
+import { Client } from 'pg';
+
+export const PG_DSN = process.env.TEST_POSTGRES_DSN ?? 'postgres://postgres@127.0.0.1:5432/ditto_test';
+export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+export interface BackendEnv {
+  /** Environment that points a gateway at a fresh, isolated store; share it between instances. */
+  env: Record<string, string>;
+  cleanup(): Promise<void>;
+}
+
+/** A fresh store per backend: a temp SQLite file, a new PostgreSQL schema, a new Redis key prefix. */
+export async function backendEnv(backend: 'sqlite' | 'postgres' | 'redis'): Promise<BackendEnv> {
+  const suffix = randomUUID().replace(/-/g, '').slice(0, 12);
+  if (backend === 'sqlite') {
+    const dir = mkdtempSync(path.join(tmpdir(), 'ditto-e2e-'));
+    return {
+      env: { STORAGE_BACKEND: 'sqlite', SQLITE_PATH: path.join(dir, 'ditto.sqlite'), STORAGE_FALLBACK: 'false', CHANGE_FEED_POLL_MS: '100' },
+      cleanup: async () => rmSync(dir, { recursive: true, force: true }),
+    };
+  }
+  if (backend === 'postgres') {
+    const schema = `e2e_${suffix}`;
+    return {
+      env: { STORAGE_BACKEND: 'postgres', POSTGRES_DSN: PG_DSN, POSTGRES_SCHEMA: schema, STORAGE_FALLBACK: 'false' },
+      cleanup: async () => {
+        const client = new Client({ connectionString: PG_DSN });
+        await client.connect();
+        await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+        await client.end();
+      },
+    };
+  }
+  const prefix = `ditto-e2e-${suffix}`;
+  return {
+    env: { STORAGE_BACKEND: 'redis', REDIS_URL, REDIS_PREFIX: prefix, STORAGE_FALLBACK: 'false' },
+    cleanup: async () => {
+      const redis = new Redis(REDIS_URL);
+      const keys = await redis.keys(`${prefix}:*`);
+      if (keys.length) await redis.del(...keys);
+      redis.disconnect();
+    },
+  };
+}
