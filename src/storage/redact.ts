@@ -11,6 +11,8 @@ export function redactUrl(raw: string): string {
     }
     return url.toString().replace('***:@', '***@');
   } catch {
-    return '<unparseable url>';
+    // Multi-host URIs (mongodb://u:p@h1,h2/db) are not WHATWG URLs: remove the userinfo textually.
+    const stripped = raw.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^@/]*@/i, '$1***@');
+    return /^[a-z][a-z0-9+.-]*:\/\//i.test(stripped) ? stripped : '<unparseable url>';
   }
 }

@@ -1,0 +1,92 @@
+import { QueryFilter } from 'mongoose';
+import { AuditLogRepository } from '../../../audit/audit-log.repository';
+import { AuditPosition, AuditQuery, AuditRecord, isAuditPosition } from '../../../audit/domain/audit-record';
+import { Page, decodeCursor, encodeCursor } from '../../../common/page';
+import { auditFromDoc, auditToDoc, prefixRegex } from './mongoose.mappers';
+import { AuditDoc, MongooseModels, duplicateCount } from './mongoose.schemas';
+
+type Filter = QueryFilter<AuditDoc>;
+
+function queryFilter(query: AuditQuery): Filter[] {
+  const parts: Filter[] = [];
+  if (query.since !== undefined) parts.push({ ts: { $gte: query.since } });
+  if (query.until !== undefined) parts.push({ ts: { $lt: query.until } });
+  if (query.kind !== undefined) {
+    parts.push({ kind: query.kind.endsWith('*') ? prefixRegex(query.kind.slice(0, -1)) : query.kind });
+  }
+  if (query.keyId !== undefined) parts.push({ key_id: query.keyId });
+  if (query.tenantId !== undefined) parts.push({ tenant_id: query.tenantId });
+  return parts;
+}
+
+/** Keyset condition: rows strictly before (`$lt`) or after (`$gt`) a position in (ts, _id) order. */
+function beyond(position: AuditPosition, op: '$lt' | '$gt'): Filter {
+  return { $or: [{ ts: { [op]: position.ts } }, { ts: position.ts, _id: { [op]: position.id } }] };
+}
+
+function all(parts: Filter[]): Filter {
+  return parts.length === 0 ? {} : parts.length === 1 ? parts[0] : { $and: parts };
+}
+
+/** The audit trail in one collection; record ids are the primary key, so re-appends are skipped. */
+export class MongooseAuditLogRepository extends AuditLogRepository {
+  constructor(private readonly models: MongooseModels) {
+    super();
+  }
+
+  async append(records: AuditRecord[]): Promise<void> {
+    if (records.length === 0) return;
+    try {
+      // lean: the mapper already produces storable documents; skip hydrating every record.
+      await this.models.audit.insertMany(records.map(auditToDoc), { ordered: false, lean: true });
+    } catch (error) {
+      if (duplicateCount(error) === null) throw error;
+    }
+  }
+
+  async query(query: AuditQuery, limit: number, cursor: string | null): Promise<Page<AuditRecord>> {
+    const before = cursor === null ? null : decodeCursor(cursor, isAuditPosition);
+    const parts = queryFilter(query);
+    if (before !== null) parts.push(beyond(before, '$lt'));
+    const docs = await this.models.audit
+      .find(all(parts))
+      .sort({ ts: -1, _id: -1 })
+      .limit(limit + 1)
+      .lean<AuditDoc[]>();
+    const items = docs.slice(0, limit).map(auditFromDoc);
+    const last = items[items.length - 1];
+    return { items, nextCursor: docs.length > limit ? encodeCursor({ ts: last.ts, id: last.id }) : null };
+  }
+
+  async *scan(query: AuditQuery, batchSize: number): AsyncIterable<AuditRecord[]> {
+    let after: AuditPosition | null = null;
+    for (;;) {
+      const parts = queryFilter(query);
+      if (after !== null) parts.push(beyond(after, '$gt'));
+      const docs = await this.models.audit.find(all(parts)).sort({ ts: 1, _id: 1 }).limit(batchSize).lean<AuditDoc[]>();
+      if (docs.length === 0) return;
+      const batch = docs.map(auditFromDoc);
+      yield batch;
+      if (batch.length < batchSize) return;
+      const last = batch[batch.length - 1];
+      after = { ts: last.ts, id: last.id };
+    }
+  }
+
+  async deleteOlderThan(cutoff: number, maxRows: number): Promise<number> {
+    if (maxRows <= 0) return 0;
+    // deleteMany has no limit: pick the oldest ids first so one prune stays bounded.
+    const docs = await this.models.audit
+      .find({ ts: { $lt: cutoff } }, { _id: 1 })
+      .sort({ ts: 1, _id: 1 })
+      .limit(maxRows)
+      .lean<Pick<AuditDoc, '_id'>[]>();
+    if (docs.length === 0) return 0;
+    const result = await this.models.audit.deleteMany({ _id: { $in: docs.map((d) => d._id) } });
+    return result.deletedCount;
+  }
+
+  async count(): Promise<number> {
+    return this.models.audit.countDocuments();
+  }
+}

@@ -1,0 +1,95 @@
+import { QueryFilter } from 'mongoose';
+import { ErrorCode, GatewayError } from '../../../common/errors/gateway-error';
+import { Page, decodeCursor, encodeCursor } from '../../../common/page';
+import { VirtualKey, VirtualKeyFilter } from '../../../virtual-keys/domain/virtual-key';
+import { VirtualKeyRepository } from '../../../virtual-keys/virtual-key.repository';
+import { keyFromDoc, keyToDoc } from './mongoose.mappers';
+import { MongooseModels, VirtualKeyDoc, duplicateCount, isDuplicateKey } from './mongoose.schemas';
+
+const isString = (v: unknown): v is string => typeof v === 'string';
+
+/** Keys by id (`_id`) with a unique index on the token hash: the index is what refuses a duplicate. */
+export class MongooseVirtualKeyRepository extends VirtualKeyRepository {
+  constructor(private readonly models: MongooseModels) {
+    super();
+  }
+
+  async create(key: VirtualKey): Promise<void> {
+    try {
+      await this.models.keys.create(keyToDoc(key));
+    } catch (error) {
+      throw conflictOr(error, key.id);
+    }
+  }
+
+  async update(key: VirtualKey): Promise<boolean> {
+    try {
+      const result = await this.models.keys.replaceOne({ _id: key.id }, keyToDoc(key));
+      return result.matchedCount === 1;
+    } catch (error) {
+      throw conflictOr(error, key.id);
+    }
+  }
+
+  async get(id: string): Promise<VirtualKey | null> {
+    const doc = await this.models.keys.findById(id).lean<VirtualKeyDoc>();
+    return doc ? keyFromDoc(doc) : null;
+  }
+
+  async findByTokenHash(tokenHash: string): Promise<VirtualKey | null> {
+    const doc = await this.models.keys.findOne({ token_hash: tokenHash }).lean<VirtualKeyDoc>();
+    return doc ? keyFromDoc(doc) : null;
+  }
+
+  async delete(id: string): Promise<boolean> {
+    const result = await this.models.keys.deleteOne({ _id: id });
+    return result.deletedCount === 1;
+  }
+
+  async list(filter: VirtualKeyFilter, limit: number, cursor: string | null): Promise<Page<VirtualKey>> {
+    const after = cursor === null ? null : decodeCursor(cursor, isString);
+    const query: QueryFilter<VirtualKeyDoc> = {};
+    if (filter.tenantId !== undefined) query.tenant_id = filter.tenantId;
+    if (filter.projectId !== undefined) query.project_id = filter.projectId;
+    if (filter.userId !== undefined) query.user_id = filter.userId;
+    if (filter.enabled !== undefined) query.enabled = filter.enabled;
+    if (after !== null) query._id = { $gt: after };
+    const docs = await this.models.keys
+      .find(query)
+      .sort({ _id: 1 })
+      .limit(limit + 1)
+      .lean<VirtualKeyDoc[]>();
+    const items = docs.slice(0, limit).map(keyFromDoc);
+    return { items, nextCursor: docs.length > limit ? encodeCursor(items[items.length - 1].id) : null };
+  }
+
+  async listAll(): Promise<VirtualKey[]> {
+    const docs = await this.models.keys.find().sort({ _id: 1 }).lean<VirtualKeyDoc[]>();
+    return docs.map(keyFromDoc);
+  }
+
+  async count(): Promise<number> {
+    return this.models.keys.countDocuments();
+  }
+
+  async seedIfEmpty(keys: VirtualKey[]): Promise<number> {
+    if (keys.length === 0 || (await this.models.keys.exists({})) !== null) return 0;
+    try {
+      await this.models.keys.insertMany(keys.map(keyToDoc), { ordered: false, throwOnValidationError: true });
+      return keys.length;
+    } catch (error) {
+      // Replicas starting together seed the same keys; whichever writes a key first wins it.
+      const duplicates = duplicateCount(error);
+      if (duplicates === null) throw error;
+      return keys.length - duplicates;
+    }
+  }
+}
+
+function conflictOr(error: unknown, id: string): unknown {
+  if (!isDuplicateKey(error)) return error;
+  const pattern = (error as { keyPattern?: Record<string, unknown> }).keyPattern;
+  return pattern && 'token_hash' in pattern
+    ? new GatewayError(ErrorCode.Conflict, 'token already in use by another key')
+    : new GatewayError(ErrorCode.Conflict, `virtual key '${id}' already exists`);
+}

@@ -1,0 +1,82 @@
+import { Connection, createConnection } from 'mongoose';
+import { redactUrl } from '../../redact';
+import { StorageBackend, StorageOptions } from '../../storage-backend';
+import { MongooseAuditLogRepository } from './mongoose-audit-log.repository';
+import { MongooseChangeFeed } from './mongoose-change-feed';
+import { MongooseLedger } from './mongoose-ledger';
+import { MongooseVirtualKeyRepository } from './mongoose-virtual-key.repository';
+import { MongooseModels, createIndexes, createModels } from './mongoose.schemas';
+
+/** Bounds how long an unreachable server can hold up start-up (and the fallback to the next backend). */
+const SERVER_SELECTION_TIMEOUT_MS = 5_000;
+
+/**
+ * Connects its own Mongoose connection (never the global one), pings, builds the declared indexes
+ * and starts the change-feed poller before resolving. Any failure closes what was opened and rejects
+ * with a message naming MONGODB_URI (credentials redacted) and the cause.
+ */
+export async function openMongooseBackend(options: StorageOptions): Promise<StorageBackend> {
+  const { uri, database } = options.mongodb;
+  const where = `MONGODB_URI=${uri ? redactUrl(uri) : '(not set)'}, database '${database}'`;
+  if (!uri) throw new Error(`MongoDB storage cannot start (${where}): MONGODB_URI is not set`);
+
+  let connection: Connection | null = null;
+  let feed: MongooseChangeFeed | null = null;
+  try {
+    connection = createConnection(uri, {
+      dbName: database,
+      serverSelectionTimeoutMS: SERVER_SELECTION_TIMEOUT_MS,
+      connectTimeoutMS: SERVER_SELECTION_TIMEOUT_MS,
+      // Fail fast instead of queueing operations while disconnected: callers answer 503.
+      bufferCommands: false,
+      // Indexes are built below, awaited, rather than in the background.
+      autoIndex: false,
+      autoCreate: false,
+    });
+    await connection.asPromise();
+    await ping(connection);
+    const models = createModels(connection);
+    await createIndexes(models);
+    feed = await MongooseChangeFeed.start(models, options.changePollMs);
+    return backend(connection, feed, models, uri, database);
+  } catch (error) {
+    await feed?.stop();
+    await connection?.close(true).catch(() => undefined);
+    const cause = error instanceof Error ? error.message : String(error);
+    // A driver message may quote the connection string; never let credentials through.
+    throw new Error(`MongoDB storage cannot start (${where}): ${cause.split(uri).join(redactUrl(uri))}`, { cause: error });
+  }
+}
+
+async function ping(connection: Connection): Promise<void> {
+  const db = connection.db;
+  if (!db) throw new Error('connection has no database handle');
+  await db.command({ ping: 1 });
+}
+
+function backend(
+  connection: Connection,
+  feed: MongooseChangeFeed,
+  models: MongooseModels,
+  uri: string,
+  database: string,
+): StorageBackend {
+  let closing: Promise<void> | null = null;
+  return {
+    name: 'mongodb',
+    keys: new MongooseVirtualKeyRepository(models),
+    budgets: new MongooseLedger(models, 'tokens'),
+    costs: new MongooseLedger(models, 'usd_micros'),
+    audit: new MongooseAuditLogRepository(models),
+    changes: feed,
+    ping: () => ping(connection),
+    details: () => ({ uri: redactUrl(uri), database }),
+    close: () => {
+      closing ??= (async () => {
+        await feed.stop();
+        await connection.close();
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,214 @@
+import { Connection, Model, Schema, mongo } from 'mongoose';
+
+/**
+ * Integers (amounts, epoch ms) are written as BSON int64 (`bigint` on the way in); the driver reads
+ * int64 back as a JS number while it is a safe integer, so documents read may hold either.
+ */
+export type Int64 = bigint | number;
+
+export interface VirtualKeyDoc {
+  _id: string;
+  name: string | null;
+  token_hash: string;
+  token_prefix: string;
+  enabled: boolean;
+  expires_at: Int64 | null;
+  tenant_id: string | null;
+  project_id: string | null;
+  user_id: string | null;
+  models: string[];
+  limits: { rpm: Int64 | null; tpm: Int64 | null };
+  budget: { total_tokens: Int64 | null; total_usd_micros: Int64 | null };
+  route: string | null;
+  metadata: Record<string, unknown>;
+  created_at: Int64;
+  updated_at: Int64;
+}
+
+/** One row per (ledger kind, scope): the token and cost ledgers share the collection, apart by kind. */
+export interface LedgerScopeDoc {
+  kind: string;
+  scope: string;
+  limit: Int64 | null;
+  spent: Int64;
+  reserved: Int64;
+  period_ms: Int64 | null;
+  window_start: Int64;
+  updated_at: Int64;
+}
+
+export interface ReservationDoc {
+  /** `<kind>:<reservation id>`, so the primary key alone makes a reservation unique per ledger. */
+  _id: string;
+  kind: string;
+  reservation_id: string;
+  scopes: string[];
+  amount: Int64;
+  created_at: Int64;
+}
+
+export interface AuditDoc {
+  _id: string;
+  ts: Int64;
+  kind: string;
+  request_id: string | null;
+  key_id: string | null;
+  tenant_id: string | null;
+  payload: Record<string, unknown>;
+}
+
+export interface ChangeDoc {
+  seq: Int64;
+  entity: string;
+  entity_id: string;
+  /** Wall-clock time, only for the TTL index that prunes old changes. */
+  at: Date;
+}
+
+export interface CounterDoc {
+  _id: string;
+  seq: Int64;
+}
+
+/** How long change documents are kept; pollers only ever look a few poll intervals back. */
+const CHANGE_TTL_SECS = 300;
+
+const int64 = { type: BigInt, default: null };
+const int64Required = { type: BigInt, required: true };
+const nullableString = { type: String, default: null };
+// minimize: false keeps empty objects (metadata {}, payload {}) so they round-trip exactly.
+const options = { versionKey: false, minimize: false } as const;
+
+const virtualKeySchema = new Schema(
+  {
+    _id: { type: String, required: true },
+    name: nullableString,
+    token_hash: { type: String, required: true, unique: true },
+    token_prefix: { type: String, default: '' },
+    enabled: { type: Boolean, required: true },
+    expires_at: int64,
+    tenant_id: nullableString,
+    project_id: nullableString,
+    user_id: nullableString,
+    models: { type: [String], default: [] },
+    limits: { rpm: int64, tpm: int64 },
+    budget: { total_tokens: int64, total_usd_micros: int64 },
+    route: nullableString,
+    metadata: { type: Schema.Types.Mixed, default: {} },
+    created_at: int64Required,
+    updated_at: int64Required,
+  },
+  options,
+);
+// Admin list filters, each ending in _id so the keyset order needs no in-memory sort.
+virtualKeySchema.index({ tenant_id: 1, project_id: 1, _id: 1 });
+virtualKeySchema.index({ user_id: 1, _id: 1 });
+
+const ledgerScopeSchema = new Schema(
+  {
+    kind: { type: String, required: true },
+    scope: { type: String, required: true },
+    limit: int64,
+    spent: int64Required,
+    reserved: int64Required,
+    period_ms: int64,
+    window_start: int64Required,
+    updated_at: int64Required,
+  },
+  options,
+);
+ledgerScopeSchema.index({ kind: 1, scope: 1 }, { unique: true });
+
+const reservationSchema = new Schema(
+  {
+    _id: { type: String, required: true },
+    kind: { type: String, required: true },
+    reservation_id: { type: String, required: true },
+    scopes: { type: [String], required: true },
+    amount: int64Required,
+    created_at: int64Required,
+  },
+  options,
+);
+reservationSchema.index({ kind: 1, created_at: 1 });
+
+const auditSchema = new Schema(
+  {
+    _id: { type: String, required: true },
+    ts: int64Required,
+    kind: { type: String, required: true },
+    request_id: nullableString,
+    key_id: nullableString,
+    tenant_id: nullableString,
+    payload: { type: Schema.Types.Mixed, default: {} },
+  },
+  options,
+);
+// Every index ends in (ts, _id): the keyset order of query (desc), scan (asc) and pruning (asc).
+auditSchema.index({ ts: 1, _id: 1 });
+auditSchema.index({ kind: 1, ts: 1, _id: 1 });
+auditSchema.index({ key_id: 1, ts: 1, _id: 1 });
+auditSchema.index({ tenant_id: 1, ts: 1, _id: 1 });
+
+const changeSchema = new Schema(
+  {
+    seq: int64Required,
+    entity: { type: String, required: true },
+    entity_id: { type: String, required: true },
+    at: { type: Date, required: true },
+  },
+  options,
+);
+changeSchema.index({ seq: 1 }, { unique: true });
+changeSchema.index({ at: 1 }, { expireAfterSeconds: CHANGE_TTL_SECS });
+
+const counterSchema = new Schema({ _id: { type: String, required: true }, seq: int64Required }, options);
+
+export interface MongooseModels {
+  keys: Model<VirtualKeyDoc>;
+  scopes: Model<LedgerScopeDoc>;
+  reservations: Model<ReservationDoc>;
+  audit: Model<AuditDoc>;
+  changes: Model<ChangeDoc>;
+  counters: Model<CounterDoc>;
+}
+
+/** Models bound to one connection (never the global mongoose one), so instances stay independent. */
+export function createModels(connection: Connection): MongooseModels {
+  return {
+    keys: connection.model<VirtualKeyDoc>('VirtualKey', virtualKeySchema, 'virtual_keys'),
+    scopes: connection.model<LedgerScopeDoc>('LedgerScope', ledgerScopeSchema, 'ledger_scopes'),
+    reservations: connection.model<ReservationDoc>('LedgerReservation', reservationSchema, 'ledger_reservations'),
+    audit: connection.model<AuditDoc>('AuditRecord', auditSchema, 'audit_log'),
+    changes: connection.model<ChangeDoc>('Change', changeSchema, 'changes'),
+    counters: connection.model<CounterDoc>('Counter', counterSchema, 'counters'),
+  };
+}
+
+/** Builds every declared index (idempotent; safe when several instances open at once). */
+export async function createIndexes(models: MongooseModels): Promise<void> {
+  await Promise.all(Object.values(models).map((model: Model<unknown>) => model.createIndexes()));
+}
+
+/**
+ * The driver collection behind a model, typed by its documents. Used for `$expr` guards and update
+ * pipelines, which must reach the server exactly as written (Mongoose would cast parts of them).
+ */
+export function driverCollection<T extends mongo.Document>(model: Model<T>): mongo.Collection<T> {
+  return model.collection as unknown as mongo.Collection<T>;
+}
+
+export function isDuplicateKey(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === 11000;
+}
+
+/**
+ * For an insertMany(ordered: false) failure: how many documents were refused as duplicates, or null
+ * when any refusal had another cause (which the caller must rethrow).
+ */
+export function duplicateCount(error: unknown): number | null {
+  const writeErrors = (error as { writeErrors?: unknown } | null)?.writeErrors;
+  if (writeErrors === undefined || writeErrors === null) return isDuplicateKey(error) ? 1 : null;
+  const list: unknown[] = Array.isArray(writeErrors) ? writeErrors : [writeErrors];
+  return list.length > 0 && list.every(isDuplicateKey) ? list.length : null;
+}
