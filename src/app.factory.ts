@@ -1,3 +1,4 @@
+import { Socket } from 'node:net';
 import { LoggerService, ValidationPipe } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
@@ -15,6 +16,20 @@ export async function createApp(config: AppConfig, logger: LoggerService): Promi
     logger,
     abortOnError: false,
   });
+  const fastify = app.getHttpAdapter().getInstance();
+  // A connection that never sent a byte has no request to finish, but the HTTP server does not count
+  // it as idle and would wait for it (up to headersTimeout) on close: drop such connections first.
+  const sockets = new Set<Socket>();
+  fastify.server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+  fastify.addHook('preClose', (done) => {
+    for (const socket of sockets) if (socket.bytesRead === 0) socket.destroy();
+    done();
+  });
+  // Bodies that are not JSON (audio uploads, files) stay a stream for the proxy to forward as-is.
+  fastify.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
   app.useGlobalPipes(
     new ValidationPipe({ whitelist: true, forbidNonWhitelisted: true, transform: true, stopAtFirstError: false }),
   );

@@ -5,6 +5,7 @@ import { GatewayExceptionFilter } from './common/errors/gateway-exception.filter
 import { AppConfig } from './config/app-config';
 import { ConfigModule } from './config/config.module';
 import { HealthModule } from './health/health.module';
+import { ProxyModule } from './proxy/proxy.module';
 import { StorageModule } from './storage/storage.module';
 import { VirtualKeysModule } from './virtual-keys/virtual-keys.module';
 
@@ -19,6 +20,7 @@ export class AppModule {
         StorageModule.forRootAsync({ useFactory: (c: AppConfig) => c.storage, inject: [AppConfig] }),
         HealthModule,
         VirtualKeysModule,
+        ProxyModule,
       ],
       providers: [
         { provide: APP_GUARD, useClass: AdminAuthGuard },

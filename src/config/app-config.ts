@@ -16,6 +16,17 @@ export interface StorageConfig {
   options: StorageOptions;
 }
 
+export interface ProxyConfig {
+  maxAttempts: number;
+  retryStatuses: ReadonlySet<number>;
+}
+
+export interface AuditConfig {
+  flushMs: number;
+  batchSize: number;
+  queueMax: number;
+}
+
 export interface AdminConfig {
   /** Read+write token, or null. With neither token the admin API is off (404 admin_disabled). */
   token: string | null;
@@ -34,6 +45,8 @@ export class AppConfig {
     readonly storage: StorageConfig,
     readonly admin: AdminConfig,
     readonly gateway: GatewayFile,
+    readonly proxy: ProxyConfig,
+    readonly audit: AuditConfig,
   ) {}
 }
 
@@ -73,9 +86,21 @@ export function loadAppConfig(raw: Record<string, string | undefined>): AppConfi
     },
     { token: env.ADMIN_TOKEN ?? null, readToken: env.ADMIN_READ_TOKEN ?? null },
     gateway,
+    { maxAttempts: env.PROXY_MAX_ATTEMPTS, retryStatuses: parseStatuses(env.PROXY_RETRY_STATUSES) },
+    { flushMs: env.AUDIT_FLUSH_MS, batchSize: env.AUDIT_BATCH_SIZE, queueMax: env.AUDIT_QUEUE_MAX },
   );
 }
 
 function defaultBackend(baseUrl: string, apiKey: string | undefined): BackendConfig {
   return { name: 'default', base_url: baseUrl, api_key: apiKey, timeout_ms: 300_000, weight: 1, model_map: {} };
+}
+
+/** `429,500-504` → {429, 500, 501, 502, 503, 504}. */
+function parseStatuses(spec: string): Set<number> {
+  const statuses = new Set<number>();
+  for (const part of spec.split(',')) {
+    const [from, to = from] = part.split('-').map((s) => Number(s.trim()));
+    for (let status = from; status <= to; status++) statuses.add(status);
+  }
+  return statuses;
 }

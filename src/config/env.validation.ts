@@ -62,6 +62,16 @@ export const envSchema = z.object({
   UPSTREAM_BASE_URL: url('http', 'https'),
   UPSTREAM_API_KEY: optional(z.string()),
 
+  PROXY_MAX_ATTEMPTS: integer(1, 3, 10),
+  PROXY_RETRY_STATUSES: z
+    .string()
+    .regex(/^\s*\d{3}(\s*-\s*\d{3})?(\s*,\s*\d{3}(\s*-\s*\d{3})?)*\s*$/, 'expected statuses and ranges, e.g. 429,500-504')
+    .default('429,500-504'),
+
+  AUDIT_FLUSH_MS: integer(10, 200, 60_000),
+  AUDIT_BATCH_SIZE: integer(1, 500, 10_000),
+  AUDIT_QUEUE_MAX: integer(100, 50_000, 10_000_000),
+
   ADMIN_TOKEN: optional(z.string().min(16, 'expected at least 16 characters')),
   ADMIN_READ_TOKEN: optional(z.string().min(16, 'expected at least 16 characters')),
 });

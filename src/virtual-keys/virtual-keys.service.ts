@@ -107,7 +107,7 @@ export class VirtualKeysService {
   private async announce(id: string, kind: string, actor: AdminActor, payload: Record<string, unknown>, tenantId: string | null): Promise<void> {
     await this.index.refresh(id);
     await this.changes.publish({ entity: VIRTUAL_KEY_ENTITY, id });
-    await this.audit.record({ kind, keyId: id, tenantId, payload: { actor, key_id: id, ...payload } });
+    await this.audit.recordNow({ kind, keyId: id, tenantId, payload: { actor, key_id: id, ...payload } });
   }
 
   private applyPatch(key: VirtualKey, dto: UpdateVirtualKeyDto): VirtualKey {

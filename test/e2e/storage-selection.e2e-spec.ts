@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -88,6 +88,28 @@ describe('storage selection at start-up (e2e)', () => {
       startGateway({ REDIS_URL: 'redis://127.0.0.1:1', REDIS_TIMEOUT_MS: '500', STORAGE_FALLBACK: 'false', SQLITE_PATH: path.join(dir, 'x.sqlite') }),
     ).rejects.toThrow(/no storage backend could be initialised: redis: REDIS_URL/);
     expect(existsSync(path.join(dir, 'x.sqlite'))).toBe(false);
+  });
+
+  it('never overwrites a corrupt state file: refuses to start, or falls back with the cause logged', async () => {
+    const file = path.join(dir, 'state.json');
+    writeFileSync(file, '{"version":1,"virtual_keys":[{"id":');
+    await expect(startGateway({ STORAGE_BACKEND: 'state', STATE_FILE: file, STORAGE_FALLBACK: 'false' })).rejects.toThrow(
+      /STATE_FILE ".*state.json": not valid JSON/,
+    );
+    const gateway = await startGateway({ STORAGE_BACKEND: 'state', STATE_FILE: file, SQLITE_PATH: path.join(dir, 'f.sqlite'), ADMIN_TOKEN });
+    try {
+      const info = await adminGet(gateway, '/admin/storage');
+      expect(info.body).toMatchObject({ backend: 'sqlite', fallback_from: [{ backend: 'state', error: expect.stringMatching(/STATE_FILE/) }] });
+    } finally {
+      await gateway.close();
+    }
+    expect(readFileSync(file, 'utf8')).toBe('{"version":1,"virtual_keys":[{"id":');
+  });
+
+  it('names SQLITE_PATH when the database file cannot be created', async () => {
+    const blocker = path.join(dir, 'not-a-directory');
+    writeFileSync(blocker, 'x');
+    await expect(startGateway({ SQLITE_PATH: path.join(blocker, 'ditto.sqlite'), STORAGE_FALLBACK: 'false' })).rejects.toThrow(/SQLITE_PATH/);
   });
 
   it('stops with one clear line per configuration problem, exit code 1', async () => {

@@ -1,0 +1,47 @@
+import { Injectable, OnModuleInit } from '@nestjs/common';
+import { AuditService } from '../audit/audit.service';
+import { ProxyEvent, ProxyEvents } from './proxy-event';
+
+/** Kind of audit event for a proxied request (DESIGN §7). */
+export function proxyAuditKind(event: ProxyEvent): string {
+  if (event.error === null || event.status < 400) return 'proxy';
+  return event.status === 502 || event.status === 504 || event.error.startsWith('upstream') ? 'proxy.error' : 'proxy.blocked';
+}
+
+/** Writes one audit event per proxied request, queued off the request path. */
+@Injectable()
+export class ProxyAuditListener implements OnModuleInit {
+  constructor(
+    private readonly events: ProxyEvents,
+    private readonly audit: AuditService,
+  ) {}
+
+  onModuleInit(): void {
+    this.events.on((event) =>
+      this.audit.record({
+        kind: proxyAuditKind(event),
+        requestId: event.requestId,
+        keyId: event.keyId,
+        tenantId: event.tenantId,
+        payload: {
+          method: event.method,
+          path: event.path,
+          model: event.model,
+          backend: event.backend,
+          status: event.status,
+          usage: event.usage && {
+            prompt_tokens: event.usage.promptTokens,
+            completion_tokens: event.usage.completionTokens,
+            cached_tokens: event.usage.cachedTokens,
+            total_tokens: event.usage.totalTokens,
+          },
+          latency_ms: event.latencyMs,
+          stream: event.stream,
+          aborted: event.aborted,
+          attempts: event.attempts,
+          error: event.error,
+        },
+      }),
+    );
+  }
+}

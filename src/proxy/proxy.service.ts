@@ -1,0 +1,321 @@
+import { once } from 'node:events';
+import { randomUUID } from 'node:crypto';
+import { Readable, Transform } from 'node:stream';
+import { Injectable } from '@nestjs/common';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { Dispatcher } from 'undici';
+import { ERROR_HTTP } from '../common/errors/error-status';
+import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
+import { AppConfig } from '../config/app-config';
+import { BackendConfig } from '../config/gateway-file';
+import { VirtualKey } from '../virtual-keys/domain/virtual-key';
+import { VirtualKeyIndex } from '../virtual-keys/virtual-key-index';
+import { BackendRouter } from './backend-router';
+import { upstreamTarget } from './path-safety';
+import { ProxyEvent, ProxyEvents } from './proxy-event';
+import { SseUsageTap } from './sse-usage-tap';
+import { UpstreamPools } from './upstream-pools';
+import { Usage, usageFrom } from './usage';
+
+/** Request headers never forwarded: hop-by-hop, the client's credentials, and what the gateway sets. */
+const DROPPED_REQUEST_HEADERS = new Set([
+  'connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding',
+  'upgrade', 'host', 'content-length', 'authorization', 'x-api-key', 'x-admin-token', 'cookie',
+  // Identity responses only: the gateway reads usage out of the body.
+  'accept-encoding',
+]);
+const DROPPED_RESPONSE_HEADERS = new Set(['connection', 'keep-alive', 'transfer-encoding', 'proxy-authenticate', 'trailer', 'upgrade']);
+/** Paths whose streams report usage only when asked with `stream_options.include_usage`. */
+const INCLUDE_USAGE_PATHS = new Set(['/chat/completions', '/completions']);
+/** JSON responses larger than this are relayed without looking for usage. */
+const USAGE_SCAN_MAX_BYTES = 8 * 1024 * 1024;
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+type JsonObject = Record<string, unknown>;
+
+interface Exchange {
+  request: FastifyRequest;
+  reply: FastifyReply;
+  event: ProxyEvent;
+  abort: AbortController;
+  started: number;
+  /** The client has had the whole response (all bytes, or an SSE stream's `[DONE]`): closing the
+   * connection after that is not an abort. */
+  relayed: boolean;
+}
+
+/** A key's model allow-list: exact names or `prefix*`; an empty list allows every model. */
+export function modelAllowed(allowed: string[], model: string): boolean {
+  return allowed.length === 0 || allowed.some((m) => (m.endsWith('*') ? model.startsWith(m.slice(0, -1)) : m === model));
+}
+
+/**
+ * Forwards `/v1/*` to the routed backend (DESIGN §1, §5.1): authenticates the virtual key from the
+ * in-memory index, checks the model allow-list, tries the routed backends in order on connect errors,
+ * timeouts and retryable statuses (never once a byte has reached the client), relays the response as
+ * it arrives, reads usage from the JSON body or the SSE stream, and emits one ProxyEvent per request.
+ */
+@Injectable()
+export class ProxyService {
+  constructor(
+    private readonly index: VirtualKeyIndex,
+    private readonly router: BackendRouter,
+    private readonly pools: UpstreamPools,
+    private readonly events: ProxyEvents,
+    private readonly config: AppConfig,
+  ) {}
+
+  async handle(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    const requestId = incomingRequestId(request) ?? randomUUID();
+    void reply.header('x-ditto-request-id', requestId);
+    const exchange: Exchange = {
+      request,
+      reply,
+      abort: new AbortController(),
+      started: performance.now(),
+      relayed: false,
+      event: {
+        requestId, keyId: null, tenantId: null, method: request.method, path: (request.raw.url ?? '').split('?')[0],
+        model: null, backend: null, status: 0, usage: null, latencyMs: 0, stream: false, aborted: false, attempts: [], error: null,
+      },
+    };
+    reply.raw.once('close', () => {
+      if (!reply.raw.writableFinished) {
+        exchange.event.aborted = !exchange.relayed;
+        exchange.abort.abort();
+      }
+    });
+    try {
+      await this.forward(exchange);
+    } catch (error) {
+      if (error instanceof GatewayError) {
+        exchange.event.status = ERROR_HTTP[error.code].status;
+        exchange.event.error = error.code;
+      }
+      if (!exchange.event.aborted) throw error;
+    } finally {
+      exchange.event.latencyMs = Math.round(performance.now() - exchange.started);
+      this.events.emit(exchange.event);
+    }
+  }
+
+  private async forward(exchange: Exchange): Promise<void> {
+    const { request, event } = exchange;
+    const target = upstreamTarget(request.raw.url ?? '');
+    const key = this.index.authenticate(presentedKey(request));
+    event.keyId = key.id;
+    event.tenantId = key.tenantId;
+    const json = isJsonObject(request.body) ? request.body : null;
+    const model = typeof json?.model === 'string' ? json.model : null;
+    event.model = model;
+    if (model !== null && !modelAllowed(key.models, model)) {
+      throw new GatewayError(ErrorCode.ModelNotAllowed, `this key may not use model '${model}'`, 'model');
+    }
+    const backends = this.router.route(model, key.route);
+    if (backends.length === 0) {
+      throw new GatewayError(ErrorCode.BackendError, model ? `no backend is configured for model '${model}'` : 'no backend is configured');
+    }
+    event.stream = json?.stream === true;
+    let body = json;
+    let strip = false;
+    const targetPath = target.split('?')[0];
+    if (event.stream && json && INCLUDE_USAGE_PATHS.has(targetPath)) {
+      const options = isJsonObject(json.stream_options) ? json.stream_options : {};
+      if (options.include_usage !== true) {
+        body = { ...json, stream_options: { ...options, include_usage: true } };
+        strip = true;
+      }
+    }
+    const filterModels = request.method === 'GET' && targetPath === '/models' && key.models.length > 0;
+    await this.tryBackends(exchange, backends, target, body, strip, filterModels ? key : null);
+  }
+
+  private async tryBackends(
+    exchange: Exchange,
+    backends: BackendConfig[],
+    target: string,
+    json: JsonObject | null,
+    strip: boolean,
+    modelsFilter: VirtualKey | null,
+  ): Promise<void> {
+    const { request, event, abort } = exchange;
+    const rawBody = json === null ? this.rawBody(request) : null;
+    // A streamed request body can be sent once only.
+    const attempts = rawBody ? 1 : Math.min(this.config.proxy.maxAttempts, backends.length);
+    let timedOut = false;
+    for (let i = 0; i < attempts; i++) {
+      const backend = backends[i];
+      const upstream = this.pools.for(backend);
+      event.backend = backend.name;
+      const payload = json === null ? rawBody?.stream : JSON.stringify(withModelMap(json, backend));
+      let response: Dispatcher.ResponseData;
+      try {
+        response = await upstream.pool.request({
+          path: upstream.basePath + target,
+          method: request.method as Dispatcher.HttpMethod,
+          headers: upstreamHeaders(request, backend, event.requestId, typeof payload === 'string'),
+          body: payload ?? null,
+          signal: abort.signal,
+          headersTimeout: backend.timeout_ms,
+          bodyTimeout: backend.timeout_ms,
+        });
+      } catch (error) {
+        if (event.aborted) return;
+        if (rawBody?.tooLarge()) throw new GatewayError(ErrorCode.RequestTooLarge, `request body is larger than ${this.config.server.bodyLimitBytes} bytes`);
+        const outcome = describeFailure(error);
+        timedOut = outcome === 'timeout';
+        event.attempts.push({ backend: backend.name, outcome });
+        continue;
+      }
+      if (this.config.proxy.retryStatuses.has(response.statusCode) && i < attempts - 1) {
+        event.attempts.push({ backend: backend.name, outcome: `status ${response.statusCode}` });
+        await response.body.dump().catch(() => undefined);
+        continue;
+      }
+      if (modelsFilter) await this.relayFilteredModels(exchange, response, modelsFilter);
+      else await this.relay(exchange, response, backend, strip);
+      return;
+    }
+    const tried = event.attempts.map((a) => `${a.backend}: ${a.outcome}`).join('; ');
+    throw timedOut
+      ? new GatewayError(ErrorCode.BackendTimeout, `the upstream did not answer in time (${tried})`)
+      : new GatewayError(ErrorCode.BackendError, `no backend could answer (${tried})`);
+  }
+
+  /** Sends status, headers and body as they arrive; reads usage on the way. */
+  private async relay(exchange: Exchange, response: Dispatcher.ResponseData, backend: BackendConfig, strip: boolean): Promise<void> {
+    const { reply, event, abort } = exchange;
+    const contentType = String(response.headers['content-type'] ?? '');
+    const sse = contentType.includes('text/event-stream');
+    const tap = sse ? new SseUsageTap(strip) : null;
+    const collected: Buffer[] | null = !sse && contentType.includes('json') ? [] : null;
+    let collectedBytes = 0;
+
+    reply.hijack();
+    const raw = reply.raw;
+    raw.writeHead(response.statusCode, responseHeaders(response.headers, event.requestId, backend.name, strip && sse));
+    raw.flushHeaders();
+    event.status = response.statusCode;
+    try {
+      for await (const chunk of response.body as AsyncIterable<Buffer>) {
+        if (collected && collectedBytes < USAGE_SCAN_MAX_BYTES) {
+          collected.push(chunk);
+          collectedBytes += chunk.length;
+        }
+        const out = tap ? tap.push(chunk) : chunk;
+        if (tap?.done) exchange.relayed = true;
+        if (out.length > 0 && !raw.write(out)) await once(raw, 'drain', { signal: abort.signal });
+      }
+      const rest = tap?.end();
+      exchange.relayed = true;
+      raw.end(rest);
+    } catch (error) {
+      // Client gone, or the upstream failed mid-body: the status is already sent, so cut the response.
+      if (!exchange.abort.signal.aborted) event.error = `upstream ${describeFailure(error)} mid-response`;
+      raw.destroy();
+    } finally {
+      event.usage = tap?.usage ?? (collected && collectedBytes < USAGE_SCAN_MAX_BYTES ? usageFromBuffers(collected) : null);
+    }
+  }
+
+  /** `GET /v1/models` for a key with an allow-list: only the models it may use. */
+  private async relayFilteredModels(exchange: Exchange, response: Dispatcher.ResponseData, key: VirtualKey): Promise<void> {
+    const { reply, event } = exchange;
+    const body = (await response.body.json().catch(() => null)) as { data?: Array<{ id?: unknown }> } | null;
+    event.status = response.statusCode;
+    if (response.statusCode !== 200 || !Array.isArray(body?.data)) {
+      await reply.status(response.statusCode).send(body);
+      return;
+    }
+    const data = body.data.filter((m) => typeof m.id === 'string' && modelAllowed(key.models, m.id));
+    await reply.header('x-ditto-backend', event.backend).status(200).send({ ...body, data });
+  }
+
+  /** The request body as a stream (non-JSON uploads), bounded by BODY_LIMIT_BYTES. */
+  private rawBody(request: FastifyRequest): { stream: Readable; tooLarge(): boolean } | null {
+    if (!(request.body instanceof Readable)) return null;
+    const limit = this.config.server.bodyLimitBytes;
+    if (Number(request.headers['content-length'] ?? 0) > limit) {
+      throw new GatewayError(ErrorCode.RequestTooLarge, `request body is larger than ${limit} bytes`);
+    }
+    let seen = 0;
+    let exceeded = false;
+    const counter = new Transform({
+      transform(chunk: Buffer, _encoding, done) {
+        seen += chunk.length;
+        if (seen > limit) {
+          exceeded = true;
+          done(new Error('body too large'));
+        } else done(null, chunk);
+      },
+    });
+    return { stream: request.body.pipe(counter), tooLarge: () => exceeded };
+  }
+}
+
+function incomingRequestId(request: FastifyRequest): string | null {
+  const id = request.headers['x-request-id'];
+  return typeof id === 'string' && REQUEST_ID.test(id) ? id : null;
+}
+
+function presentedKey(request: FastifyRequest): string {
+  const authorization = request.headers.authorization;
+  const bearer = typeof authorization === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(authorization)?.[1] : undefined;
+  const apiKey = request.headers['x-api-key'];
+  const token = bearer ?? (typeof apiKey === 'string' ? apiKey : undefined);
+  if (!token) throw new GatewayError(ErrorCode.InvalidApiKey, 'missing API key: send Authorization: Bearer <virtual key>');
+  return token;
+}
+
+function isJsonObject(value: unknown): value is JsonObject {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Readable) && !Buffer.isBuffer(value);
+}
+
+function withModelMap(body: JsonObject, backend: BackendConfig): JsonObject {
+  const mapped = typeof body.model === 'string' ? backend.model_map[body.model] : undefined;
+  return mapped === undefined ? body : { ...body, model: mapped };
+}
+
+function upstreamHeaders(request: FastifyRequest, backend: BackendConfig, requestId: string, json: boolean): Record<string, string | string[]> {
+  const headers: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(request.headers)) {
+    if (value !== undefined && !DROPPED_REQUEST_HEADERS.has(name)) headers[name] = value;
+  }
+  if (json) headers['content-type'] = 'application/json';
+  headers['x-request-id'] = requestId;
+  if (backend.api_key) headers.authorization = `Bearer ${backend.api_key}`;
+  return { ...headers, ...(backend.headers ?? {}) };
+}
+
+function responseHeaders(
+  upstream: Dispatcher.ResponseData['headers'],
+  requestId: string,
+  backend: string,
+  bodyRewritten: boolean,
+): Record<string, string | string[]> {
+  const headers: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(upstream)) {
+    if (value === undefined || DROPPED_RESPONSE_HEADERS.has(name)) continue;
+    if (bodyRewritten && name === 'content-length') continue;
+    headers[name] = value;
+  }
+  headers['x-ditto-request-id'] = requestId;
+  headers['x-ditto-backend'] = backend;
+  return headers;
+}
+
+function usageFromBuffers(chunks: Buffer[]): Usage | null {
+  try {
+    return usageFrom(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+  } catch {
+    return null;
+  }
+}
+
+/** A short, secret-free reason an attempt failed: `timeout`, `connect ECONNREFUSED`, … */
+function describeFailure(error: unknown): string {
+  const code = (error as { code?: string })?.code ?? '';
+  if (/TIMEOUT/i.test(code)) return 'timeout';
+  if (code.startsWith('E')) return `connect ${code}`;
+  return code ? code.toLowerCase() : (error as Error)?.name ?? 'error';
+}

@@ -1,0 +1,106 @@
+import { SelectQueryBuilder } from 'typeorm';
+import { AuditLogRepository } from '../../../audit/audit-log.repository';
+import { AuditPosition, AuditQuery, AuditRecord, isAuditPosition } from '../../../audit/domain/audit-record';
+import { ErrorCode, GatewayError } from '../../../common/errors/gateway-error';
+import { Page, decodeCursor, encodeCursor } from '../../../common/page';
+import { AuditLogEntity } from './entities/audit-log.entity';
+import { AUDIT_COLUMNS, auditValues, toAuditRecord } from './mappers/audit-record.mapper';
+import { TypeormStore, prefixUpperBound } from './typeorm-store';
+
+/** Rows per INSERT statement: 500 × 7 parameters stays below SQLite's 32766 and PostgreSQL's 65535. */
+const INSERT_CHUNK = 500;
+
+export class TypeormAuditLogRepository extends AuditLogRepository {
+  private readonly table: string;
+
+  constructor(private readonly store: TypeormStore) {
+    super();
+    this.table = store.table('audit_log');
+  }
+
+  async append(records: AuditRecord[]): Promise<void> {
+    if (records.length === 0) return;
+    await this.store.transaction(async (s) => {
+      for (let start = 0; start < records.length; start += INSERT_CHUNK) {
+        const chunk = records.slice(start, start + INSERT_CHUNK);
+        const width = AUDIT_COLUMNS.length;
+        const rows = chunk.map((_, r) => `(${AUDIT_COLUMNS.map((_, c) => `$${r * width + c + 1}`).join(', ')})`);
+        await s.run(
+          `INSERT INTO ${this.table} (${AUDIT_COLUMNS.join(', ')}) VALUES ${rows.join(', ')} ON CONFLICT (id) DO NOTHING`,
+          chunk.flatMap(auditValues),
+        );
+      }
+    });
+  }
+
+  async query(query: AuditQuery, limit: number, cursor: string | null): Promise<Page<AuditRecord>> {
+    const size = Math.max(1, limit);
+    const before = cursor === null ? null : decodeCursor(cursor, isAuditPosition);
+    if (cursor !== null && before === null) throw new GatewayError(ErrorCode.InvalidRequest, 'invalid cursor', 'cursor');
+    const rows = await this.store.session((s) => {
+      const select = filtered(s.manager.createQueryBuilder(AuditLogEntity, 'a'), query)
+        .orderBy('a.ts', 'DESC')
+        .addOrderBy('a.id', 'DESC')
+        .limit(size + 1);
+      if (before !== null) select.andWhere('(a.ts, a.id) < (:ts, :id)', { ts: before.ts, id: before.id });
+      return select.getMany();
+    });
+    const items = rows.slice(0, size).map(toAuditRecord);
+    const last = items[items.length - 1];
+    return { items, nextCursor: rows.length > size ? encodeCursor({ ts: last.ts, id: last.id } satisfies AuditPosition) : null };
+  }
+
+  async *scan(query: AuditQuery, batchSize: number): AsyncIterable<AuditRecord[]> {
+    const size = Math.max(1, batchSize);
+    let after: AuditPosition | null = null;
+    for (;;) {
+      const from = after;
+      const rows = await this.store.session((s) => {
+        const select = filtered(s.manager.createQueryBuilder(AuditLogEntity, 'a'), query)
+          .orderBy('a.ts', 'ASC')
+          .addOrderBy('a.id', 'ASC')
+          .limit(size);
+        if (from !== null) select.andWhere('(a.ts, a.id) > (:ts, :id)', { ts: from.ts, id: from.id });
+        return select.getMany();
+      });
+      if (rows.length > 0) yield rows.map(toAuditRecord);
+      if (rows.length < size) return;
+      const last = rows[rows.length - 1];
+      after = { ts: last.ts, id: last.id };
+    }
+  }
+
+  async deleteOlderThan(cutoff: number, maxRows: number): Promise<number> {
+    const max = Math.floor(maxRows);
+    if (max <= 0) return 0;
+    return this.store.session((s) =>
+      s.run(
+        `DELETE FROM ${this.table} WHERE id IN (SELECT id FROM ${this.table} WHERE ts < $1 ORDER BY ts LIMIT $2)`,
+        [cutoff, max],
+      ),
+    );
+  }
+
+  async count(): Promise<number> {
+    return this.store.session((s) => s.manager.count(AuditLogEntity));
+  }
+}
+
+function filtered(select: SelectQueryBuilder<AuditLogEntity>, query: AuditQuery): SelectQueryBuilder<AuditLogEntity> {
+  if (query.since !== undefined) select.andWhere('a.ts >= :since', { since: query.since });
+  if (query.until !== undefined) select.andWhere('a.ts < :until', { until: query.until });
+  if (query.kind !== undefined) {
+    if (query.kind.endsWith('*')) {
+      // A range rather than LIKE: no wildcard escaping, case-sensitive in SQLite too, and it uses (kind, ts).
+      const prefix = query.kind.slice(0, -1);
+      const bound = prefixUpperBound(prefix);
+      select.andWhere('a.kind >= :kindFrom', { kindFrom: prefix });
+      if (bound !== null) select.andWhere('a.kind < :kindTo', { kindTo: bound });
+    } else {
+      select.andWhere('a.kind = :kind', { kind: query.kind });
+    }
+  }
+  if (query.keyId !== undefined) select.andWhere('a.keyId = :keyId', { keyId: query.keyId });
+  if (query.tenantId !== undefined) select.andWhere('a.tenantId = :tenantId', { tenantId: query.tenantId });
+  return select;
+}

@@ -1,0 +1,280 @@
+import { In, LessThan } from 'typeorm';
+import { Ledger, LedgerScope, Reservation, ReserveResult, rolledOver, windowStartFor } from '../../../budgets/domain/ledger';
+import { ErrorCode, GatewayError } from '../../../common/errors/gateway-error';
+import { Page, decodeCursor, encodeCursor } from '../../../common/page';
+import { LedgerReservationEntity } from './entities/ledger-reservation.entity';
+import { LedgerScopeEntity } from './entities/ledger-scope.entity';
+import { SettledRow, reservationValues, settledAmount, toLedgerScope, toReservation } from './mappers/ledger.mapper';
+import { SqlSession, TypeormStore, prefixUpperBound } from './typeorm-store';
+
+/** Rows of the two ledgers live in the same tables, told apart by this column. */
+export type LedgerKind = 'tokens' | 'usd_micros';
+
+const isString = (v: unknown): v is string => typeof v === 'string';
+
+/** Thrown inside the reserve transaction to roll it back; never leaves this file. */
+class Refused extends Error {
+  constructor(readonly scope: string) {
+    super(`scope ${scope} refused the reservation`);
+  }
+}
+
+/**
+ * The token ledger and the cost ledger (one instance per kind). Every check-and-update is one SQL
+ * statement inside one transaction, so the invariant holds across any number of connections:
+ * - reserve: insert the reservation row (a duplicate id means "already outstanding": answer ok), then one
+ *   guarded UPDATE per scope in sorted order (a fixed lock order, so two reservations on the same scopes
+ *   cannot deadlock), creating missing scopes on the way; a scope whose guarded UPDATE matches no row
+ *   refuses and everything is rolled back.
+ * - commit / release / reap: DELETE … RETURNING the reservation row first; only the transaction that got
+ *   the row back updates the scopes, which makes settling exactly-once under concurrency.
+ * Window rollover (ledger.ts `rolledOver`) is the same arithmetic in SQL, applied in the same statement.
+ */
+export class TypeormLedger extends Ledger {
+  private readonly scopesTable: string;
+  private readonly reservationsTable: string;
+  private readonly reserveSql: string;
+  private readonly commitSql: string;
+
+  constructor(
+    private readonly store: TypeormStore,
+    private readonly kind: LedgerKind,
+  ) {
+    super();
+    this.scopesTable = store.table('ledger_scopes');
+    this.reservationsTable = store.table('ledger_reservations');
+    this.reserveSql = reserveSql(this.scopesTable);
+    this.commitSql = commitSql(this.scopesTable);
+  }
+
+  async reserve(reservationId: string, scopes: string[], amount: number, now = Date.now()): Promise<ReserveResult> {
+    const distinct = [...new Set(scopes)];
+    const lockOrder = [...distinct].sort();
+    const reservation = { id: reservationId, scopes: distinct, amount, createdAt: now };
+    try {
+      await this.store.transaction(async (s) => {
+        if (!(await this.insertReservation(s, reservation))) return;
+        for (const scope of lockOrder) {
+          const reserveOn = async () => (await s.run(this.reserveSql, [this.kind, scope, amount, now])) > 0;
+          // Scopes usually exist: try first, create only when nothing matched, then try once more (the row
+          // may also have been created concurrently, or it exists and refuses).
+          if (await reserveOn()) continue;
+          await this.createScope(s, scope, now);
+          if (!(await reserveOn())) throw new Refused(scope);
+        }
+      });
+      return { ok: true };
+    } catch (error) {
+      if (error instanceof Refused) return this.refusal(distinct, amount, now, error.scope);
+      throw error;
+    }
+  }
+
+  async commit(reservationId: string, actual: number, now = Date.now()): Promise<boolean> {
+    return this.store.transaction(async (s) => {
+      const [row] = await this.takeReservation(s, reservationId);
+      if (!row) return false;
+      const { scopes, amount } = settledAmount(row);
+      for (const scope of [...scopes].sort()) await s.run(this.commitSql, [this.kind, scope, amount, actual, now]);
+      return true;
+    });
+  }
+
+  async release(reservationId: string, now = Date.now()): Promise<boolean> {
+    return this.store.transaction(async (s) => {
+      const rows = await this.takeReservation(s, reservationId);
+      await this.unreserve(s, rows, now);
+      return rows.length > 0;
+    });
+  }
+
+  async listReservations(createdBefore: number): Promise<Reservation[]> {
+    const rows = await this.store.session((s) =>
+      s.manager.find(LedgerReservationEntity, {
+        where: { kind: this.kind, createdAt: LessThan(createdBefore) },
+        order: { createdAt: 'ASC', id: 'ASC' },
+      }),
+    );
+    return rows.map(toReservation);
+  }
+
+  async reap(createdBefore: number): Promise<number> {
+    return this.store.transaction(async (s) => {
+      const rows = await s.rows<SettledRow>(
+        `DELETE FROM ${this.reservationsTable} WHERE kind = $1 AND created_at < $2 RETURNING scopes, amount`,
+        [this.kind, createdBefore],
+      );
+      await this.unreserve(s, rows, Date.now());
+      return rows.length;
+    });
+  }
+
+  async setLimit(scope: string, limit: number | null, periodMs: number | null, now = Date.now()): Promise<LedgerScope> {
+    return this.store.transaction(async (s) => {
+      await this.createScope(s, scope, now);
+      const current = rolledOver((await this.lockScope(s, scope))!, now);
+      const windowStart =
+        periodMs === current.periodMs ? current.windowStart : periodMs === null ? 0 : windowStartFor(periodMs, now);
+      const next: LedgerScope = { ...current, limit, periodMs, windowStart, updatedAt: now };
+      await this.writeScope(s, next);
+      return next;
+    });
+  }
+
+  async resetSpent(scope: string, now = Date.now()): Promise<LedgerScope | null> {
+    return this.store.transaction(async (s) => {
+      const current = await this.lockScope(s, scope);
+      if (current === null) return null;
+      const next: LedgerScope = { ...rolledOver(current, now), spent: 0, updatedAt: now };
+      await this.writeScope(s, next);
+      return next;
+    });
+  }
+
+  async get(scope: string, now = Date.now()): Promise<LedgerScope | null> {
+    const row = await this.store.session((s) => s.manager.findOneBy(LedgerScopeEntity, { kind: this.kind, scope }));
+    return row ? rolledOver(toLedgerScope(row), now) : null;
+  }
+
+  async list(prefix: string | null, limit: number, cursor: string | null, now = Date.now()): Promise<Page<LedgerScope>> {
+    const size = Math.max(1, limit);
+    const after = cursor === null ? null : decodeCursor(cursor, isString);
+    if (cursor !== null && after === null) throw new GatewayError(ErrorCode.InvalidRequest, 'invalid cursor', 'cursor');
+    const rows = await this.store.session((s) => {
+      const query = s.manager
+        .createQueryBuilder(LedgerScopeEntity, 'l')
+        .where('l.kind = :kind', { kind: this.kind })
+        .orderBy('l.scope', 'ASC')
+        .limit(size + 1);
+      if (prefix) {
+        query.andWhere('l.scope >= :prefix', { prefix });
+        const bound = prefixUpperBound(prefix);
+        if (bound !== null) query.andWhere('l.scope < :bound', { bound });
+      }
+      if (after !== null) query.andWhere('l.scope > :after', { after });
+      return query.getMany();
+    });
+    const items = rows.slice(0, size).map((row) => rolledOver(toLedgerScope(row), now));
+    return { items, nextCursor: rows.length > size ? encodeCursor(items[items.length - 1].scope) : null };
+  }
+
+  async putScope(scope: LedgerScope): Promise<void> {
+    await this.store.session((s) =>
+      s.run(
+        `INSERT INTO ${this.scopesTable} (kind, scope, limit_value, spent, reserved, period_ms, window_start, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (kind, scope) DO UPDATE SET limit_value = excluded.limit_value, spent = excluded.spent,
+           reserved = excluded.reserved, period_ms = excluded.period_ms, window_start = excluded.window_start,
+           updated_at = excluded.updated_at`,
+        [this.kind, scope.scope, scope.limit, scope.spent, scope.reserved, scope.periodMs, scope.windowStart, scope.updatedAt],
+      ),
+    );
+  }
+
+  async putReservation(reservation: Reservation): Promise<void> {
+    await this.store.session((s) => this.insertReservation(s, reservation));
+  }
+
+  /** False when a reservation with this id is already outstanding. */
+  private async insertReservation(s: SqlSession, reservation: Reservation): Promise<boolean> {
+    const inserted = await s.run(
+      `INSERT INTO ${this.reservationsTable} (kind, id, scopes, amount, created_at) VALUES ($1, $2, $3, $4, $5)
+       ON CONFLICT (kind, id) DO NOTHING`,
+      reservationValues(this.kind, reservation),
+    );
+    return inserted > 0;
+  }
+
+  /** Removes an outstanding reservation; of concurrent settles of one id, only one gets the row back. */
+  private takeReservation(s: SqlSession, reservationId: string): Promise<SettledRow[]> {
+    return s.rows<SettledRow>(
+      `DELETE FROM ${this.reservationsTable} WHERE kind = $1 AND id = $2 RETURNING scopes, amount`,
+      [this.kind, reservationId],
+    );
+  }
+
+  /** Creates the scope as unlimited unless it exists. */
+  private async createScope(s: SqlSession, scope: string, now: number): Promise<void> {
+    await s.run(
+      `INSERT INTO ${this.scopesTable} (kind, scope, limit_value, spent, reserved, period_ms, window_start, updated_at)
+       VALUES ($1, $2, NULL, 0, 0, NULL, 0, $3) ON CONFLICT (kind, scope) DO NOTHING`,
+      [this.kind, scope, now],
+    );
+  }
+
+  private async lockScope(s: SqlSession, scope: string): Promise<LedgerScope | null> {
+    const query = s.manager
+      .createQueryBuilder(LedgerScopeEntity, 'l')
+      .where('l.kind = :kind AND l.scope = :scope', { kind: this.kind, scope });
+    const row = await this.store.lockForUpdate(query).getOne();
+    return row ? toLedgerScope(row) : null;
+  }
+
+  /** Writes what setLimit/resetSpent computed under the row lock; `reserved` is left to the guarded updates. */
+  private async writeScope(s: SqlSession, scope: LedgerScope): Promise<void> {
+    await s.run(
+      `UPDATE ${this.scopesTable} SET limit_value = $3, spent = $4, period_ms = $5, window_start = $6, updated_at = $7
+       WHERE kind = $1 AND scope = $2`,
+      [this.kind, scope.scope, scope.limit, scope.spent, scope.periodMs, scope.windowStart, scope.updatedAt],
+    );
+  }
+
+  /** Returns settled reservations' amounts to their scopes (summed per scope, in lock order). Spend is
+   * untouched, so no window arithmetic is needed. */
+  private async unreserve(s: SqlSession, rows: SettledRow[], now: number): Promise<void> {
+    const perScope = new Map<string, number>();
+    for (const { scopes, amount } of rows.map(settledAmount)) {
+      for (const scope of scopes) perScope.set(scope, (perScope.get(scope) ?? 0) + amount);
+    }
+    for (const scope of [...perScope.keys()].sort()) {
+      await s.run(
+        `UPDATE ${this.scopesTable} SET reserved = CASE WHEN reserved > $3 THEN reserved - $3 ELSE 0 END, updated_at = $4
+         WHERE kind = $1 AND scope = $2`,
+        [this.kind, scope, perScope.get(scope), now],
+      );
+    }
+  }
+
+  /**
+   * The guarded update has refused (and the transaction rolled back); report the first scope, in the
+   * caller's order, that refuses as of now. Another writer may have changed things since, so fall back to
+   * the scope that actually refused.
+   */
+  private async refusal(scopes: string[], amount: number, now: number, refusedScope: string): Promise<ReserveResult> {
+    const rows = await this.store.session((s) => s.manager.findBy(LedgerScopeEntity, { kind: this.kind, scope: In(scopes) }));
+    const byScope = new Map(rows.map((row) => [row.scope, rolledOver(toLedgerScope(row), now)]));
+    const refuses = (row: LedgerScope | undefined): row is LedgerScope & { limit: number } =>
+      row !== undefined && row.limit !== null && row.spent + row.reserved + amount > row.limit;
+    const blocking = scopes.map((scope) => byScope.get(scope)).find(refuses);
+    const fallback = byScope.get(refusedScope);
+    const row = blocking ?? fallback;
+    return {
+      ok: false,
+      scope: row?.scope ?? refusedScope,
+      limit: row?.limit ?? 0,
+      spent: row?.spent ?? 0,
+      reserved: row?.reserved ?? 0,
+    };
+  }
+}
+
+/** ledger.ts `rolledOver` in SQL: the row's window has ended at `now`. In an UPDATE every expression
+ * sees the row as it was, so all SET clauses agree on whether it rolled over. */
+const rolled = (now: string) => `(period_ms IS NOT NULL AND ${now} >= window_start + period_ms)`;
+
+/** Guarded reserve on one scope. Parameters: $1 kind, $2 scope, $3 amount, $4 now. */
+const reserveSql = (table: string) => `UPDATE ${table} SET
+    spent = CASE WHEN ${rolled('$4')} THEN 0 ELSE spent END,
+    window_start = CASE WHEN ${rolled('$4')} THEN $4 - $4 % period_ms ELSE window_start END,
+    reserved = reserved + $3,
+    updated_at = $4
+  WHERE kind = $1 AND scope = $2
+    AND (limit_value IS NULL OR (CASE WHEN ${rolled('$4')} THEN 0 ELSE spent END) + reserved + $3 <= limit_value)`;
+
+/** Commit on one scope. Parameters: $1 kind, $2 scope, $3 reserved amount, $4 actual, $5 now. */
+const commitSql = (table: string) => `UPDATE ${table} SET
+    spent = (CASE WHEN ${rolled('$5')} THEN 0 ELSE spent END) + $4,
+    window_start = CASE WHEN ${rolled('$5')} THEN $5 - $5 % period_ms ELSE window_start END,
+    reserved = CASE WHEN reserved > $3 THEN reserved - $3 ELSE 0 END,
+    updated_at = $5
+  WHERE kind = $1 AND scope = $2`;

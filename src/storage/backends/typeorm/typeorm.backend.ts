@@ -1,0 +1,235 @@
+import { constants } from 'node:fs';
+import { access, mkdir } from 'node:fs/promises';
+import * as path from 'node:path';
+import { DataSource } from 'typeorm';
+import { AuditLogRepository } from '../../../audit/audit-log.repository';
+import { BudgetLedger } from '../../../budgets/budget-ledger';
+import { CostLedger } from '../../../costs/cost-ledger';
+import { VirtualKeyRepository } from '../../../virtual-keys/virtual-key.repository';
+import { redactUrl } from '../../redact';
+import { StorageBackend, StorageOptions } from '../../storage-backend';
+import { AuditLogEntity } from './entities/audit-log.entity';
+import { ChangeLogEntity } from './entities/change-log.entity';
+import { LedgerReservationEntity } from './entities/ledger-reservation.entity';
+import { LedgerScopeEntity } from './entities/ledger-scope.entity';
+import { VirtualKeyEntity } from './entities/virtual-key.entity';
+import { PostgresInitialSchema1767225600000 } from './migrations/postgres/1767225600000-initial-schema';
+import { SqliteInitialSchema1767225600000 } from './migrations/sqlite/1767225600000-initial-schema';
+import { TypeormAuditLogRepository } from './typeorm-audit-log.repository';
+import { PgModule, PostgresChangeFeed, SqliteChangeFeed } from './typeorm-change-feed';
+import { TypeormLedger } from './typeorm-ledger';
+import { SerialQueue, TypeormStore, acquireFileQueue, quoteIdentifier } from './typeorm-store';
+import { TypeormVirtualKeyRepository } from './typeorm-virtual-key.repository';
+
+const SHARED_ENTITIES = [VirtualKeyEntity, LedgerScopeEntity, LedgerReservationEntity, AuditLogEntity];
+/** How long SQLite waits for another connection's write lock before failing with SQLITE_BUSY. */
+const SQLITE_BUSY_TIMEOUT_MS = 5000;
+const PG_CONNECT_TIMEOUT_MS = 10_000;
+const PG_IDLE_TIMEOUT_MS = 30_000;
+
+/**
+ * Opens the SQLite or PostgreSQL backend: connects, runs pending migrations, pings, starts the change
+ * feed, and only then resolves. On any failure it closes what it opened and rejects with an Error naming
+ * the setting and the cause (never a password).
+ */
+export async function openTypeormBackend(kind: 'sqlite' | 'postgres', options: StorageOptions): Promise<StorageBackend> {
+  return kind === 'sqlite' ? openSqlite(options) : openPostgres(options);
+}
+
+interface Closeable {
+  close(): Promise<void>;
+}
+
+class TypeormBackend implements StorageBackend {
+  readonly keys: VirtualKeyRepository;
+  readonly budgets: BudgetLedger;
+  readonly costs: CostLedger;
+  readonly audit: AuditLogRepository;
+  private closing: Promise<void> | null = null;
+
+  constructor(
+    readonly name: 'sqlite' | 'postgres',
+    private readonly store: TypeormStore,
+    readonly changes: SqliteChangeFeed | PostgresChangeFeed,
+    private readonly facts: Record<string, unknown>,
+    private readonly afterClose: () => void = () => undefined,
+  ) {
+    this.keys = new TypeormVirtualKeyRepository(store);
+    // One generic ledger, two instances: the ports add nothing to Ledger, and `kind` keeps their rows apart.
+    this.budgets = new TypeormLedger(store, 'tokens');
+    this.costs = new TypeormLedger(store, 'usd_micros');
+    this.audit = new TypeormAuditLogRepository(store);
+  }
+
+  ping(): Promise<void> {
+    return this.store.ping();
+  }
+
+  details(): Record<string, unknown> {
+    return structuredClone(this.facts);
+  }
+
+  close(): Promise<void> {
+    this.closing ??= closeAll([this.changes, this.store]).finally(this.afterClose);
+    return this.closing;
+  }
+}
+
+async function openSqlite(options: StorageOptions): Promise<StorageBackend> {
+  const configured = options.sqlite.path;
+  const fail = (cause: string) => new Error(`SQLITE_PATH "${configured}": ${cause}`);
+  const inMemory = configured === ':memory:';
+  const file = inMemory ? configured : path.resolve(configured);
+  const problem = inMemory ? null : await directoryProblem(path.dirname(file));
+  if (problem !== null) throw fail(problem);
+
+  const { queue, release } = inMemory ? { queue: new SerialQueue(), release: () => undefined } : acquireFileQueue(file);
+  const dataSource = new DataSource({
+    type: 'better-sqlite3',
+    database: file,
+    timeout: SQLITE_BUSY_TIMEOUT_MS,
+    prepareDatabase: (db: { pragma(source: string): unknown; exec(source: string): unknown }) => {
+      db.pragma('journal_mode = WAL');
+      // WAL + NORMAL never corrupts and survives a process crash; only an OS crash or power loss can drop
+      // the last commits. FULL would cost an fsync per reserve/commit on the hot path.
+      db.pragma('synchronous = NORMAL');
+      // Hold the write lock from the start until the migrations are committed (after initialize), so
+      // processes opening one new file migrate one after the other instead of racing on CREATE TABLE.
+      db.exec('BEGIN IMMEDIATE');
+    },
+    entities: [...SHARED_ENTITIES, ChangeLogEntity],
+    migrations: [SqliteInitialSchema1767225600000],
+    migrationsRun: true,
+    // Already inside the BEGIN IMMEDIATE above, which makes all pending migrations one transaction.
+    migrationsTransactionMode: 'none',
+    synchronize: false,
+    logging: false,
+  });
+  const store = new TypeormStore(dataSource, 'sqlite', null, queue);
+  const opened: Closeable[] = [store];
+  try {
+    // Queued like every other access: the migration transaction stays open across awaits.
+    await queue.run(async () => {
+      await dataSource.initialize();
+      await dataSource.query('COMMIT');
+    });
+    await store.ping();
+    const changes = await SqliteChangeFeed.start(store, options.changePollMs);
+    opened.unshift(changes);
+    return new TypeormBackend('sqlite', store, changes, { path: file }, release);
+  } catch (error) {
+    await closeAll(opened).catch(() => undefined);
+    release();
+    throw fail(causeOf(error));
+  }
+}
+
+/** Why the database directory cannot hold the file, or null when it exists (created if needed) and is writable. */
+async function directoryProblem(dir: string): Promise<string | null> {
+  try {
+    await mkdir(dir, { recursive: true });
+  } catch (error) {
+    return `cannot create directory "${dir}" (${codeOf(error)})`;
+  }
+  try {
+    await access(dir, constants.W_OK);
+    return null;
+  } catch (error) {
+    return `directory not writable (${codeOf(error)})`;
+  }
+}
+
+async function openPostgres(options: StorageOptions): Promise<StorageBackend> {
+  const { dsn, poolMin, poolMax } = options.postgres;
+  const schema = options.postgres.schema ?? 'public';
+  const fail = (cause: string) => new Error(`POSTGRES_DSN ${redactUrl(dsn)}: ${withoutPassword(cause, dsn)}`);
+  let dataSource: DataSource;
+  try {
+    dataSource = new DataSource({
+      type: 'postgres',
+      url: dsn,
+      schema,
+      applicationName: 'ditto-gateway',
+      connectTimeoutMS: PG_CONNECT_TIMEOUT_MS,
+      // pg-pool 3 options: `min` idle connections are kept, `max` caps the pool.
+      extra: { min: poolMin, max: poolMax, idleTimeoutMillis: PG_IDLE_TIMEOUT_MS },
+      entities: SHARED_ENTITIES,
+      migrations: [PostgresInitialSchema1767225600000],
+      migrationsRun: true,
+      synchronize: false,
+      logging: false,
+    });
+  } catch (error) {
+    throw fail(causeOf(error));
+  }
+  // typeorm has loaded `pg` for its driver; the change feed needs the same module for its own client.
+  const pg = (dataSource.driver as unknown as { postgres: PgModule }).postgres;
+  const store = new TypeormStore(dataSource, 'postgres', schema, null);
+  const opened: Closeable[] = [store];
+  try {
+    await migrate(pg, dsn, schema, dataSource);
+    await store.ping();
+    const changes = await PostgresChangeFeed.start(store, pg, dsn, schema, PG_CONNECT_TIMEOUT_MS);
+    opened.unshift(changes);
+    return new TypeormBackend('postgres', store, changes, {
+      dsn: redactUrl(dsn),
+      schema,
+      pool: { min: poolMin, max: poolMax },
+    });
+  } catch (error) {
+    await closeAll(opened).catch(() => undefined);
+    throw fail(causeOf(error));
+  }
+}
+
+/**
+ * Creates the schema and runs migrations (DataSource.initialize) while holding a session-level advisory
+ * lock, so replicas starting together migrate one after the other instead of racing on CREATE TABLE.
+ * Ending the session releases the lock.
+ */
+async function migrate(pg: PgModule, dsn: string, schema: string, dataSource: DataSource): Promise<void> {
+  const client = new pg.Client({ connectionString: dsn, connectionTimeoutMillis: PG_CONNECT_TIMEOUT_MS });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    await client.query(`SELECT pg_advisory_lock(hashtext('ditto-gateway migrations ' || ${quoteLiteral(schema)}))`);
+    await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdentifier(schema)}`);
+    await dataSource.initialize();
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+async function closeAll(resources: Closeable[]): Promise<void> {
+  for (const resource of resources) await resource.close();
+}
+
+function quoteLiteral(value: string): string {
+  return `'${value.replaceAll("'", "''")}'`;
+}
+
+function codeOf(error: unknown): string {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : error instanceof Error ? error.message : String(error);
+}
+
+/** The most useful one-line cause: Node reports a refused dual-stack connect as an AggregateError
+ * with an empty message, and driver errors carry a code worth keeping. */
+function causeOf(error: unknown): string {
+  if (error instanceof AggregateError && error.errors.length > 0) return causeOf(error.errors[0]);
+  if (!(error instanceof Error)) return String(error);
+  const code = (error as { code?: unknown }).code;
+  const message = error.message || error.name;
+  return typeof code === 'string' && !message.includes(code) ? `${message} (${code})` : message;
+}
+
+function withoutPassword(message: string, dsn: string): string {
+  let password = '';
+  try {
+    password = decodeURIComponent(new URL(dsn).password);
+  } catch {
+    return message;
+  }
+  // Very short passwords would garble the message and cannot be told apart from ordinary text anyway.
+  return password.length >= 3 ? message.split(password).join('***') : message;
+}

@@ -1,0 +1,70 @@
+import { randomUUID } from 'node:crypto';
+import { DataSource } from 'typeorm';
+import { openTypeormBackend } from '../../src/storage/backends/typeorm/typeorm.backend';
+import { describeStorageContract } from './contract';
+import { testStorageOptions } from './options';
+
+/** TEST_POSTGRES_DSN, or the local database the CI script creates. */
+const DSN = testStorageOptions().postgres.dsn;
+
+function postgresOptions(schema: string) {
+  return testStorageOptions({ postgres: { dsn: DSN, poolMin: 1, poolMax: 5, schema } });
+}
+
+/** Each prepare() gets its own schema, so runs (and their NOTIFY channels) never see each other. */
+function uniqueSchema(): string {
+  return `ditto_test_${randomUUID().replaceAll('-', '').slice(0, 16)}`;
+}
+
+async function dropSchema(schema: string): Promise<void> {
+  const admin = new DataSource({ type: 'postgres', url: DSN });
+  await admin.initialize();
+  try {
+    await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  } finally {
+    await admin.destroy();
+  }
+}
+
+describeStorageContract({
+  name: 'postgres',
+  shared: true,
+  persistent: true,
+  prepare: async () => {
+    const schema = uniqueSchema();
+    const options = postgresOptions(schema);
+    return { open: () => openTypeormBackend('postgres', options), teardown: () => dropSchema(schema) };
+  },
+});
+
+describe('postgres backend', () => {
+  it('migrates a new schema once, concurrently, and describes itself without secrets', async () => {
+    const schema = uniqueSchema();
+    try {
+      // Two replicas starting together: the migration lock makes one wait for the other.
+      const [a, b] = await Promise.all([
+        openTypeormBackend('postgres', postgresOptions(schema)),
+        openTypeormBackend('postgres', postgresOptions(schema)),
+      ]);
+      expect(a.details()).toEqual({ dsn: expect.any(String), schema, pool: { min: 1, max: 5 } });
+      await Promise.all([a.close(), b.close(), a.close()]);
+      const reopened = await openTypeormBackend('postgres', postgresOptions(schema));
+      expect(await reopened.keys.count()).toBe(0);
+      await reopened.close();
+    } finally {
+      await dropSchema(schema);
+    }
+  });
+
+  it('names the setting and the cause when it cannot connect, without the password', async () => {
+    const options = testStorageOptions({
+      postgres: { dsn: 'postgres://ditto:s3cret-pw@127.0.0.1:1/ditto', poolMin: 1, poolMax: 2, schema: 'x' },
+    });
+    const error = await openTypeormBackend('postgres', options).then(
+      () => null,
+      (e: unknown) => e as Error,
+    );
+    expect(error?.message).toMatch(/^POSTGRES_DSN postgres:\/\/\*\*\*@127\.0\.0\.1:1\/ditto: .*ECONNREFUSED/);
+    expect(error?.message).not.toContain('s3cret-pw');
+  });
+});

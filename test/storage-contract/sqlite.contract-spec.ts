@@ -1,0 +1,77 @@
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { openTypeormBackend } from '../../src/storage/backends/typeorm/typeorm.backend';
+import { describeStorageContract } from './contract';
+import { testStorageOptions } from './options';
+
+function sqliteOptions(file: string) {
+  return testStorageOptions({ sqlite: { path: file } });
+}
+
+describeStorageContract({
+  name: 'sqlite',
+  shared: true,
+  persistent: true,
+  prepare: async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'ditto-sqlite-'));
+    // A directory that does not exist yet: opening must create it.
+    const options = sqliteOptions(path.join(dir, 'nested', 'ditto.sqlite'));
+    return {
+      open: () => openTypeormBackend('sqlite', options),
+      teardown: async () => rmSync(dir, { recursive: true, force: true }),
+    };
+  },
+});
+
+describe('sqlite backend', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'ditto-sqlite-'));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  // The migration's CREATE TABLEs have no IF NOT EXISTS: reopening only succeeds if nothing re-runs.
+  it('migrates a new file once and runs nothing when reopened', async () => {
+    const file = path.join(dir, 'ditto.sqlite');
+    const first = await openTypeormBackend('sqlite', sqliteOptions(file));
+    expect(first.details()).toEqual({ path: file });
+    await first.close();
+    await first.close();
+    const second = await openTypeormBackend('sqlite', sqliteOptions(file));
+    try {
+      expect(await second.keys.count()).toBe(0);
+    } finally {
+      await second.close();
+    }
+  });
+
+  it('names the setting and the cause when the path cannot be used', async () => {
+    const blocker = path.join(dir, 'not-a-directory');
+    writeFileSync(blocker, 'x');
+    const file = path.join(blocker, 'ditto.sqlite');
+    await expect(openTypeormBackend('sqlite', sqliteOptions(file))).rejects.toThrow(
+      `SQLITE_PATH "${file}": cannot create directory "${blocker}"`,
+    );
+  });
+
+  it('rejects a file that is not a database, naming the path', async () => {
+    const file = path.join(dir, 'garbage.sqlite');
+    writeFileSync(file, 'this is not a sqlite database, just text that is long enough to have a header'.repeat(20));
+    await expect(openTypeormBackend('sqlite', sqliteOptions(file))).rejects.toThrow(`SQLITE_PATH "${file}": `);
+  });
+
+  // root ignores permission bits, so the case can only be shown as another user.
+  const asRoot = process.getuid?.() === 0;
+  (asRoot ? it.skip : it)('reports a directory it cannot write to', async () => {
+    const locked = path.join(dir, 'locked');
+    mkdirSync(locked, { mode: 0o500 });
+    try {
+      await expect(openTypeormBackend('sqlite', sqliteOptions(path.join(locked, 'db.sqlite')))).rejects.toThrow(
+        /^SQLITE_PATH ".*": directory not writable \(EACCES\)$/,
+      );
+    } finally {
+      chmodSync(locked, 0o700);
+    }
+  });
+});
