@@ -22,7 +22,9 @@ async function main(): Promise<void> {
   try {
     const app = await createApp(config, logger);
     await app.listen({ port: config.server.port, host: config.server.host });
-    logger.log(`Ditto Gateway listening on http://${config.server.host}:${config.server.port}`, 'Bootstrap');
+    const address = app.getHttpServer().address();
+    const port = typeof address === 'object' && address ? address.port : config.server.port;
+    logger.log(`Ditto Gateway listening on http://${config.server.host}:${port}`, 'Bootstrap');
   } catch (error) {
     logger.pino.fatal({ context: 'Bootstrap' }, `start-up failed: ${(error as Error).message}`);
     process.exitCode = 1;

@@ -4,14 +4,13 @@ import { VirtualKeysModule } from '../virtual-keys/virtual-keys.module';
 import { BackendRouter } from './backend-router';
 import { ProxyAuditListener } from './proxy-audit.listener';
 import { ProxyEvents } from './proxy-event';
-import { ProxyController } from './proxy.controller';
+import { ProxyRoutes } from './proxy.routes';
 import { ProxyService } from './proxy.service';
 import { UpstreamPools } from './upstream-pools';
 
 @Module({
   imports: [AuditModule, VirtualKeysModule],
-  controllers: [ProxyController],
-  providers: [ProxyService, BackendRouter, UpstreamPools, ProxyEvents, ProxyAuditListener],
+  providers: [ProxyRoutes, ProxyService, BackendRouter, UpstreamPools, ProxyEvents, ProxyAuditListener],
   exports: [ProxyEvents],
 })
 export class ProxyModule {}

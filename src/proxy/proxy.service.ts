@@ -194,7 +194,8 @@ export class ProxyService {
     reply.hijack();
     const raw = reply.raw;
     raw.writeHead(response.statusCode, responseHeaders(response.headers, event.requestId, backend.name, strip && sse));
-    raw.flushHeaders();
+    // SSE: headers go out at once (clients wait for them); otherwise with the first body bytes, in one packet.
+    if (sse) raw.flushHeaders();
     event.status = response.statusCode;
     try {
       for await (const chunk of response.body as AsyncIterable<Buffer>) {

@@ -25,28 +25,31 @@ export class GatewayExceptionFilter implements ExceptionFilter {
   private readonly logger = new Logger(GatewayExceptionFilter.name);
 
   catch(exception: unknown, host: ArgumentsHost): void {
-    const reply = host.switchToHttp().getResponse<FastifyReply>();
-    const request = host.switchToHttp().getRequest<FastifyRequest>();
-    const { status, body } = this.toResponse(exception, request);
-    if (reply.sent) return;
-    void reply.status(status).header('content-type', 'application/json; charset=utf-8').send(body);
+    sendError(host.switchToHttp().getRequest<FastifyRequest>(), host.switchToHttp().getResponse<FastifyReply>(), exception, this.logger);
   }
+}
 
-  private toResponse(exception: unknown, request: FastifyRequest): { status: number; body: OpenAiErrorBody } {
-    if (exception instanceof GatewayError) {
-      const { status, type } = ERROR_HTTP[exception.code];
-      return { status, body: { error: { message: exception.message, type, code: exception.code, param: exception.param } } };
-    }
-    const status = httpStatusOf(exception);
-    if (status !== null && status < 500) {
-      const code = CODE_BY_STATUS[status] ?? ErrorCode.InvalidRequest;
-      const message = status === 404 ? `no route for ${request.method} ${request.url.split('?')[0]}` : clientMessage(exception);
-      return { status, body: { error: { message, type: ERROR_HTTP[code].type, code, param: null } } };
-    }
-    this.logger.error(`unhandled error on ${request.method} ${request.url.split('?')[0]}`, (exception as Error)?.stack);
-    const { type } = ERROR_HTTP[ErrorCode.InternalError];
-    return { status: 500, body: { error: { message: 'internal error', type, code: ErrorCode.InternalError, param: null } } };
+/** Answers with the OpenAI-shaped error for `exception`, unless a response has already started. */
+export function sendError(request: FastifyRequest, reply: FastifyReply, exception: unknown, logger: Logger): void {
+  const { status, body } = errorResponse(exception, request, logger);
+  if (reply.sent || reply.raw.headersSent) return;
+  void reply.status(status).header('content-type', 'application/json; charset=utf-8').send(body);
+}
+
+function errorResponse(exception: unknown, request: FastifyRequest, logger: Logger): { status: number; body: OpenAiErrorBody } {
+  if (exception instanceof GatewayError) {
+    const { status, type } = ERROR_HTTP[exception.code];
+    return { status, body: { error: { message: exception.message, type, code: exception.code, param: exception.param } } };
   }
+  const status = httpStatusOf(exception);
+  if (status !== null && status < 500) {
+    const code = CODE_BY_STATUS[status] ?? ErrorCode.InvalidRequest;
+    const message = status === 404 ? `no route for ${request.method} ${request.url.split('?')[0]}` : clientMessage(exception);
+    return { status, body: { error: { message, type: ERROR_HTTP[code].type, code, param: null } } };
+  }
+  logger.error(`unhandled error on ${request.method} ${request.url.split('?')[0]}`, (exception as Error)?.stack);
+  const { type } = ERROR_HTTP[ErrorCode.InternalError];
+  return { status: 500, body: { error: { message: 'internal error', type, code: ErrorCode.InternalError, param: null } } };
 }
 
 function httpStatusOf(exception: unknown): number | null {

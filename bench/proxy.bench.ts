@@ -1,0 +1,136 @@
+/**
+ * `npm run bench`: the same load against a bare undici pass-through proxy (the floor) and against the
+ * gateway (virtual key, SQLite store; `BENCH_BACKENDS=sqlite,redis` for more), each in its own
+ * process, one after the other in one run, at 32 and 128 connections. Prints RPS, p50, p99 and the
+ * gateway/bare ratios; writes JSON under bench/results/ and appends a section to docs/benchmarks.md.
+ */
+import { ChildProcess, execSync, spawn } from 'node:child_process';
+import { appendFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import * as path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import autocannon from 'autocannon';
+
+const DURATION_S = Number(process.env.BENCH_DURATION_S ?? 10);
+const CONNECTIONS = [32, 128];
+const BACKENDS = (process.env.BENCH_BACKENDS ?? 'sqlite').split(',');
+const KEY = `sk-ditto-bench${randomUUID().replace(/-/g, '')}`;
+const BODY = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Say hello to the benchmark.' }], max_tokens: 16 });
+const children: ChildProcess[] = [];
+
+function start(script: string, args: string[], env: Record<string, string> = {}, ready: RegExp = /(\S+)\n/): Promise<string> {
+  const child = spawn(process.execPath, [path.join(__dirname, script), ...args], {
+    env: { PATH: process.env.PATH ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  children.push(child);
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const match = ready.exec(out);
+      if (match) resolve(match[1]);
+    });
+    child.once('exit', (code) => reject(new Error(`${script} exited with ${code}: ${out.slice(-500)}`)));
+  });
+}
+
+interface Measurement {
+  target: string;
+  connections: number;
+  rps: number;
+  p50: number;
+  p99: number;
+  errors: number;
+  non2xx: number;
+}
+
+async function load(target: string, url: string, connections: number, auth: boolean): Promise<Measurement> {
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (auth) headers.authorization = `Bearer ${KEY}`;
+  // Warm-up, not measured.
+  await autocannon({ url, method: 'POST', headers, body: BODY, connections, duration: 2 });
+  const result = await autocannon({ url, method: 'POST', headers, body: BODY, connections, duration: DURATION_S });
+  return {
+    target,
+    connections,
+    rps: Math.round(result.requests.average),
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    errors: result.errors + result.timeouts,
+    non2xx: result.non2xx,
+  };
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'ditto-bench-'));
+  const upstream = await start('mock-upstream-server.js', []);
+  const barePort = await start('bare-proxy.js', [new URL(upstream).origin]);
+  writeFileSync(
+    path.join(dir, 'gateway.json'),
+    JSON.stringify({
+      backends: [{ name: 'mock', base_url: upstream }],
+      virtual_keys: [{ id: 'bench', token: KEY }],
+    }),
+  );
+  const results: Measurement[] = [];
+  for (const connections of CONNECTIONS) {
+    results.push(await load('bare', `http://127.0.0.1:${barePort}/v1/chat/completions`, connections, false));
+  }
+  for (const backend of BACKENDS) {
+    const prefix = `ditto-bench-${randomUUID().slice(0, 8)}`;
+    const env: Record<string, string> = {
+      PORT: '0',
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'warn',
+      GATEWAY_CONFIG: path.join(dir, 'gateway.json'),
+      STORAGE_BACKEND: backend,
+      STORAGE_FALLBACK: 'false',
+      SQLITE_PATH: path.join(dir, `${backend}.sqlite`),
+      REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379',
+      REDIS_PREFIX: prefix,
+      POSTGRES_DSN: process.env.TEST_POSTGRES_DSN ?? 'postgres://postgres@127.0.0.1:5432/ditto_test',
+      POSTGRES_SCHEMA: `bench_${prefix.slice(-8).replace(/-/g, '')}`,
+    };
+    const url = await start('../src/main.js', [], { ...env, LOG_LEVEL: 'info' }, /listening on (http:\/\/[0-9a-z.:]+)/);
+    for (const connections of CONNECTIONS) {
+      results.push(await load(`gateway (${backend})`, `${url}/v1/chat/completions`, connections, true));
+    }
+    children.pop()!.kill('SIGTERM');
+  }
+
+  const bare = (c: number) => results.find((r) => r.target === 'bare' && r.connections === c)!;
+  const lines = results.map((r) => {
+    const b = bare(r.connections);
+    const ratio = r.target === 'bare' ? '' : ` | ${(r.rps / b.rps).toFixed(2)} | ${(r.p99 / b.p99).toFixed(2)}`;
+    return `| ${r.target} | ${r.connections} | ${r.rps} | ${r.p50} | ${r.p99} | ${r.errors + r.non2xx}${ratio || ' | 1.00 | 1.00'} |`;
+  });
+  const table = ['| target | connections | RPS | p50 ms | p99 ms | errors | RPS / bare | p99 / bare |', '|---|---|---|---|---|---|---|---|', ...lines].join('\n');
+  process.stdout.write(`${table}\n`);
+
+  const commit = (() => {
+    try {
+      return execSync('git rev-parse --short HEAD', { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+    } catch {
+      return 'unknown';
+    }
+  })();
+  const machine = `${cpus().length} cores (${cpus()[0]?.model.trim()}), ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
+  const date = new Date().toISOString();
+  mkdirSync('bench/results', { recursive: true });
+  writeFileSync(`bench/results/proxy-${date.replace(/[:.]/g, '-')}.json`, JSON.stringify({ date, commit, machine, durationS: DURATION_S, results }, null, 2));
+  appendFileSync(
+    'docs/benchmarks.md',
+    `\n### Proxy, ${date.slice(0, 10)}, commit ${commit}\n${machine}; non-streaming chat completion (max_tokens 16) against the mock upstream; ${DURATION_S} s per point after a 2 s warm-up; every process on the same 2 cores.\n\n${table}\n`,
+  );
+  rmSync(dir, { recursive: true, force: true });
+}
+
+void main()
+  .catch((error) => {
+    process.stderr.write(`${(error as Error).stack}\n`);
+    process.exitCode = 1;
+  })
+  .finally(() => {
+    for (const child of children) child.kill('SIGTERM');
+  });
