@@ -4,12 +4,13 @@
  * process, one after the other in one run, at 32 and 128 connections. Prints RPS, p50, p99 and the
  * gateway/bare ratios; writes JSON under bench/results/ and appends a section to docs/benchmarks.md.
  */
-import { ChildProcess, execSync, spawn } from 'node:child_process';
-import { appendFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import autocannon from 'autocannon';
+import { recordRun } from './record';
 
 const DURATION_S = Number(process.env.BENCH_DURATION_S ?? 10);
 const CONNECTIONS = [32, 128];
@@ -108,20 +109,8 @@ async function main(): Promise<void> {
   const table = ['| target | connections | RPS | p50 ms | p99 ms | errors | RPS / bare | p99 / bare |', '|---|---|---|---|---|---|---|---|', ...lines].join('\n');
   process.stdout.write(`${table}\n`);
 
-  const commit = (() => {
-    try {
-      return execSync('git rev-parse --short HEAD', { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
-    } catch {
-      return 'unknown';
-    }
-  })();
-  const machine = `${cpus().length} cores (${cpus()[0]?.model.trim()}), ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
-  const date = new Date().toISOString();
-  mkdirSync('bench/results', { recursive: true });
-  writeFileSync(`bench/results/proxy-${date.replace(/[:.]/g, '-')}.json`, JSON.stringify({ date, commit, machine, durationS: DURATION_S, results }, null, 2));
-  appendFileSync(
-    'docs/benchmarks.md',
-    `\n### Proxy, ${date.slice(0, 10)}, commit ${commit}\n${machine}; non-streaming chat completion (max_tokens 16) against the mock upstream; ${DURATION_S} s per point after a 2 s warm-up; every process on the same 2 cores.\n\n${table}\n`,
+  recordRun('Proxy', { durationS: DURATION_S, results }, (machine) =>
+    `${machine}; non-streaming chat completion (max_tokens 16) against the mock upstream; ${DURATION_S} s per point after a 2 s warm-up; every process on the same 2 cores.\n\n${table}`,
   );
   rmSync(dir, { recursive: true, force: true });
 }

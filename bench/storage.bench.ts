@@ -5,16 +5,16 @@
  * (TEST_POSTGRES_DSN, TEST_REDIS_URL) with a throw-away schema/prefix; MongoDB when MONGODB_URI is set.
  */
 import 'reflect-metadata';
-import { execSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { appendFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { Client } from 'pg';
 import Redis from 'ioredis';
 import { AuditRecord } from '../src/audit/domain/audit-record';
 import { openBackend } from '../src/storage/open-backend';
 import { BackendName, StorageBackend, StorageOptions } from '../src/storage/storage-backend';
+import { recordRun } from './record';
 
 const PG_DSN = process.env.TEST_POSTGRES_DSN ?? 'postgres://postgres@127.0.0.1:5432/ditto_test';
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -119,21 +119,9 @@ async function main(): Promise<void> {
       process.stdout.write(`${name.padEnd(9)} reserve+commit/s ${String(result.reserveCommitPerSec).padStart(8)}   audit rows/s ${String(result.auditRowsPerSec).padStart(8)}\n`);
     }
   }
-  const commit = (() => {
-    try {
-      return execSync('git rev-parse --short HEAD', { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
-    } catch {
-      return 'unknown';
-    }
-  })();
-  const machine = `${cpus().length} cores (${cpus()[0]?.model.trim()}), ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
-  const date = new Date().toISOString();
-  mkdirSync('bench/results', { recursive: true });
-  writeFileSync(`bench/results/storage-${date.replace(/[:.]/g, '-')}.json`, JSON.stringify({ date, commit, machine, durationMs: DURATION_MS, concurrency: CONCURRENCY, auditBatch: AUDIT_BATCH, results }, null, 2));
   const rows = results.map((r) => `| ${r.backend} | ${r.reserveCommitPerSec} | ${r.auditRowsPerSec} |`).join('\n');
-  appendFileSync(
-    'docs/benchmarks.md',
-    `\n### Storage, ${date.slice(0, 10)}, commit ${commit}\n${machine}; ${DURATION_MS} ms per measurement; reserve+commit at concurrency ${CONCURRENCY} on two scopes; audit in batches of ${AUDIT_BATCH}.\n\n| backend | reserve+commit /s | audit rows /s |\n|---|---|---|\n${rows}\n`,
+  recordRun('Storage', { durationMs: DURATION_MS, concurrency: CONCURRENCY, auditBatch: AUDIT_BATCH, results }, (machine) =>
+    `${machine}; ${DURATION_MS} ms per measurement; reserve+commit at concurrency ${CONCURRENCY} on two scopes; audit in batches of ${AUDIT_BATCH}.\n\n| backend | reserve+commit /s | audit rows /s |\n|---|---|---|\n${rows}`,
   );
 }
 
