@@ -34,10 +34,6 @@ export class AuditService implements OnApplicationShutdown {
     private readonly config: AppConfig,
   ) {}
 
-  get queueDepth(): number {
-    return this.queue.length;
-  }
-
   record(event: AuditEvent): void {
     if (this.queue.length >= this.config.audit.queueMax) {
       this.dropped++;

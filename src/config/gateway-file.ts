@@ -61,7 +61,7 @@ export type GatewayFile = z.infer<typeof gatewayFileSchema>;
 export type BackendConfig = GatewayFile['backends'][number];
 export type VirtualKeyConfig = GatewayFile['virtual_keys'][number];
 
-export const EMPTY_GATEWAY_FILE: GatewayFile = gatewayFileSchema.parse({});
+const EMPTY_GATEWAY_FILE: GatewayFile = gatewayFileSchema.parse({});
 
 /**
  * Reads `gateway.json` (JSON, or YAML for .yaml/.yml), resolves `${VAR}` / `${VAR:-default}` in every

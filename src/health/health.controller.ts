@@ -1,7 +1,6 @@
 import { Controller, Get, HttpCode, ServiceUnavailableException } from '@nestjs/common';
 import { ApiExcludeController } from '@nestjs/swagger';
 import { ActiveStorage } from '../storage/active-storage';
-import { pingWithin } from '../storage/storage.controller';
 
 @ApiExcludeController()
 @Controller()
@@ -18,7 +17,7 @@ export class HealthController {
   @Get('ready')
   @HttpCode(200)
   async ready(): Promise<{ status: 'ready'; storage: string }> {
-    if (!(await pingWithin(() => this.storage.backend.ping(), 1000))) {
+    if (!(await this.storage.isHealthy(1000))) {
       throw new ServiceUnavailableException(`storage (${this.storage.info.backend}) is not reachable`);
     }
     return { status: 'ready', storage: this.storage.info.backend };

@@ -22,10 +22,6 @@ export class BackendRoutes {
     this.prefixes.sort((a, b) => b.prefix.length - a.prefix.length);
   }
 
-  get isEmpty(): boolean {
-    return this.byName.size === 0;
-  }
-
   route(model: string | null, pinned: string | null, random = Math.random): BackendConfig[] {
     if (pinned !== null) {
       const backend = this.byName.get(pinned);

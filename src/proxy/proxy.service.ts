@@ -88,10 +88,9 @@ export class ProxyService {
     try {
       await this.forward(exchange);
     } catch (error) {
-      if (error instanceof GatewayError) {
-        exchange.event.status = ERROR_HTTP[error.code].status;
-        exchange.event.error = error.code;
-      }
+      const code = error instanceof GatewayError ? error.code : ErrorCode.InternalError;
+      exchange.event.status = ERROR_HTTP[code].status;
+      exchange.event.error = code;
       if (!exchange.event.aborted) throw error;
     } finally {
       exchange.event.latencyMs = Math.round(performance.now() - exchange.started);

@@ -15,6 +15,17 @@ export class ActiveStorage {
     readonly backend: StorageBackend,
     readonly info: StorageInfo,
   ) {}
+
+  /** Whether the store answers a ping within `timeoutMs` (never rejects). */
+  async isHealthy(timeoutMs: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
+    try {
+      return await Promise.race([this.backend.ping().then(() => true, () => false), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
 }
 
 /**

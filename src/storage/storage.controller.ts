@@ -38,18 +38,8 @@ export class StorageController {
       backend: info.backend,
       selected_by: info.selectedBy,
       fallback_from: info.fallbackFrom,
-      healthy: await pingWithin(() => backend.ping(), PING_TIMEOUT_MS),
+      healthy: await this.storage.isHealthy(PING_TIMEOUT_MS),
       details: backend.details(),
     };
-  }
-}
-
-export async function pingWithin(ping: () => Promise<void>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
-  try {
-    return await Promise.race([ping().then(() => true, () => false), timeout]);
-  } finally {
-    clearTimeout(timer);
   }
 }
