@@ -1,10 +1,12 @@
 import { DynamicModule, Module } from '@nestjs/common';
 import { APP_FILTER, APP_GUARD } from '@nestjs/core';
+import { ScheduleModule } from '@nestjs/schedule';
 import { AdminAuthGuard } from './admin/admin-auth.guard';
 import { GatewayExceptionFilter } from './common/errors/gateway-exception.filter';
 import { AppConfig } from './config/app-config';
 import { ConfigModule } from './config/config.module';
 import { HealthModule } from './health/health.module';
+import { MetricsModule } from './metrics/metrics.module';
 import { ProxyModule } from './proxy/proxy.module';
 import { StorageModule } from './storage/storage.module';
 import { VirtualKeysModule } from './virtual-keys/virtual-keys.module';
@@ -17,8 +19,10 @@ export class AppModule {
       module: AppModule,
       imports: [
         ConfigModule.forRoot(config),
+        ScheduleModule.forRoot(),
         StorageModule.forRootAsync({ useFactory: (c: AppConfig) => c.storage, inject: [AppConfig] }),
         HealthModule,
+        MetricsModule,
         VirtualKeysModule,
         ProxyModule,
       ],
