@@ -7,6 +7,7 @@
  */
 import { IncomingMessage, Server, ServerResponse, createServer } from 'node:http';
 import { AddressInfo, Socket } from 'node:net';
+import { estimatePromptTokens } from '../src/budgets/token-estimate';
 
 export interface MockRequest {
   method: string;
@@ -26,6 +27,9 @@ export interface MockOptions {
   hang?: boolean;
   /** Include cached prompt tokens in usage (prompt_tokens_details.cached_tokens). */
   cachedTokens?: number;
+  /** Natural length of a reply: a request's max_tokens caps it, like a real model that stops on its
+   * own. Unset: every reply is exactly max_tokens long (16 without one). */
+  replyTokens?: number;
 }
 
 export interface MockUpstream {
@@ -37,14 +41,16 @@ export interface MockUpstream {
   close(): Promise<void>;
 }
 
-/** Prompt tokens as the mock counts them: about one per 4 bytes of message text, at least 1. */
-export function mockPromptTokens(body: any): number {
-  const text = JSON.stringify(body?.messages ?? body?.prompt ?? body?.input ?? '');
-  return Math.max(1, Math.ceil(Buffer.byteLength(text) / 4));
+/** Prompt tokens as OpenAI reports them: the model's tokenizer and chat-format overhead (at least 1). */
+export function mockPromptTokens(path: string, body: any): number {
+  const object = typeof body === 'object' && body !== null ? body : { input: String(body ?? '') };
+  return Math.max(1, estimatePromptTokens(path.replace(/^\/v1/, ''), object));
 }
 
-function outputTokens(body: any): number {
-  return body?.max_tokens ?? body?.max_completion_tokens ?? body?.max_output_tokens ?? 16;
+function outputTokens(body: any, options: MockOptions): number {
+  const requested: number | undefined = body?.max_tokens ?? body?.max_completion_tokens ?? body?.max_output_tokens;
+  if (options.replyTokens === undefined) return requested ?? 16;
+  return Math.min(requested ?? Infinity, options.replyTokens);
 }
 
 const WORDS = ['Hello', ' from', ' the', ' mock', ' upstream', '.'];
@@ -116,8 +122,8 @@ function respond(req: IncomingMessage, res: ServerResponse, body: any, options: 
     return;
   }
   const model = body?.model ?? 'unknown';
-  const prompt = mockPromptTokens(body);
-  const completion = outputTokens(body);
+  const prompt = mockPromptTokens(path, body);
+  const completion = outputTokens(body, options);
   const cached = Math.min(options.cachedTokens ?? 0, prompt);
   const usage = {
     prompt_tokens: prompt,

@@ -1,3 +1,4 @@
+import { PricingTable, loadPricing } from '../costs/pricing';
 import { StorageOptions } from '../storage/storage-backend';
 import { StorageSelectionInput } from '../storage/storage-selection';
 import { ConfigError } from './config-error';
@@ -19,12 +20,31 @@ export interface StorageConfig {
 export interface ProxyConfig {
   maxAttempts: number;
   retryStatuses: ReadonlySet<number>;
+  /** AUDIT_LOG_BODIES: keep request and response bodies in `proxy` audit events. */
+  logBodies: boolean;
+}
+
+export interface BudgetConfig {
+  /** `strict` also caps each request's output tokens to what its scopes have left. */
+  mode: 'estimate' | 'strict';
+  /** Output tokens reserved for a request that does not set max_tokens (or its API's equivalent). */
+  defaultOutputTokens: number;
+  /** Reservations older than this are released by the reaper (a crashed replica's, or a lost settle). */
+  reservationTtlMs: number;
+  /** What to do with an unpriced model when a cost limit applies: refuse (cost_unknown_model) or charge 0. */
+  unknownModelCost: 'refuse' | 'allow';
 }
 
 export interface AuditConfig {
   flushMs: number;
   batchSize: number;
   queueMax: number;
+  /** Rows older than this are deleted by the prune job; 0 disables the job. */
+  retentionSecs: number;
+  pruneIntervalSecs: number;
+  /** Rows per delete statement, and batches per prune tick. */
+  pruneBatch: number;
+  pruneMaxBatches: number;
 }
 
 export interface AdminConfig {
@@ -47,6 +67,8 @@ export class AppConfig {
     readonly gateway: GatewayFile,
     readonly proxy: ProxyConfig,
     readonly audit: AuditConfig,
+    readonly budgets: BudgetConfig,
+    readonly pricing: PricingTable,
   ) {}
 }
 
@@ -86,8 +108,23 @@ export function loadAppConfig(raw: Record<string, string | undefined>): AppConfi
     },
     { token: env.ADMIN_TOKEN ?? null, readToken: env.ADMIN_READ_TOKEN ?? null },
     gateway,
-    { maxAttempts: env.PROXY_MAX_ATTEMPTS, retryStatuses: parseStatuses(env.PROXY_RETRY_STATUSES) },
-    { flushMs: env.AUDIT_FLUSH_MS, batchSize: env.AUDIT_BATCH_SIZE, queueMax: env.AUDIT_QUEUE_MAX },
+    { maxAttempts: env.PROXY_MAX_ATTEMPTS, retryStatuses: parseStatuses(env.PROXY_RETRY_STATUSES), logBodies: env.AUDIT_LOG_BODIES },
+    {
+      flushMs: env.AUDIT_FLUSH_MS,
+      batchSize: env.AUDIT_BATCH_SIZE,
+      queueMax: env.AUDIT_QUEUE_MAX,
+      retentionSecs: env.AUDIT_RETENTION_SECS,
+      pruneIntervalSecs: env.AUDIT_PRUNE_INTERVAL_SECS,
+      pruneBatch: env.AUDIT_PRUNE_BATCH,
+      pruneMaxBatches: env.AUDIT_PRUNE_MAX_BATCHES,
+    },
+    {
+      mode: env.BUDGET_MODE,
+      defaultOutputTokens: env.BUDGET_DEFAULT_OUTPUT_TOKENS,
+      reservationTtlMs: env.RESERVATION_TTL_SECS * 1000,
+      unknownModelCost: env.COST_UNKNOWN_MODEL,
+    },
+    loadPricing(gateway.pricing, env.PRICING_FILE),
   );
 }
 

@@ -67,10 +67,21 @@ export const envSchema = z.object({
     .string()
     .regex(/^\s*\d{3}(\s*-\s*\d{3})?(\s*,\s*\d{3}(\s*-\s*\d{3})?)*\s*$/, 'expected statuses and ranges, e.g. 429,500-504')
     .default('429,500-504'),
+  AUDIT_LOG_BODIES: boolean(false),
+
+  BUDGET_MODE: z.enum(['estimate', 'strict']).default('estimate'),
+  BUDGET_DEFAULT_OUTPUT_TOKENS: integer(1, 1024, 10_000_000),
+  RESERVATION_TTL_SECS: integer(10, 900, 7 * 86_400),
+  PRICING_FILE: optional(z.string().min(1)),
+  COST_UNKNOWN_MODEL: z.enum(['refuse', 'allow']).default('refuse'),
 
   AUDIT_FLUSH_MS: integer(10, 200, 60_000),
   AUDIT_BATCH_SIZE: integer(1, 500, 10_000),
   AUDIT_QUEUE_MAX: integer(100, 50_000, 10_000_000),
+  AUDIT_RETENTION_SECS: integer(0, 2_592_000),
+  AUDIT_PRUNE_INTERVAL_SECS: integer(1, 60, 86_400),
+  AUDIT_PRUNE_BATCH: integer(1, 5000, 100_000),
+  AUDIT_PRUNE_MAX_BATCHES: integer(1, 10, 1000),
 
   ADMIN_TOKEN: optional(z.string().min(16, 'expected at least 16 characters')),
   ADMIN_READ_TOKEN: optional(z.string().min(16, 'expected at least 16 characters')),

@@ -35,11 +35,18 @@ export class ProxyAuditListener implements OnModuleInit {
             cached_tokens: event.usage.cachedTokens,
             total_tokens: event.usage.totalTokens,
           },
+          scopes: event.scopes,
+          charged: event.charged && {
+            tokens: event.charged.tokens,
+            usd_micros: event.charged.usdMicros,
+            basis: event.charged.basis,
+          },
           latency_ms: event.latencyMs,
           stream: event.stream,
           aborted: event.aborted,
           attempts: event.attempts,
           error: event.error,
+          ...(event.bodies ? { request_body: event.bodies.request, response_body: event.bodies.response } : {}),
         },
       }),
     );

@@ -1,4 +1,5 @@
 import { Injectable } from '@nestjs/common';
+import type { Settlement } from '../budgets/accounting.service';
 import { Usage } from './usage';
 
 /** What happened to one proxied request; audit (and budgets) consume it. Never holds a secret. */
@@ -23,6 +24,12 @@ export interface ProxyEvent {
   attempts: Array<{ backend: string; outcome: string }>;
   /** The gateway's error code when it answered with an error of its own (refusal, backend failure). */
   error: string | null;
+  /** Budget scopes the request was charged to (empty when it was not governed or refused before). */
+  scopes: string[];
+  /** What the request was charged on the token and cost ledgers, once settled. */
+  charged: Settlement | null;
+  /** AUDIT_LOG_BODIES only: the request body and the head of the response body. */
+  bodies: { request: unknown; response: string } | null;
 }
 
 export type ProxyEventListener = (event: ProxyEvent) => void;

@@ -1,5 +1,6 @@
 import { Module } from '@nestjs/common';
 import { AuditModule } from '../audit/audit.module';
+import { BudgetsModule } from '../budgets/budgets.module';
 import { VirtualKeysModule } from '../virtual-keys/virtual-keys.module';
 import { BackendRouter } from './backend-router';
 import { ProxyAuditListener } from './proxy-audit.listener';
@@ -9,7 +10,7 @@ import { ProxyService } from './proxy.service';
 import { UpstreamPools } from './upstream-pools';
 
 @Module({
-  imports: [AuditModule, VirtualKeysModule],
+  imports: [AuditModule, BudgetsModule, VirtualKeysModule],
   providers: [ProxyRoutes, ProxyService, BackendRouter, UpstreamPools, ProxyEvents, ProxyAuditListener],
   exports: [ProxyEvents],
 })

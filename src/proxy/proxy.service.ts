@@ -1,9 +1,10 @@
 import { once } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import { Readable, Transform } from 'node:stream';
-import { Injectable } from '@nestjs/common';
+import { Injectable, Logger } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Dispatcher } from 'undici';
+import { AccountingService, Charge } from '../budgets/accounting.service';
 import { ERROR_HTTP } from '../common/errors/error-status';
 import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
 import { AppConfig } from '../config/app-config';
@@ -42,7 +43,16 @@ interface Exchange {
   /** The client has had the whole response (all bytes, or an SSE stream's `[DONE]`): closing the
    * connection after that is not an abort. */
   relayed: boolean;
+  /** The budget/cost reservation to settle when the request ends; null for ungoverned requests. */
+  charge: Charge | null;
+  /** A request was sent upstream (the upstream may have done work even if no answer came back). */
+  dispatched: boolean;
+  /** AUDIT_LOG_BODIES: the first bytes of the response as relayed. */
+  responseBody: Buffer[] | null;
 }
+
+/** AUDIT_LOG_BODIES keeps at most this much of each body. */
+const LOGGED_BODY_MAX_BYTES = 64 * 1024;
 
 /** A key's model allow-list: exact names or `prefix*`; an empty list allows every model. */
 export function modelAllowed(allowed: string[], model: string): boolean {
@@ -57,8 +67,11 @@ export function modelAllowed(allowed: string[], model: string): boolean {
  */
 @Injectable()
 export class ProxyService {
+  private readonly logger = new Logger(ProxyService.name);
+
   constructor(
     private readonly index: VirtualKeyIndex,
+    private readonly accounting: AccountingService,
     private readonly router: BackendRouter,
     private readonly pools: UpstreamPools,
     private readonly events: ProxyEvents,
@@ -74,9 +87,13 @@ export class ProxyService {
       abort: new AbortController(),
       started: performance.now(),
       relayed: false,
+      charge: null,
+      dispatched: false,
+      responseBody: this.config.proxy.logBodies ? [] : null,
       event: {
         requestId, keyId: null, tenantId: null, method: request.method, path: (request.raw.url ?? '').split('?')[0],
         model: null, backend: null, status: 0, usage: null, latencyMs: 0, stream: false, aborted: false, attempts: [], error: null,
+        scopes: [], charged: null, bodies: null,
       },
     };
     reply.raw.once('close', () => {
@@ -94,7 +111,25 @@ export class ProxyService {
       if (!exchange.event.aborted) throw error;
     } finally {
       exchange.event.latencyMs = Math.round(performance.now() - exchange.started);
+      if (exchange.charge) await this.settle(exchange, exchange.charge);
+      if (exchange.responseBody) exchange.event.bodies = loggedBodies(request.body, exchange.responseBody);
       this.events.emit(exchange.event);
+    }
+  }
+
+  /**
+   * Exactly once per governed request, on every path: the upstream's usage when it reported one; the
+   * estimate when the upstream answered 2xx without usage or the client left after the request went
+   * upstream (the work may be done and billed); otherwise (refused, upstream error, timeout) nothing.
+   */
+  private async settle(exchange: Exchange, charge: Charge): Promise<void> {
+    const { event } = exchange;
+    const answered = event.status >= 200 && event.status < 300;
+    try {
+      event.charged = await this.accounting.settle(charge, event.usage, answered || (event.aborted && exchange.dispatched));
+    } catch (error) {
+      // The reservation stays and the reaper releases it after RESERVATION_TTL_SECS.
+      this.logger.error(`settling request ${event.requestId} failed (the reaper will release its reservation): ${(error as Error).message}`);
     }
   }
 
@@ -115,13 +150,19 @@ export class ProxyService {
       throw new GatewayError(ErrorCode.BackendError, model ? `no backend is configured for model '${model}'` : 'no backend is configured');
     }
     event.stream = json?.stream === true;
-    let body = json;
-    let strip = false;
     const targetPath = target.split('?')[0];
-    if (event.stream && json && INCLUDE_USAGE_PATHS.has(targetPath)) {
-      const options = isJsonObject(json.stream_options) ? json.stream_options : {};
+    let body = json;
+    if (request.method === 'POST') {
+      const admission = await this.accounting.admit(key, targetPath, json, model);
+      exchange.charge = admission.charge;
+      event.scopes = admission.charge.scopes;
+      if (admission.outputCap && body) body = { ...body, [admission.outputCap.field]: admission.outputCap.tokens };
+    }
+    let strip = false;
+    if (event.stream && body && INCLUDE_USAGE_PATHS.has(targetPath)) {
+      const options = isJsonObject(body.stream_options) ? body.stream_options : {};
       if (options.include_usage !== true) {
-        body = { ...json, stream_options: { ...options, include_usage: true } };
+        body = { ...body, stream_options: { ...options, include_usage: true } };
         strip = true;
       }
     }
@@ -148,6 +189,7 @@ export class ProxyService {
       event.backend = backend.name;
       const payload = json === null ? rawBody?.stream : JSON.stringify(withModelMap(json, backend));
       let response: Dispatcher.ResponseData;
+      exchange.dispatched = true;
       try {
         response = await upstream.pool.request({
           path: upstream.basePath + target,
@@ -203,6 +245,7 @@ export class ProxyService {
           collectedBytes += chunk.length;
         }
         const out = tap ? tap.push(chunk) : chunk;
+        if (exchange.responseBody) keepHead(exchange.responseBody, out);
         if (tap?.done) exchange.relayed = true;
         if (out.length > 0 && !raw.write(out)) await once(raw, 'drain', { signal: abort.signal });
       }
@@ -302,6 +345,21 @@ function responseHeaders(
   headers['x-ditto-request-id'] = requestId;
   headers['x-ditto-backend'] = backend;
   return headers;
+}
+
+/** Appends to `kept` up to LOGGED_BODY_MAX_BYTES in all. */
+function keepHead(kept: Buffer[], chunk: Buffer): void {
+  const room = LOGGED_BODY_MAX_BYTES - kept.reduce((n, b) => n + b.length, 0);
+  if (room > 0 && chunk.length > 0) kept.push(chunk.subarray(0, room));
+}
+
+/** AUDIT_LOG_BODIES: the client's request body (JSON as sent, else nothing) and the head of the response. */
+function loggedBodies(requestBody: unknown, response: Buffer[]): { request: unknown; response: string } {
+  const json = isJsonObject(requestBody) ? JSON.stringify(requestBody) : null;
+  return {
+    request: json === null ? null : json.length <= LOGGED_BODY_MAX_BYTES ? requestBody : `${json.slice(0, LOGGED_BODY_MAX_BYTES)}…`,
+    response: Buffer.concat(response).toString('utf8'),
+  };
 }
 
 function usageFromBuffers(chunks: Buffer[]): Usage | null {

@@ -3,6 +3,7 @@ import { BudgetLedger } from '../budgets/budget-ledger';
 import { CostLedger } from '../costs/cost-ledger';
 import { VirtualKeyRepository } from '../virtual-keys/virtual-key.repository';
 import { ChangeFeed } from './change-feed';
+import { JobLock } from './job-lock';
 
 export const BACKEND_NAMES = ['memory', 'state', 'sqlite', 'postgres', 'mongodb', 'redis'] as const;
 export type BackendName = (typeof BACKEND_NAMES)[number];
@@ -30,6 +31,7 @@ export interface StorageBackend {
   readonly costs: CostLedger;
   readonly audit: AuditLogRepository;
   readonly changes: ChangeFeed;
+  readonly locks: JobLock;
   /** Rejects when the store cannot be reached. */
   ping(): Promise<void>;
   /** Facts for `GET /admin/storage` (file path, host, database, prefix, pool), never a secret. */

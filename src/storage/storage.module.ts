@@ -5,6 +5,7 @@ import { CostLedger } from '../costs/cost-ledger';
 import { VirtualKeyRepository } from '../virtual-keys/virtual-key.repository';
 import { ActiveStorage, openActiveStorage } from './active-storage';
 import { ChangeFeed } from './change-feed';
+import { JobLock } from './job-lock';
 import { StorageController } from './storage.controller';
 import { ConfigurableModuleClass, STORAGE_MODULE_OPTIONS, StorageModuleOptions } from './storage.module-definition';
 
@@ -43,7 +44,8 @@ const port = <T>(token: abstract new (...args: never[]) => T, pick: (s: ActiveSt
     port(CostLedger, (s) => s.backend.costs),
     port(AuditLogRepository, (s) => s.backend.audit),
     port(ChangeFeed, (s) => s.backend.changes),
+    port(JobLock, (s) => s.backend.locks),
   ],
-  exports: [ActiveStorage, VirtualKeyRepository, BudgetLedger, CostLedger, AuditLogRepository, ChangeFeed],
+  exports: [ActiveStorage, VirtualKeyRepository, BudgetLedger, CostLedger, AuditLogRepository, ChangeFeed, JobLock],
 })
 export class StorageModule extends ConfigurableModuleClass {}

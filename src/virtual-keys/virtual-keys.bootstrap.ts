@@ -5,6 +5,7 @@ import { VirtualKey } from './domain/virtual-key';
 import { displayPrefix, hashToken } from './domain/token';
 import { VirtualKeyIndex } from './virtual-key-index';
 import { VirtualKeyRepository } from './virtual-key.repository';
+import { VirtualKeysService } from './virtual-keys.service';
 
 export function keyFromConfig(config: VirtualKeyConfig, now: number): VirtualKey {
   return {
@@ -36,6 +37,7 @@ export class VirtualKeysBootstrap implements OnApplicationBootstrap {
     private readonly config: AppConfig,
     private readonly keys: VirtualKeyRepository,
     private readonly index: VirtualKeyIndex,
+    private readonly service: VirtualKeysService,
   ) {}
 
   /** Seeds first, then fills the in-memory index, so seeded keys work from the first request. */
@@ -43,8 +45,12 @@ export class VirtualKeysBootstrap implements OnApplicationBootstrap {
     const configured = this.config.gateway.virtual_keys;
     if (configured.length > 0) {
       const now = Date.now();
-      const written = await this.keys.seedIfEmpty(configured.map((k) => keyFromConfig(k, now)));
-      if (written > 0) this.logger.log(`store was empty: seeded ${written} virtual key(s) from the gateway config`);
+      const seeds = configured.map((k) => keyFromConfig(k, now));
+      const written = await this.keys.seedIfEmpty(seeds);
+      if (written > 0) {
+        for (const key of seeds) await this.service.applyBudget(key);
+        this.logger.log(`store was empty: seeded ${written} virtual key(s) from the gateway config`);
+      }
       else this.logger.log(`store already holds virtual keys: the ${configured.length} key(s) in the gateway config were not applied`);
     }
     await this.index.start();

@@ -1,12 +1,13 @@
 import { Module } from '@nestjs/common';
 import { AuditModule } from '../audit/audit.module';
+import { BudgetsModule } from '../budgets/budgets.module';
 import { VirtualKeyIndex } from './virtual-key-index';
 import { VirtualKeysBootstrap } from './virtual-keys.bootstrap';
 import { VirtualKeysController } from './virtual-keys.controller';
 import { VirtualKeysService } from './virtual-keys.service';
 
 @Module({
-  imports: [AuditModule],
+  imports: [AuditModule, BudgetsModule],
   controllers: [VirtualKeysController],
   providers: [VirtualKeysBootstrap, VirtualKeyIndex, VirtualKeysService],
   exports: [VirtualKeyIndex],

@@ -1,6 +1,8 @@
 import { Injectable } from '@nestjs/common';
 import { AuditService } from '../audit/audit.service';
 import { AdminActor } from '../admin/admin-auth.guard';
+import { BudgetsService } from '../budgets/budgets.service';
+import { CostsService } from '../costs/costs.service';
 import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
 import { Page } from '../common/page';
 import { ChangeFeed } from '../storage/change-feed';
@@ -26,6 +28,8 @@ export class VirtualKeysService {
     private readonly changes: ChangeFeed,
     private readonly index: VirtualKeyIndex,
     private readonly audit: AuditService,
+    private readonly budgets: BudgetsService,
+    private readonly costs: CostsService,
   ) {}
 
   async create(dto: CreateVirtualKeyDto, actor: AdminActor): Promise<{ key: VirtualKey; token: string }> {
@@ -56,6 +60,7 @@ export class VirtualKeysService {
       dto,
     );
     await this.keys.create(key);
+    await this.applyBudget(key);
     await this.announce(key.id, 'admin.key.create', actor, { after: auditView(key) }, key.tenantId);
     return { key, token };
   }
@@ -74,6 +79,7 @@ export class VirtualKeysService {
     const before = await this.get(id);
     const after = { ...this.applyPatch(before, dto), updatedAt: Date.now() };
     if (!(await this.keys.update(after))) throw new GatewayError(ErrorCode.NotFound, `virtual key '${id}' not found`);
+    await this.applyBudget(after);
     const changed = Object.keys(WIRE_NAMES).filter(
       (field) => JSON.stringify(before[field as keyof VirtualKey]) !== JSON.stringify(after[field as keyof VirtualKey]),
     );
@@ -108,6 +114,14 @@ export class VirtualKeysService {
     await this.index.refresh(id);
     await this.changes.publish({ entity: VIRTUAL_KEY_ENTITY, id });
     await this.audit.recordNow({ kind, keyId: id, tenantId, payload: { actor, key_id: id, ...payload } });
+  }
+
+  /** The key's own budget is the limit of its `key:<id>` scope on both ledgers. */
+  async applyBudget(key: VirtualKey): Promise<void> {
+    await Promise.all([
+      this.budgets.limits.applyKeyLimit(key.id, key.budget.totalTokens),
+      this.costs.limits.applyKeyLimit(key.id, key.budget.totalUsdMicros),
+    ]);
   }
 
   private applyPatch(key: VirtualKey, dto: UpdateVirtualKeyDto): VirtualKey {

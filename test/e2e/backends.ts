@@ -3,10 +3,16 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import Redis from 'ioredis';
+import mongoose from 'mongoose';
 import { Client } from 'pg';
 
 export const PG_DSN = process.env.TEST_POSTGRES_DSN ?? 'postgres://postgres@127.0.0.1:5432/ditto_test';
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+export type SharedBackend = 'sqlite' | 'postgres' | 'redis' | 'mongodb';
+
+/** The backends every per-backend e2e runs on: MongoDB only when MONGODB_URI is set (none on CI's machine). */
+export const E2E_BACKENDS: SharedBackend[] = ['sqlite', 'postgres', 'redis', ...(process.env.MONGODB_URI ? ['mongodb' as const] : [])];
 
 export interface BackendEnv {
   /** Environment that points a gateway at a fresh, isolated store; share it between instances. */
@@ -14,9 +20,21 @@ export interface BackendEnv {
   cleanup(): Promise<void>;
 }
 
-/** A fresh store per backend: a temp SQLite file, a new PostgreSQL schema, a new Redis key prefix. */
-export async function backendEnv(backend: 'sqlite' | 'postgres' | 'redis'): Promise<BackendEnv> {
+/** A fresh store per backend: a temp SQLite file, a new PostgreSQL schema, a new Redis key prefix, a new MongoDB database. */
+export async function backendEnv(backend: SharedBackend): Promise<BackendEnv> {
   const suffix = randomUUID().replace(/-/g, '').slice(0, 12);
+  if (backend === 'mongodb') {
+    const uri = process.env.MONGODB_URI ?? '';
+    const database = `ditto_e2e_${suffix}`;
+    return {
+      env: { STORAGE_BACKEND: 'mongodb', MONGODB_URI: uri, MONGODB_DATABASE: database, STORAGE_FALLBACK: 'false' },
+      cleanup: async () => {
+        const connection = await mongoose.createConnection(uri, { dbName: database }).asPromise();
+        await connection.dropDatabase();
+        await connection.close();
+      },
+    };
+  }
   if (backend === 'sqlite') {
     const dir = mkdtempSync(path.join(tmpdir(), 'ditto-e2e-'));
     return {

@@ -3,6 +3,7 @@ import { createConnection } from 'mongoose';
 import { openMongooseBackend } from '../../src/storage/backends/mongoose/mongoose.backend';
 import { describeStorageContract } from './contract';
 import { ContractTarget } from './contract-target';
+import { describeJobLockContract } from './job-lock.contract';
 import { testStorageOptions } from './options';
 
 const uri = process.env.MONGODB_URI ?? '';
@@ -33,7 +34,11 @@ if (uri) {
   // Opening waits up to 5 s for server selection; let its error surface instead of a hook timeout.
   jest.setTimeout(20_000);
   describeStorageContract(target);
+  describeJobLockContract(target, { freedBy: 'ttl' });
 } else {
   process.stderr.write('\n*** MongoDB storage contract suite SKIPPED: MONGODB_URI is not set ***\n\n');
-  describe.skip('storage contract: mongodb (MONGODB_URI not set)', () => describeStorageContract(target));
+  describe.skip('storage contract: mongodb (MONGODB_URI not set)', () => {
+    describeStorageContract(target);
+    describeJobLockContract(target, { freedBy: 'ttl' });
+  });
 }

@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { DataSource } from 'typeorm';
 import { openTypeormBackend } from '../../src/storage/backends/typeorm/typeorm.backend';
 import { describeStorageContract } from './contract';
+import { ContractTarget } from './contract-target';
+import { describeJobLockContract } from './job-lock.contract';
 import { testStorageOptions } from './options';
 
 /** TEST_POSTGRES_DSN, or the local database the CI script creates. */
@@ -26,7 +28,7 @@ async function dropSchema(schema: string): Promise<void> {
   }
 }
 
-describeStorageContract({
+const target: ContractTarget = {
   name: 'postgres',
   shared: true,
   persistent: true,
@@ -35,7 +37,10 @@ describeStorageContract({
     const options = postgresOptions(schema);
     return { open: () => openTypeormBackend('postgres', options), teardown: () => dropSchema(schema) };
   },
-});
+};
+
+describeStorageContract(target);
+describeJobLockContract(target, { freedBy: 'session-end' });
 
 describe('postgres backend', () => {
   it('migrates a new schema once, concurrently, and describes itself without secrets', async () => {

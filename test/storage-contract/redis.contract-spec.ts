@@ -2,6 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { openRedisBackend } from '../../src/storage/backends/redis/redis.backend';
 import { describeStorageContract } from './contract';
+import { ContractTarget } from './contract-target';
+import { describeJobLockContract } from './job-lock.contract';
 import { testStorageOptions } from './options';
 
 /** Deletes every key under the prefix. The server is shared with other runs: never FLUSHDB. */
@@ -17,7 +19,7 @@ async function deletePrefix(url: string, prefix: string): Promise<void> {
   }
 }
 
-describeStorageContract({
+const target: ContractTarget = {
   name: 'redis',
   shared: true,
   persistent: true,
@@ -30,4 +32,7 @@ describeStorageContract({
       teardown: () => deletePrefix(options.redis.url, prefix),
     };
   },
-});
+};
+
+describeStorageContract(target);
+describeJobLockContract(target, { freedBy: 'ttl' });

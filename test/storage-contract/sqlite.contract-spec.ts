@@ -3,13 +3,15 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { openTypeormBackend } from '../../src/storage/backends/typeorm/typeorm.backend';
 import { describeStorageContract } from './contract';
+import { ContractTarget } from './contract-target';
+import { describeJobLockContract } from './job-lock.contract';
 import { testStorageOptions } from './options';
 
 function sqliteOptions(file: string) {
   return testStorageOptions({ sqlite: { path: file } });
 }
 
-describeStorageContract({
+const target: ContractTarget = {
   name: 'sqlite',
   shared: true,
   persistent: true,
@@ -22,7 +24,10 @@ describeStorageContract({
       teardown: async () => rmSync(dir, { recursive: true, force: true }),
     };
   },
-});
+};
+
+describeStorageContract(target);
+describeJobLockContract(target, { freedBy: 'ttl' });
 
 describe('sqlite backend', () => {
   let dir: string;

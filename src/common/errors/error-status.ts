@@ -12,6 +12,7 @@ export const ERROR_HTTP: Record<ErrorCode, { status: number; type: string }> = {
   [ErrorCode.ModelNotAllowed]: { status: 403, type: 'permission_error' },
   [ErrorCode.BudgetExceeded]: { status: 402, type: 'insufficient_quota' },
   [ErrorCode.CostBudgetExceeded]: { status: 402, type: 'insufficient_quota' },
+  [ErrorCode.CostUnknownModel]: { status: 402, type: 'insufficient_quota' },
   [ErrorCode.RateLimited]: { status: 429, type: 'rate_limit_error' },
   [ErrorCode.RequestTooLarge]: { status: 413, type: 'invalid_request_error' },
   [ErrorCode.NotFound]: { status: 404, type: 'invalid_request_error' },

@@ -13,6 +13,7 @@ export enum ErrorCode {
   ModelNotAllowed = 'model_not_allowed',
   BudgetExceeded = 'budget_exceeded',
   CostBudgetExceeded = 'cost_budget_exceeded',
+  CostUnknownModel = 'cost_unknown_model',
   RateLimited = 'rate_limited',
   RequestTooLarge = 'request_too_large',
   NotFound = 'not_found',

@@ -1,6 +1,7 @@
 import { StorageBackend } from '../../storage-backend';
 import { MemoryAuditLogRepository } from './memory-audit-log.repository';
 import { MemoryChangeFeed } from './memory-change-feed';
+import { MemoryJobLock } from './memory-job-lock';
 import { MemoryLedger } from './memory-ledger';
 import { MemoryVirtualKeyRepository } from './memory-virtual-key.repository';
 
@@ -13,6 +14,7 @@ export async function openMemoryBackend(): Promise<StorageBackend> {
     costs: new MemoryLedger(),
     audit: new MemoryAuditLogRepository(),
     changes: new MemoryChangeFeed(),
+    locks: new MemoryJobLock(),
     ping: async () => undefined,
     details: () => ({ persistent: false }),
     close: async () => undefined,

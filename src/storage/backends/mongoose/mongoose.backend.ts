@@ -3,6 +3,7 @@ import { redactUrl } from '../../redact';
 import { StorageBackend, StorageOptions } from '../../storage-backend';
 import { MongooseAuditLogRepository } from './mongoose-audit-log.repository';
 import { MongooseChangeFeed } from './mongoose-change-feed';
+import { MongooseJobLock } from './mongoose-job-lock';
 import { MongooseLedger } from './mongoose-ledger';
 import { MongooseVirtualKeyRepository } from './mongoose-virtual-key.repository';
 import { MongooseModels, createIndexes, createModels } from './mongoose.schemas';
@@ -69,6 +70,7 @@ function backend(
     costs: new MongooseLedger(models, 'usd_micros'),
     audit: new MongooseAuditLogRepository(models),
     changes: feed,
+    locks: new MongooseJobLock(models),
     ping: () => ping(connection),
     details: () => ({ uri: redactUrl(uri), database }),
     close: () => {

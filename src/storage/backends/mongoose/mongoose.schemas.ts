@@ -70,6 +70,14 @@ export interface CounterDoc {
   seq: Int64;
 }
 
+/** The lease of one job lock (JobLock), keyed by the lock's name. */
+export interface JobLeaseDoc {
+  _id: string;
+  holder: string;
+  /** Epoch ms after which the lease no longer holds. */
+  expires_at: Int64;
+}
+
 /** How long change documents are kept; pollers only ever look a few poll intervals back. */
 const CHANGE_TTL_SECS = 300;
 
@@ -164,6 +172,11 @@ changeSchema.index({ at: 1 }, { expireAfterSeconds: CHANGE_TTL_SECS });
 
 const counterSchema = new Schema({ _id: { type: String, required: true }, seq: int64Required }, options);
 
+const jobLeaseSchema = new Schema(
+  { _id: { type: String, required: true }, holder: { type: String, required: true }, expires_at: int64Required },
+  options,
+);
+
 export interface MongooseModels {
   keys: Model<VirtualKeyDoc>;
   scopes: Model<LedgerScopeDoc>;
@@ -171,6 +184,7 @@ export interface MongooseModels {
   audit: Model<AuditDoc>;
   changes: Model<ChangeDoc>;
   counters: Model<CounterDoc>;
+  leases: Model<JobLeaseDoc>;
 }
 
 /** Models bound to one connection (never the global mongoose one), so instances stay independent. */
@@ -182,6 +196,7 @@ export function createModels(connection: Connection): MongooseModels {
     audit: connection.model<AuditDoc>('AuditRecord', auditSchema, 'audit_log'),
     changes: connection.model<ChangeDoc>('Change', changeSchema, 'changes'),
     counters: connection.model<CounterDoc>('Counter', counterSchema, 'counters'),
+    leases: connection.model<JobLeaseDoc>('JobLease', jobLeaseSchema, 'job_leases'),
   };
 }
 

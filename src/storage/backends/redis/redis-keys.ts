@@ -32,6 +32,11 @@ export class RedisKeys {
     };
   }
 
+  /** The lease of one job lock (JobLock). */
+  lock(name: string): string {
+    return `${this.prefix}:lock:${name}`;
+  }
+
   ledger(kind: LedgerKind): { scopePrefix: string; scopes: string; reservationPrefix: string; reservations: string } {
     const base = `${this.prefix}:ledger:${kind}`;
     return {

@@ -15,6 +15,7 @@ const SCRIPTS = {
   ledgerPutReservation: ['ledger-lib.lua', 'ledger-put-reservation.lua'],
   auditAppend: ['audit-append.lua'],
   auditDelete: ['audit-delete.lua'],
+  jobLockRelease: ['job-lock-release.lua'],
 } as const;
 
 export type ScriptName = keyof typeof SCRIPTS;

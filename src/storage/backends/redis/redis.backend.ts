@@ -3,6 +3,7 @@ import { redactUrl } from '../../redact';
 import { StorageBackend, StorageOptions } from '../../storage-backend';
 import { RedisAuditLogRepository } from './redis-audit-log.repository';
 import { RedisChangeFeed } from './redis-change-feed';
+import { RedisJobLock } from './redis-job-lock';
 import { RedisKeys } from './redis-keys';
 import { RedisBudgetLedger, RedisCostLedger } from './redis-ledger';
 import { defineScripts } from './redis-scripts';
@@ -52,6 +53,7 @@ class RedisStorageBackend implements StorageBackend {
   readonly budgets: RedisBudgetLedger;
   readonly costs: RedisCostLedger;
   readonly audit: RedisAuditLogRepository;
+  readonly locks: RedisJobLock;
   private closing: Promise<void> | null = null;
 
   constructor(
@@ -66,6 +68,7 @@ class RedisStorageBackend implements StorageBackend {
     this.budgets = new RedisBudgetLedger(commands, keys);
     this.costs = new RedisCostLedger(commands, keys);
     this.audit = new RedisAuditLogRepository(commands, keys);
+    this.locks = new RedisJobLock(commands, keys);
   }
 
   async ping(): Promise<void> {

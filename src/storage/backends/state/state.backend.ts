@@ -5,6 +5,7 @@ import { VirtualKey } from '../../../virtual-keys/domain/virtual-key';
 import { StorageBackend, StorageOptions } from '../../storage-backend';
 import { MemoryAuditLogRepository } from '../memory/memory-audit-log.repository';
 import { MemoryChangeFeed } from '../memory/memory-change-feed';
+import { MemoryJobLock } from '../memory/memory-job-lock';
 import { MemoryLedger } from '../memory/memory-ledger';
 import { MemoryVirtualKeyRepository } from '../memory/memory-virtual-key.repository';
 
@@ -37,6 +38,7 @@ export async function openStateBackend(options: StorageOptions): Promise<Storage
     costs: new MemoryLedger(),
     audit: new MemoryAuditLogRepository(),
     changes: new MemoryChangeFeed(),
+    locks: new MemoryJobLock(),
     ping: () => fs.access(path.dirname(file)),
     details: () => ({ file, persists: ['virtual_keys'] }),
     close: () => writes.catch(() => undefined),

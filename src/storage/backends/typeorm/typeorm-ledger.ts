@@ -20,8 +20,10 @@ class Refused extends Error {
 }
 
 /**
- * The token ledger and the cost ledger (one instance per kind). Every check-and-update is one SQL
- * statement inside one transaction, so the invariant holds across any number of connections:
+ * The token ledger and the cost ledger (one instance per kind). On PostgreSQL reserve and settle are one
+ * call each to a PL/pgSQL function (one round trip; migration 1767398400000) with the same logic as
+ * below. On SQLite (in-process) every check-and-update is one SQL statement inside one transaction, so
+ * the invariant holds across any number of connections:
  * - reserve: insert the reservation row (a duplicate id means "already outstanding": answer ok), then one
  *   guarded UPDATE per scope in sorted order (a fixed lock order, so two reservations on the same scopes
  *   cannot deadlock), creating missing scopes on the way; a scope whose guarded UPDATE matches no row
@@ -49,6 +51,7 @@ export class TypeormLedger extends Ledger {
 
   async reserve(reservationId: string, scopes: string[], amount: number, now = Date.now()): Promise<ReserveResult> {
     const distinct = [...new Set(scopes)];
+    if (this.store.dialect === 'postgres') return this.reserveOnPostgres(reservationId, distinct, amount, now);
     const lockOrder = [...distinct].sort();
     const reservation = { id: reservationId, scopes: distinct, amount, createdAt: now };
     try {
@@ -71,6 +74,7 @@ export class TypeormLedger extends Ledger {
   }
 
   async commit(reservationId: string, actual: number, now = Date.now()): Promise<boolean> {
+    if (this.store.dialect === 'postgres') return this.settleOnPostgres(reservationId, actual, now);
     return this.store.transaction(async (s) => {
       const [row] = await this.takeReservation(s, reservationId);
       if (!row) return false;
@@ -81,6 +85,7 @@ export class TypeormLedger extends Ledger {
   }
 
   async release(reservationId: string, now = Date.now()): Promise<boolean> {
+    if (this.store.dialect === 'postgres') return this.settleOnPostgres(reservationId, null, now);
     return this.store.transaction(async (s) => {
       const rows = await this.takeReservation(s, reservationId);
       await this.unreserve(s, rows, now);
@@ -173,6 +178,32 @@ export class TypeormLedger extends Ledger {
 
   async putReservation(reservation: Reservation): Promise<void> {
     await this.store.session((s) => this.insertReservation(s, reservation));
+  }
+
+  /** One round trip: the ditto_ledger_reserve function (migration 1767398400000) does all of it. */
+  private async reserveOnPostgres(id: string, scopes: string[], amount: number, now: number): Promise<ReserveResult> {
+    const [refused] = await this.store.session((s) =>
+      s.rows<{ refused_scope: string; refused_limit: string; refused_spent: string; refused_reserved: string }>(
+        `SELECT * FROM ${this.store.table('ditto_ledger_reserve')}($1, $2, $3::text[], $4, $5)`,
+        [this.kind, id, scopes, amount, now],
+      ),
+    );
+    if (!refused) return { ok: true };
+    return {
+      ok: false,
+      scope: refused.refused_scope,
+      limit: Number(refused.refused_limit),
+      spent: Number(refused.refused_spent),
+      reserved: Number(refused.refused_reserved),
+    };
+  }
+
+  /** One round trip: commit (`actual`) or release (null) through the ditto_ledger_settle function. */
+  private async settleOnPostgres(id: string, actual: number | null, now: number): Promise<boolean> {
+    const [row] = await this.store.session((s) =>
+      s.rows<{ settled: boolean }>(`SELECT ${this.store.table('ditto_ledger_settle')}($1, $2, $3, $4) AS settled`, [this.kind, id, actual, now]),
+    );
+    return row?.settled === true;
   }
 
   /** False when a reservation with this id is already outstanding. */

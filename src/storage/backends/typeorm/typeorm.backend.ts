@@ -6,6 +6,7 @@ import { AuditLogRepository } from '../../../audit/audit-log.repository';
 import { BudgetLedger } from '../../../budgets/budget-ledger';
 import { CostLedger } from '../../../costs/cost-ledger';
 import { VirtualKeyRepository } from '../../../virtual-keys/virtual-key.repository';
+import { JobLock } from '../../job-lock';
 import { redactUrl } from '../../redact';
 import { StorageBackend, StorageOptions } from '../../storage-backend';
 import { AuditLogEntity } from './entities/audit-log.entity';
@@ -14,9 +15,12 @@ import { LedgerReservationEntity } from './entities/ledger-reservation.entity';
 import { LedgerScopeEntity } from './entities/ledger-scope.entity';
 import { VirtualKeyEntity } from './entities/virtual-key.entity';
 import { PostgresInitialSchema1767225600000 } from './migrations/postgres/1767225600000-initial-schema';
+import { PostgresLedgerFunctions1767398400000 } from './migrations/postgres/1767398400000-ledger-functions';
 import { SqliteInitialSchema1767225600000 } from './migrations/sqlite/1767225600000-initial-schema';
+import { SqliteJobLeases1767312000000 } from './migrations/sqlite/1767312000000-job-leases';
 import { TypeormAuditLogRepository } from './typeorm-audit-log.repository';
 import { PgModule, PostgresChangeFeed, SqliteChangeFeed } from './typeorm-change-feed';
+import { PostgresJobLock, SqliteJobLock } from './typeorm-job-lock';
 import { TypeormLedger } from './typeorm-ledger';
 import { SerialQueue, TypeormStore, acquireFileQueue, quoteIdentifier } from './typeorm-store';
 import { TypeormVirtualKeyRepository } from './typeorm-virtual-key.repository';
@@ -51,6 +55,7 @@ class TypeormBackend implements StorageBackend {
     readonly name: 'sqlite' | 'postgres',
     private readonly store: TypeormStore,
     readonly changes: SqliteChangeFeed | PostgresChangeFeed,
+    readonly locks: JobLock,
     private readonly facts: Record<string, unknown>,
     private readonly afterClose: () => void = () => undefined,
   ) {
@@ -98,7 +103,7 @@ async function openSqlite(options: StorageOptions): Promise<StorageBackend> {
       db.exec('BEGIN IMMEDIATE');
     },
     entities: [...SHARED_ENTITIES, ChangeLogEntity],
-    migrations: [SqliteInitialSchema1767225600000],
+    migrations: [SqliteInitialSchema1767225600000, SqliteJobLeases1767312000000],
     migrationsRun: true,
     // Already inside the BEGIN IMMEDIATE above, which makes all pending migrations one transaction.
     migrationsTransactionMode: 'none',
@@ -116,7 +121,7 @@ async function openSqlite(options: StorageOptions): Promise<StorageBackend> {
     await store.ping();
     const changes = await SqliteChangeFeed.start(store, options.changePollMs);
     opened.unshift(changes);
-    return new TypeormBackend('sqlite', store, changes, { path: file }, release);
+    return new TypeormBackend('sqlite', store, changes, new SqliteJobLock(store), { path: file }, release);
   } catch (error) {
     await closeAll(opened).catch(() => undefined);
     release();
@@ -154,7 +159,7 @@ async function openPostgres(options: StorageOptions): Promise<StorageBackend> {
       // pg-pool 3 options: `min` idle connections are kept, `max` caps the pool.
       extra: { min: poolMin, max: poolMax, idleTimeoutMillis: PG_IDLE_TIMEOUT_MS },
       entities: SHARED_ENTITIES,
-      migrations: [PostgresInitialSchema1767225600000],
+      migrations: [PostgresInitialSchema1767225600000, PostgresLedgerFunctions1767398400000],
       migrationsRun: true,
       synchronize: false,
       logging: false,
@@ -171,7 +176,7 @@ async function openPostgres(options: StorageOptions): Promise<StorageBackend> {
     await store.ping();
     const changes = await PostgresChangeFeed.start(store, pg, dsn, schema, PG_CONNECT_TIMEOUT_MS);
     opened.unshift(changes);
-    return new TypeormBackend('postgres', store, changes, {
+    return new TypeormBackend('postgres', store, changes, new PostgresJobLock(store, schema), {
       dsn: redactUrl(dsn),
       schema,
       pool: { min: poolMin, max: poolMax },

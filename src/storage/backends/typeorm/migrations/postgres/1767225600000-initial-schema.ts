@@ -81,7 +81,7 @@ export class PostgresInitialSchema1767225600000 implements MigrationInterface {
   }
 }
 
-function tableNamer(queryRunner: QueryRunner): (table: string) => string {
+export function tableNamer(queryRunner: QueryRunner): (table: string) => string {
   const schema = (queryRunner.connection.options as { schema?: string }).schema ?? 'public';
   return (table) => `${quoteIdentifier(schema)}.${quoteIdentifier(table)}`;
 }

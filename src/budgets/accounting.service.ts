@@ -1,0 +1,180 @@
+import { randomUUID } from 'node:crypto';
+import { Injectable, Logger } from '@nestjs/common';
+import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
+import { AppConfig, BudgetConfig } from '../config/app-config';
+import { CostsService } from '../costs/costs.service';
+import { ModelPrice, TokenCounts, costMicros } from '../costs/pricing';
+import { VirtualKey } from '../virtual-keys/domain/virtual-key';
+import { BudgetLedger } from './budget-ledger';
+import { ReserveResult } from './domain/ledger';
+import { scopesOf } from './domain/scopes';
+import { OutputField, estimateRequest } from './token-estimate';
+
+type Json = Record<string, unknown>;
+
+/** One request's open reservation on both ledgers. */
+export interface Charge {
+  /** Reservation id on both ledgers: generated here, never the client's request id (which may repeat). */
+  id: string;
+  scopes: string[];
+  price: ModelPrice | null;
+  estimate: { promptTokens: number; outputTokens: number; tokens: number; usdMicros: number };
+}
+
+export interface Admission {
+  charge: Charge;
+  /** Strict mode: the output limit the forwarded request must carry (set or lowered), or null to leave it. */
+  outputCap: { field: OutputField; tokens: number } | null;
+}
+
+/** What a settled request was charged. */
+export interface Settlement {
+  tokens: number;
+  usdMicros: number;
+  /** `usage`: the upstream's; `estimate`: no usage came back; `released`: nothing charged. */
+  basis: 'usage' | 'estimate' | 'released';
+}
+
+/** Paths whose responses are generated tokens, capped by an output limit. */
+const OUTPUT_FIELD_BY_PATH: Record<string, OutputField> = {
+  '/chat/completions': 'max_tokens',
+  '/completions': 'max_tokens',
+  '/responses': 'max_output_tokens',
+};
+/** Reasoning models refuse `max_tokens` on chat completions. */
+const COMPLETION_TOKENS_MODELS = /^(o\d|gpt-5)/;
+
+/**
+ * Budget and cost accounting on the request path (DESIGN §1, §6): before forwarding, one atomic
+ * reserve of the estimate on every scope of the key, on the token ledger and the cost ledger at once
+ * (two ledger calls in parallel: one round trip of latency; when either refuses, the other's
+ * reservation is released); when the response ends, one settle of each.
+ */
+@Injectable()
+export class AccountingService {
+  private readonly logger = new Logger(AccountingService.name);
+  private readonly settings: BudgetConfig;
+
+  constructor(
+    private readonly ledger: BudgetLedger,
+    private readonly costs: CostsService,
+    config: AppConfig,
+  ) {
+    this.settings = config.budgets;
+  }
+
+  /**
+   * Reserves the request's estimate on every scope of the key, or throws 402 (budget_exceeded,
+   * cost_budget_exceeded, cost_unknown_model) having reserved nothing.
+   */
+  async admit(key: VirtualKey, path: string, body: Json | null, model: string | null): Promise<Admission> {
+    const scopes = scopesOf(key);
+    const estimate = estimateRequest(path, body ?? {}, this.settings.defaultOutputTokens);
+    const price = this.costs.price(model);
+    if (price === null && this.settings.unknownModelCost === 'refuse') await this.refuseUnpricedUnderCostLimit(key, scopes, model);
+
+    let output = estimate.outputTokens;
+    let outputCap: Admission['outputCap'] = null;
+    const capField = estimate.outputField ?? outputFieldFor(path, model);
+    if (this.settings.mode === 'strict' && capField !== null) {
+      const room = await this.outputRoom(scopes, estimate.promptTokens, price);
+      if (room !== null) output = Math.min(output, room);
+      if (estimate.outputField === null || output < estimate.outputTokens) outputCap = { field: capField, tokens: output };
+    }
+
+    const tokens = estimate.promptTokens + output;
+    const usdMicros = price === null ? 0 : costMicros(price, { promptTokens: estimate.promptTokens, completionTokens: output, cachedTokens: 0 });
+    const charge: Charge = { id: randomUUID(), scopes, price, estimate: { promptTokens: estimate.promptTokens, outputTokens: output, tokens, usdMicros } };
+    const [byTokens, byCost] = await Promise.all([
+      this.ledger.reserve(charge.id, scopes, tokens),
+      this.costs.reserve(charge.id, scopes, usdMicros),
+    ]);
+    if (!byTokens.ok || !byCost.ok) {
+      await Promise.all([byTokens.ok && this.ledger.release(charge.id), byCost.ok && this.costs.release(charge.id)]);
+      throw refusal(byTokens, byCost, tokens, usdMicros);
+    }
+    return { charge, outputCap };
+  }
+
+  /**
+   * Settles a charge exactly once: with the upstream's usage when there is one, else with the estimate
+   * (`chargeEstimate`: the upstream may have done the work) or by releasing it (nothing was produced).
+   * A reservation the reaper released meanwhile is charged anyway, as a new metering-only entry.
+   */
+  async settle(charge: Charge, usage: TokenCounts & { totalTokens: number } | null, chargeEstimate: boolean): Promise<Settlement> {
+    if (usage === null && !chargeEstimate) {
+      await Promise.all([this.ledger.release(charge.id), this.costs.release(charge.id)]);
+      return { tokens: 0, usdMicros: 0, basis: 'released' };
+    }
+    const tokens = usage === null ? charge.estimate.tokens : usage.totalTokens;
+    const usdMicros = charge.price === null ? 0 : usage === null ? charge.estimate.usdMicros : costMicros(charge.price, usage);
+    const [byTokens, byCost] = await Promise.all([this.ledger.commit(charge.id, tokens), this.costs.commit(charge.id, usdMicros)]);
+    if (!byTokens || !byCost) {
+      this.logger.warn(`reservation ${charge.id} was reaped before its request ended (RESERVATION_TTL_SECS too short?); charging it now`);
+      const late = `${charge.id}:late`;
+      if (!byTokens) await this.ledger.reserve(late, charge.scopes, 0).then(() => this.ledger.commit(late, tokens));
+      if (!byCost) await this.costs.reserve(late, charge.scopes, 0).then(() => this.costs.commit(late, usdMicros));
+    }
+    return { tokens, usdMicros, basis: usage === null ? 'estimate' : 'usage' };
+  }
+
+  /**
+   * Strict mode: the most output tokens the request may produce so that no limited scope goes over,
+   * by tokens and (for a priced model) by cost; null when no scope has a limit. One read per scope and
+   * ledger, in parallel. Refuses when not even one output token fits.
+   */
+  private async outputRoom(scopes: string[], promptTokens: number, price: ModelPrice | null): Promise<number | null> {
+    const [tokenScopes, costScopes] = await Promise.all([
+      Promise.all(scopes.map((scope) => this.ledger.get(scope))),
+      price === null ? Promise.resolve([]) : this.costs.limitedScopes(scopes),
+    ]);
+    let room: number | null = null;
+    let tightest: { scope: string; code: ErrorCode } | null = null;
+    for (const s of tokenScopes) {
+      if (s === null || s.limit === null) continue;
+      const fits = s.limit - s.spent - s.reserved - promptTokens;
+      if (room === null || fits < room) [room, tightest] = [fits, { scope: s.scope, code: ErrorCode.BudgetExceeded }];
+    }
+    if (price !== null && price.outputPico > 0n) {
+      for (const s of costScopes) {
+        const left = BigInt(s.limit - s.spent - s.reserved) * 1_000_000n - BigInt(promptTokens) * price.inputPico;
+        const fits = left < 0n ? -1 : Number(left / price.outputPico);
+        if (room === null || fits < room) [room, tightest] = [fits, { scope: s.scope, code: ErrorCode.CostBudgetExceeded }];
+      }
+    }
+    if (room !== null && room < 1 && tightest !== null) {
+      throw new GatewayError(tightest.code, `${tightest.code === ErrorCode.BudgetExceeded ? 'token budget' : 'cost budget'} of scope '${tightest.scope}' leaves no room for a response to this prompt (~${promptTokens} tokens)`);
+    }
+    return room;
+  }
+
+  /** An unpriced model cannot be charged against a cost limit: refuse rather than charge zero. */
+  private async refuseUnpricedUnderCostLimit(key: VirtualKey, scopes: string[], model: string | null): Promise<void> {
+    const limited = key.budget.totalUsdMicros !== null ? [`key:${key.id}`] : (await this.costs.limitedScopes(scopes)).map((s) => s.scope);
+    if (limited.length === 0) return;
+    throw new GatewayError(
+      ErrorCode.CostUnknownModel,
+      `model '${model ?? '(none)'}' has no price and scope '${limited[0]}' has a cost limit: add the model to the pricing table (or set COST_UNKNOWN_MODEL=allow to charge it 0)`,
+      'model',
+    );
+  }
+}
+
+function outputFieldFor(path: string, model: string | null): OutputField | null {
+  const field = OUTPUT_FIELD_BY_PATH[path] ?? null;
+  return field === 'max_tokens' && path === '/chat/completions' && model !== null && COMPLETION_TOKENS_MODELS.test(model) ? 'max_completion_tokens' : field;
+}
+
+function refusal(byTokens: ReserveResult, byCost: ReserveResult, tokens: number, usdMicros: number): GatewayError {
+  if (!byTokens.ok) {
+    return new GatewayError(
+      ErrorCode.BudgetExceeded,
+      `token budget exceeded for scope '${byTokens.scope}': limit ${byTokens.limit}, spent ${byTokens.spent}, reserved ${byTokens.reserved}; this request needs up to ${tokens} tokens`,
+    );
+  }
+  const cost = byCost as Extract<ReserveResult, { ok: false }>;
+  return new GatewayError(
+    ErrorCode.CostBudgetExceeded,
+    `cost budget exceeded for scope '${cost.scope}': limit ${cost.limit} USD micros, spent ${cost.spent}, reserved ${cost.reserved}; this request may cost up to ${usdMicros}`,
+  );
+}

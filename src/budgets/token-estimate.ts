@@ -1,0 +1,146 @@
+import * as cl100k from 'gpt-tokenizer/cjs/encoding/cl100k_base';
+import * as o200k from 'gpt-tokenizer/cjs/encoding/o200k_base';
+
+type Json = Record<string, unknown>;
+type Counter = (text: string) => number;
+
+/** The request field that bounds a response's length, per API. */
+export type OutputField = 'max_tokens' | 'max_completion_tokens' | 'max_output_tokens';
+
+export interface RequestEstimate {
+  /** Prompt tokens: the model's BPE tokenizer for OpenAI-family models, bytes/4 otherwise. */
+  promptTokens: number;
+  /** Output tokens the request may produce: its own limit, else the configured default. */
+  outputTokens: number;
+  /** Where the request set its output limit, or null when it did not. */
+  outputField: OutputField | null;
+}
+
+/** Text beyond this many characters per request is counted as bytes/4: BPE is fast on ordinary text
+ * but superlinear on long runs without spaces, and the request path must stay bounded. */
+const TOKENIZED_CHARS_MAX = 64 * 1024;
+/** Texts are tokenized in pieces of about this size, cut at a space where there is one. */
+const PIECE_CHARS = 1024;
+/** OpenAI's chat format: tokens around each message, and priming the reply. */
+const TOKENS_PER_MESSAGE = 3;
+const TOKENS_PER_NAME = 1;
+const REPLY_PRIMING_TOKENS = 3;
+/** A rough flat count for an image part (OpenAI's low-detail price). */
+const TOKENS_PER_IMAGE = 85;
+
+const noSpecial = { disallowedSpecial: new Set<string>() };
+const O200K = /^(gpt-4o|gpt-4\.1|gpt-4\.5|gpt-5|gpt-oss|chatgpt-|o\d|codex-|omni-)/;
+const CL100K = /^(gpt-4|gpt-3\.5|gpt-35|text-embedding-|davinci-002|babbage-002)/;
+
+/** bytes/4, rounded up: the fallback estimate for text the tokenizer does not cover. */
+export const byteEstimate = (text: string): number => Math.ceil(Buffer.byteLength(text) / 4);
+
+/** The tokenizer for a model, by name (an `openai/`-style provider prefix is ignored); null = not OpenAI-family. */
+function encodingFor(model: string | null): typeof o200k | null {
+  const name = (model ?? '').slice((model ?? '').lastIndexOf('/') + 1).toLowerCase();
+  if (O200K.test(name)) return o200k;
+  if (CL100K.test(name)) return cl100k;
+  return null;
+}
+
+/** Counts tokens for one request, keeping a running character budget for the tokenizer. */
+function counterFor(model: string | null): Counter {
+  const encoding = encodingFor(model);
+  if (encoding === null) return byteEstimate;
+  let budget = TOKENIZED_CHARS_MAX;
+  return (text) => {
+    let tokens = 0;
+    let at = 0;
+    while (at < text.length && budget > 0) {
+      let end = Math.min(text.length, at + PIECE_CHARS, at + budget);
+      if (end < text.length) {
+        const space = text.lastIndexOf(' ', end);
+        if (space > at + PIECE_CHARS / 2) end = space;
+      }
+      tokens += encoding.countTokens(text.slice(at, end), noSpecial);
+      budget -= end - at;
+      at = end;
+    }
+    return tokens + (at < text.length ? byteEstimate(text.slice(at)) : 0);
+  };
+}
+
+/** Text of a message `content`: a string, or parts with `text` (images counted flat). */
+function contentTokens(content: unknown, count: Counter): number {
+  if (typeof content === 'string') return count(content);
+  if (!Array.isArray(content)) return content == null ? 0 : count(JSON.stringify(content));
+  let tokens = 0;
+  for (const part of content as Json[]) {
+    if (typeof part === 'string') tokens += count(part);
+    else if (typeof part?.text === 'string') tokens += count(part.text);
+    else if (typeof part?.type === 'string' && /image/.test(part.type)) tokens += TOKENS_PER_IMAGE;
+    else if (part != null) tokens += count(JSON.stringify(part));
+  }
+  return tokens;
+}
+
+/** Chat messages (and Responses API input items), in OpenAI's documented chat-format arithmetic. */
+function messagesTokens(messages: unknown[], count: Counter): number {
+  let tokens = REPLY_PRIMING_TOKENS;
+  for (const message of messages as Json[]) {
+    if (typeof message !== 'object' || message === null) {
+      tokens += count(String(message));
+      continue;
+    }
+    tokens += TOKENS_PER_MESSAGE;
+    if (typeof message.role === 'string') tokens += count(message.role);
+    tokens += contentTokens(message.content, count);
+    if (typeof message.name === 'string') tokens += TOKENS_PER_NAME + count(message.name);
+    if (message.tool_calls !== undefined) tokens += count(JSON.stringify(message.tool_calls));
+    if (message.function_call !== undefined) tokens += count(JSON.stringify(message.function_call));
+    if (message.type !== undefined && message.role === undefined) tokens += count(JSON.stringify(message));
+  }
+  return tokens;
+}
+
+/** `prompt` / `input` of completions and embeddings: a string, strings, or token arrays. */
+function inputTokens(input: unknown, count: Counter): number {
+  if (typeof input === 'string') return count(input);
+  if (!Array.isArray(input)) return input == null ? 0 : count(JSON.stringify(input));
+  if (input.every((v) => typeof v === 'number')) return input.length;
+  return input.reduce<number>((sum, item) => sum + inputTokens(item, count), 0);
+}
+
+/**
+ * Estimated prompt tokens of an OpenAI API request body (DESIGN §6): chat messages (+ tools), the
+ * Responses API's `input` + `instructions`, completions' `prompt`, embeddings' `input`; any other body
+ * as bytes/4 of its JSON.
+ */
+export function estimatePromptTokens(path: string, body: Json, model: string | null = typeof body.model === 'string' ? body.model : null): number {
+  const count = counterFor(model);
+  const tools = (body.tools !== undefined ? count(JSON.stringify(body.tools)) : 0) + (body.functions !== undefined ? count(JSON.stringify(body.functions)) : 0);
+  if (path === '/chat/completions' && Array.isArray(body.messages)) return messagesTokens(body.messages, count) + tools;
+  if (path === '/responses') {
+    const instructions = typeof body.instructions === 'string' ? count(body.instructions) : 0;
+    const input = Array.isArray(body.input) ? messagesTokens(body.input, count) : inputTokens(body.input, count) + REPLY_PRIMING_TOKENS;
+    return input + instructions + tools;
+  }
+  if (path === '/completions') return inputTokens(body.prompt, count);
+  if (path === '/embeddings') return inputTokens(body.input, count);
+  return byteEstimate(JSON.stringify(body));
+}
+
+/** The output limit a request set, by API: `max_output_tokens` (Responses), `max_completion_tokens`, `max_tokens`. */
+export function requestedOutput(body: Json): { field: OutputField; tokens: number } | null {
+  for (const field of ['max_output_tokens', 'max_completion_tokens', 'max_tokens'] as const) {
+    const value = body[field];
+    if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return { field, tokens: value };
+  }
+  return null;
+}
+
+/** Prompt and output estimate of one request; `defaultOutput` when it sets no output limit. */
+export function estimateRequest(path: string, body: Json, defaultOutput: number): RequestEstimate {
+  const requested = requestedOutput(body);
+  const produces = path !== '/embeddings' && path !== '/moderations';
+  return {
+    promptTokens: estimatePromptTokens(path, body),
+    outputTokens: !produces ? 0 : requested?.tokens ?? defaultOutput,
+    outputField: requested?.field ?? null,
+  };
+}

@@ -1,0 +1,56 @@
+import { Injectable } from '@nestjs/common';
+import { AuditService } from '../audit/audit.service';
+import { ReserveResult } from '../budgets/domain/ledger';
+import { ScopeLimits } from '../budgets/scope-limits';
+import { AppConfig } from '../config/app-config';
+import { CostLedger } from './cost-ledger';
+import { ModelPrice, PricingTable } from './pricing';
+
+/**
+ * The cost feature's service: the pricing table and the USD-micros ledger. Other features reserve and
+ * settle cost through it, never through the ledger itself.
+ */
+@Injectable()
+export class CostsService {
+  readonly limits: ScopeLimits;
+  private readonly pricing: PricingTable;
+
+  constructor(
+    private readonly ledger: CostLedger,
+    config: AppConfig,
+    audit: AuditService,
+  ) {
+    this.pricing = config.pricing;
+    this.limits = new ScopeLimits(ledger, 'usd_micros', 'cost', audit);
+  }
+
+  price(model: string | null): ModelPrice | null {
+    return this.pricing.lookup(model);
+  }
+
+  /** The cost limits of the given scopes that exist (one read per scope, in parallel). */
+  async limitedScopes(scopes: string[]): Promise<Array<{ scope: string; limit: number; spent: number; reserved: number }>> {
+    const found = await Promise.all(scopes.map((scope) => this.ledger.get(scope)));
+    return found.flatMap((s) => (s !== null && s.limit !== null ? [{ scope: s.scope, limit: s.limit, spent: s.spent, reserved: s.reserved }] : []));
+  }
+
+  reserve(id: string, scopes: string[], micros: number): Promise<ReserveResult> {
+    return this.ledger.reserve(id, scopes, micros);
+  }
+
+  commit(id: string, micros: number): Promise<boolean> {
+    return this.ledger.commit(id, micros);
+  }
+
+  release(id: string): Promise<boolean> {
+    return this.ledger.release(id);
+  }
+
+  listReservations(createdBefore: number) {
+    return this.ledger.listReservations(createdBefore);
+  }
+
+  reap(createdBefore: number): Promise<number> {
+    return this.ledger.reap(createdBefore);
+  }
+}

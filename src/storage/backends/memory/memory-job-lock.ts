@@ -1,0 +1,24 @@
+import { JobLock, JobLockResult } from '../../job-lock';
+
+/**
+ * Job locks of one process (memory and state backends: nothing is shared between replicas there).
+ * A lock also lapses `ttlMs` after it was taken, as the shared backends' leases do, so a `work` that
+ * hangs cannot stop a job for good and every backend answers alike.
+ */
+export class MemoryJobLock extends JobLock {
+  private readonly held = new Map<string, { holder: object; expiresAt: number }>();
+
+  async runExclusive<T>(name: string, ttlMs: number, work: () => Promise<T>): Promise<JobLockResult<T>> {
+    // No await before the lock is recorded: check and take happen in one turn of the event loop.
+    const now = Date.now();
+    if ((this.held.get(name)?.expiresAt ?? 0) > now) return { ran: false };
+    const holder = {};
+    this.held.set(name, { holder, expiresAt: now + ttlMs });
+    try {
+      return { ran: true, value: await work() };
+    } finally {
+      // After a lapse another call may hold the lock: only the holder frees it.
+      if (this.held.get(name)?.holder === holder) this.held.delete(name);
+    }
+  }
+}
