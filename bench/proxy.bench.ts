@@ -1,7 +1,8 @@
 /**
  * `npm run bench`: the same load against a bare undici pass-through proxy (the floor) and against the
- * gateway (virtual key, SQLite store; `BENCH_BACKENDS=sqlite,redis` for more), each in its own
- * process, one after the other in one run, at 32 and 128 connections. Prints RPS, p50, p99 and the
+ * gateway (virtual key with token and cost budgets, so every request reserves and settles on both
+ * ledgers and two scopes; SQLite and Redis stores, `BENCH_BACKENDS=sqlite,redis,postgres` to choose),
+ * each in its own process, one after the other in one run, at 32 and 128 connections. Prints RPS, p50, p99 and the
  * gateway/bare ratios; writes JSON under bench/results/ and appends a section to docs/benchmarks.md.
  */
 import { ChildProcess, spawn } from 'node:child_process';
@@ -14,7 +15,7 @@ import { recordRun } from './record';
 
 const DURATION_S = Number(process.env.BENCH_DURATION_S ?? 10);
 const CONNECTIONS = [32, 128];
-const BACKENDS = (process.env.BENCH_BACKENDS ?? 'sqlite').split(',');
+const BACKENDS = (process.env.BENCH_BACKENDS ?? 'sqlite,redis').split(',');
 const KEY = `sk-ditto-bench${randomUUID().replace(/-/g, '')}`;
 const BODY = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Say hello to the benchmark.' }], max_tokens: 16 });
 const children: ChildProcess[] = [];
@@ -71,7 +72,10 @@ async function main(): Promise<void> {
     path.join(dir, 'gateway.json'),
     JSON.stringify({
       backends: [{ name: 'mock', base_url: upstream }],
-      virtual_keys: [{ id: 'bench', token: KEY }],
+      // Budgets on: limits far above what a run can spend, so nothing is refused but every request is
+      // governed (key + tenant scope, tokens and cost).
+      virtual_keys: [{ id: 'bench', token: KEY, tenant_id: 'bench', budget: { total_tokens: 1e15, total_usd_micros: 1e15 } }],
+      pricing: { 'gpt-4o-mini': { input_per_mtok_usd: 0.15, output_per_mtok_usd: 0.6, cached_input_per_mtok_usd: 0.075 } },
     }),
   );
   const results: Measurement[] = [];
@@ -110,7 +114,7 @@ async function main(): Promise<void> {
   process.stdout.write(`${table}\n`);
 
   recordRun('Proxy', { durationS: DURATION_S, results }, (machine) =>
-    `${machine}; non-streaming chat completion (max_tokens 16) against the mock upstream; ${DURATION_S} s per point after a 2 s warm-up; every process on the same 2 cores.\n\n${table}`,
+    `${machine}; non-streaming chat completion (max_tokens 16) against the mock upstream, budgets on (key + tenant scope, token and cost ledgers); ${DURATION_S} s per point after a 2 s warm-up; every process on the same 2 cores.\n\n${table}`,
   );
   rmSync(dir, { recursive: true, force: true });
 }

@@ -22,8 +22,9 @@ class Refused extends Error {
 /**
  * The token ledger and the cost ledger (one instance per kind). On PostgreSQL reserve and settle are one
  * call each to a PL/pgSQL function (one round trip; migration 1767398400000) with the same logic as
- * below. On SQLite (in-process) every check-and-update is one SQL statement inside one transaction, so
- * the invariant holds across any number of connections:
+ * below. On SQLite (in-process) they run synchronously on the raw connection, one BEGIN IMMEDIATE
+ * transaction of prepared statements per call (TypeormStore.sqliteTransaction). Every check-and-update
+ * is one SQL statement inside one transaction, so the invariant holds across any number of connections:
  * - reserve: insert the reservation row (a duplicate id means "already outstanding": answer ok), then one
  *   guarded UPDATE per scope in sorted order (a fixed lock order, so two reservations on the same scopes
  *   cannot deadlock), creating missing scopes on the way; a scope whose guarded UPDATE matches no row
@@ -35,8 +36,7 @@ class Refused extends Error {
 export class TypeormLedger extends Ledger {
   private readonly scopesTable: string;
   private readonly reservationsTable: string;
-  private readonly reserveSql: string;
-  private readonly commitSql: string;
+  private readonly sql: ReturnType<typeof ledgerSql>;
 
   constructor(
     private readonly store: TypeormStore,
@@ -45,8 +45,7 @@ export class TypeormLedger extends Ledger {
     super();
     this.scopesTable = store.table('ledger_scopes');
     this.reservationsTable = store.table('ledger_reservations');
-    this.reserveSql = reserveSql(this.scopesTable);
-    this.commitSql = commitSql(this.scopesTable);
+    this.sql = ledgerSql(this.scopesTable, this.reservationsTable);
   }
 
   async reserve(reservationId: string, scopes: string[], amount: number, now = Date.now()): Promise<ReserveResult> {
@@ -55,15 +54,15 @@ export class TypeormLedger extends Ledger {
     const lockOrder = [...distinct].sort();
     const reservation = { id: reservationId, scopes: distinct, amount, createdAt: now };
     try {
-      await this.store.transaction(async (s) => {
-        if (!(await this.insertReservation(s, reservation))) return;
+      await this.store.sqliteTransaction((s) => {
+        if (s.run(this.sql.insertReservation, reservationValues(this.kind, reservation)) === 0) return;
         for (const scope of lockOrder) {
-          const reserveOn = async () => (await s.run(this.reserveSql, [this.kind, scope, amount, now])) > 0;
-          // Scopes usually exist: try first, create only when nothing matched, then try once more (the row
-          // may also have been created concurrently, or it exists and refuses).
-          if (await reserveOn()) continue;
-          await this.createScope(s, scope, now);
-          if (!(await reserveOn())) throw new Refused(scope);
+          const reserveOn = () => s.run(this.sql.reserve, [this.kind, scope, amount, now]) > 0;
+          // Scopes usually exist: try first, create only when nothing matched, then try once more (it
+          // exists and refuses).
+          if (reserveOn()) continue;
+          s.run(this.sql.createScope, [this.kind, scope, now]);
+          if (!reserveOn()) throw new Refused(scope);
         }
       });
       return { ok: true };
@@ -75,21 +74,23 @@ export class TypeormLedger extends Ledger {
 
   async commit(reservationId: string, actual: number, now = Date.now()): Promise<boolean> {
     if (this.store.dialect === 'postgres') return this.settleOnPostgres(reservationId, actual, now);
-    return this.store.transaction(async (s) => {
-      const [row] = await this.takeReservation(s, reservationId);
+    return this.store.sqliteTransaction((s) => {
+      const row = s.get<SettledRow>(this.sql.takeReservation, [this.kind, reservationId]);
       if (!row) return false;
       const { scopes, amount } = settledAmount(row);
-      for (const scope of [...scopes].sort()) await s.run(this.commitSql, [this.kind, scope, amount, actual, now]);
+      for (const scope of [...scopes].sort()) s.run(this.sql.commit, [this.kind, scope, amount, actual, now]);
       return true;
     });
   }
 
   async release(reservationId: string, now = Date.now()): Promise<boolean> {
     if (this.store.dialect === 'postgres') return this.settleOnPostgres(reservationId, null, now);
-    return this.store.transaction(async (s) => {
-      const rows = await this.takeReservation(s, reservationId);
-      await this.unreserve(s, rows, now);
-      return rows.length > 0;
+    return this.store.sqliteTransaction((s) => {
+      const row = s.get<SettledRow>(this.sql.takeReservation, [this.kind, reservationId]);
+      if (!row) return false;
+      const { scopes, amount } = settledAmount(row);
+      for (const scope of [...scopes].sort()) s.run(this.sql.unreserve, [this.kind, scope, amount, now]);
+      return true;
     });
   }
 
@@ -208,29 +209,12 @@ export class TypeormLedger extends Ledger {
 
   /** False when a reservation with this id is already outstanding. */
   private async insertReservation(s: SqlSession, reservation: Reservation): Promise<boolean> {
-    const inserted = await s.run(
-      `INSERT INTO ${this.reservationsTable} (kind, id, scopes, amount, created_at) VALUES ($1, $2, $3, $4, $5)
-       ON CONFLICT (kind, id) DO NOTHING`,
-      reservationValues(this.kind, reservation),
-    );
-    return inserted > 0;
-  }
-
-  /** Removes an outstanding reservation; of concurrent settles of one id, only one gets the row back. */
-  private takeReservation(s: SqlSession, reservationId: string): Promise<SettledRow[]> {
-    return s.rows<SettledRow>(
-      `DELETE FROM ${this.reservationsTable} WHERE kind = $1 AND id = $2 RETURNING scopes, amount`,
-      [this.kind, reservationId],
-    );
+    return (await s.run(this.sql.insertReservation, reservationValues(this.kind, reservation))) > 0;
   }
 
   /** Creates the scope as unlimited unless it exists. */
   private async createScope(s: SqlSession, scope: string, now: number): Promise<void> {
-    await s.run(
-      `INSERT INTO ${this.scopesTable} (kind, scope, limit_value, spent, reserved, period_ms, window_start, updated_at)
-       VALUES ($1, $2, NULL, 0, 0, NULL, 0, $3) ON CONFLICT (kind, scope) DO NOTHING`,
-      [this.kind, scope, now],
-    );
+    await s.run(this.sql.createScope, [this.kind, scope, now]);
   }
 
   private async lockScope(s: SqlSession, scope: string): Promise<LedgerScope | null> {
@@ -258,11 +242,7 @@ export class TypeormLedger extends Ledger {
       for (const scope of scopes) perScope.set(scope, (perScope.get(scope) ?? 0) + amount);
     }
     for (const scope of [...perScope.keys()].sort()) {
-      await s.run(
-        `UPDATE ${this.scopesTable} SET reserved = CASE WHEN reserved > $3 THEN reserved - $3 ELSE 0 END, updated_at = $4
-         WHERE kind = $1 AND scope = $2`,
-        [this.kind, scope, perScope.get(scope), now],
-      );
+      await s.run(this.sql.unreserve, [this.kind, scope, perScope.get(scope), now]);
     }
   }
 
@@ -293,19 +273,33 @@ export class TypeormLedger extends Ledger {
  * sees the row as it was, so all SET clauses agree on whether it rolled over. */
 const rolled = (now: string) => `(period_ms IS NOT NULL AND ${now} >= window_start + period_ms)`;
 
-/** Guarded reserve on one scope. Parameters: $1 kind, $2 scope, $3 amount, $4 now. */
-const reserveSql = (table: string) => `UPDATE ${table} SET
+/** The ledger's statements on SQLite (reserve/commit/release run them synchronously) and, for the
+ * operations that are not PL/pgSQL functions, on PostgreSQL. `$n` parameters. */
+const ledgerSql = (scopes: string, reservations: string) => ({
+  /** $1 kind, $2 id, $3 scopes JSON, $4 amount, $5 created_at. Changes no row when the id is outstanding. */
+  insertReservation: `INSERT INTO ${reservations} (kind, id, scopes, amount, created_at) VALUES ($1, $2, $3, $4, $5)
+    ON CONFLICT (kind, id) DO NOTHING`,
+  /** $1 kind, $2 id. Of concurrent settles of one id, only one gets the row back. */
+  takeReservation: `DELETE FROM ${reservations} WHERE kind = $1 AND id = $2 RETURNING scopes, amount`,
+  /** $1 kind, $2 scope, $3 now: an unlimited scope, unless it exists. */
+  createScope: `INSERT INTO ${scopes} (kind, scope, limit_value, spent, reserved, period_ms, window_start, updated_at)
+    VALUES ($1, $2, NULL, 0, 0, NULL, 0, $3) ON CONFLICT (kind, scope) DO NOTHING`,
+  /** Guarded reserve on one scope: $1 kind, $2 scope, $3 amount, $4 now. Changes no row when it refuses. */
+  reserve: `UPDATE ${scopes} SET
     spent = CASE WHEN ${rolled('$4')} THEN 0 ELSE spent END,
     window_start = CASE WHEN ${rolled('$4')} THEN $4 - $4 % period_ms ELSE window_start END,
     reserved = reserved + $3,
     updated_at = $4
   WHERE kind = $1 AND scope = $2
-    AND (limit_value IS NULL OR (CASE WHEN ${rolled('$4')} THEN 0 ELSE spent END) + reserved + $3 <= limit_value)`;
-
-/** Commit on one scope. Parameters: $1 kind, $2 scope, $3 reserved amount, $4 actual, $5 now. */
-const commitSql = (table: string) => `UPDATE ${table} SET
+    AND (limit_value IS NULL OR (CASE WHEN ${rolled('$4')} THEN 0 ELSE spent END) + reserved + $3 <= limit_value)`,
+  /** Commit on one scope: $1 kind, $2 scope, $3 reserved amount, $4 actual, $5 now. */
+  commit: `UPDATE ${scopes} SET
     spent = (CASE WHEN ${rolled('$5')} THEN 0 ELSE spent END) + $4,
     window_start = CASE WHEN ${rolled('$5')} THEN $5 - $5 % period_ms ELSE window_start END,
     reserved = CASE WHEN reserved > $3 THEN reserved - $3 ELSE 0 END,
     updated_at = $5
-  WHERE kind = $1 AND scope = $2`;
+  WHERE kind = $1 AND scope = $2`,
+  /** Release on one scope (spend untouched, so no window arithmetic): $1 kind, $2 scope, $3 amount, $4 now. */
+  unreserve: `UPDATE ${scopes} SET reserved = CASE WHEN reserved > $3 THEN reserved - $3 ELSE 0 END, updated_at = $4
+    WHERE kind = $1 AND scope = $2`,
+});

@@ -54,13 +54,39 @@ export function quoteIdentifier(name: string): string {
 }
 
 /** better-sqlite3 binds `?` positionally and cannot reuse `?NNN`: expand `$n` in order of appearance. */
-function positional(sql: string, params: readonly unknown[]): [string, unknown[]] {
-  const values: unknown[] = [];
+/** The part of better-sqlite3's API that sqliteTransaction uses. */
+interface SqliteStatement {
+  run(...params: unknown[]): { changes: number };
+  get(...params: unknown[]): unknown;
+  all(...params: unknown[]): unknown[];
+}
+
+interface SqliteDatabase {
+  readonly inTransaction: boolean;
+  prepare(sql: string): SqliteStatement;
+}
+
+/** Synchronous statements inside sqliteTransaction; SQL uses `$1`-style parameters like SqlSession. */
+export interface SyncSession {
+  /** Rows changed. */
+  run(sql: string, params?: readonly unknown[]): number;
+  get<T>(sql: string, params?: readonly unknown[]): T | undefined;
+  all<T>(sql: string, params?: readonly unknown[]): T[];
+}
+
+/** `$n` parameters → SQLite's `?` and, per `?`, which parameter it takes (so `$1` may appear twice). */
+function compileParams(sql: string): { text: string; order: number[] } {
+  const order: number[] = [];
   const text = sql.replace(/\$(\d+)/g, (_, n: string) => {
-    values.push(params[Number(n) - 1]);
+    order.push(Number(n) - 1);
     return '?';
   });
-  return [text, values];
+  return { text, order };
+}
+
+function positional(sql: string, params: readonly unknown[]): [string, unknown[]] {
+  const { text, order } = compileParams(sql);
+  return [text, order.map((i) => params[i])];
 }
 
 export function isUniqueViolation(error: unknown): boolean {
@@ -89,6 +115,9 @@ export function prefixUpperBound(prefix: string): string | null {
  * never deadlock upgrading a read lock); on PostgreSQL each call borrows a pooled connection.
  */
 export class TypeormStore {
+  /** Prepared statements of sqliteTransaction, by SQL text (one connection per store). */
+  private readonly statements = new Map<string, { prepared: SqliteStatement; order: number[] }>();
+
   constructor(
     readonly dataSource: DataSource,
     readonly dialect: Dialect,
@@ -142,6 +171,29 @@ export class TypeormStore {
     });
   }
 
+  /**
+   * SQLite only: runs `work` synchronously on the raw better-sqlite3 connection inside BEGIN IMMEDIATE …
+   * COMMIT (rolled back when it throws), queued with every other access to the file. The hot ledger
+   * operations use it: one queue hop and prepared statements instead of an async TypeORM call per statement.
+   */
+  sqliteTransaction<T>(work: (session: SyncSession) => T): Promise<T> {
+    const serial = this.serial;
+    if (serial === null) throw new Error('sqliteTransaction is for SQLite only');
+    const db = (this.dataSource.driver as unknown as { databaseConnection: SqliteDatabase }).databaseConnection;
+    const session = this.syncSession(db);
+    return serial.run(async () => {
+      session.run('BEGIN IMMEDIATE');
+      try {
+        const result = work(session);
+        session.run('COMMIT');
+        return result;
+      } catch (error) {
+        if (db.inTransaction) session.run('ROLLBACK');
+        throw error;
+      }
+    });
+  }
+
   async ping(): Promise<void> {
     await this.session((s) => s.rows('SELECT 1 AS ok'));
   }
@@ -161,6 +213,32 @@ export class TypeormStore {
     } finally {
       await runner.release();
     }
+  }
+
+  private syncSession(db: SqliteDatabase): SyncSession {
+    const bind = (sql: string, params: readonly unknown[]) => {
+      let entry = this.statements.get(sql);
+      if (entry === undefined) {
+        const { text, order } = compileParams(sql);
+        entry = { prepared: db.prepare(text), order };
+        this.statements.set(sql, entry);
+      }
+      return { prepared: entry.prepared, values: entry.order.map((i) => params[i]) };
+    };
+    return {
+      run: (sql, params = []) => {
+        const { prepared, values } = bind(sql, params);
+        return prepared.run(...values).changes;
+      },
+      get: <T>(sql: string, params: readonly unknown[] = []) => {
+        const { prepared, values } = bind(sql, params);
+        return prepared.get(...values) as T | undefined;
+      },
+      all: <T>(sql: string, params: readonly unknown[] = []) => {
+        const { prepared, values } = bind(sql, params);
+        return prepared.all(...values) as T[];
+      },
+    };
   }
 
   private wrap(runner: QueryRunner): SqlSession {

@@ -1,0 +1,40 @@
+import { byteEstimate, estimatePromptTokens, estimateRequest } from './token-estimate';
+
+describe('token estimate', () => {
+  it('counts chat messages with the model tokenizer and OpenAI chat-format overhead', () => {
+    // "Hello world" is 2 tokens in o200k and cl100k; role "user" is 1; 3 per message + 3 reply priming.
+    const body = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hello world' }] };
+    expect(estimatePromptTokens('/chat/completions', body)).toBe(3 + 1 + 2 + 3);
+    expect(estimatePromptTokens('/chat/completions', { ...body, model: 'gpt-4' })).toBe(9);
+    expect(estimatePromptTokens('/chat/completions', { ...body, model: 'openai/gpt-4o' })).toBe(9);
+  });
+
+  it('uses bytes/4 for models outside the OpenAI family', () => {
+    const body = { model: 'llama-3-70b', messages: [{ role: 'user', content: 'Hello world' }] };
+    expect(estimatePromptTokens('/chat/completions', body)).toBe(3 + byteEstimate('user') + byteEstimate('Hello world') + 3);
+  });
+
+  it('reads prompts of completions, embeddings and the Responses API', () => {
+    expect(estimatePromptTokens('/completions', { model: 'gpt-3.5-turbo-instruct', prompt: ['Hello world', 'Hello world'] })).toBe(4);
+    expect(estimatePromptTokens('/embeddings', { model: 'text-embedding-3-small', input: [[1, 2, 3], [4]] })).toBe(4);
+    expect(estimatePromptTokens('/responses', { model: 'gpt-4o', input: 'Hello world', instructions: 'Hello world' })).toBe(2 + 3 + 2);
+  });
+
+  it('does not choke on special-token text, and stays fast on a long run without spaces', () => {
+    expect(estimatePromptTokens('/completions', { model: 'gpt-4o', prompt: 'a <|endoftext|> b' })).toBeGreaterThan(3);
+    const started = Date.now();
+    const tokens = estimatePromptTokens('/completions', { model: 'gpt-4o', prompt: 'x'.repeat(2_000_000) });
+    // Beyond the tokenized prefix the rest counts as bytes/4: never fewer tokens than that.
+    expect(tokens).toBeGreaterThan(2_000_000 / 4 - 64 * 1024);
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+
+  it('reserves the requested output limit, else the default; embeddings produce none', () => {
+    const messages = [{ role: 'user', content: 'hi' }];
+    expect(estimateRequest('/chat/completions', { model: 'gpt-4o', messages, max_tokens: 7 }, 1024)).toMatchObject({ outputTokens: 7, outputField: 'max_tokens' });
+    expect(estimateRequest('/chat/completions', { model: 'o3', messages, max_completion_tokens: 9 }, 1024)).toMatchObject({ outputTokens: 9, outputField: 'max_completion_tokens' });
+    expect(estimateRequest('/responses', { model: 'gpt-4o', input: 'hi', max_output_tokens: 11 }, 1024)).toMatchObject({ outputTokens: 11 });
+    expect(estimateRequest('/chat/completions', { model: 'gpt-4o', messages }, 1024)).toMatchObject({ outputTokens: 1024, outputField: null });
+    expect(estimateRequest('/embeddings', { model: 'text-embedding-3-small', input: 'hi', max_tokens: 5 }, 1024).outputTokens).toBe(0);
+  });
+});
