@@ -1,11 +1,8 @@
 import { ApiParamOptions } from '@nestjs/swagger';
-import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
 import { Page } from '../common/page';
-import { ListScopesQueryDto } from './dto/scope-limit.dto';
+import { PageQueryDto } from '../common/page-query.dto';
 import { SCOPE_FORMAT } from './domain/scopes';
 import { ScopeView } from './scope-limits';
-
-const MAX_PAGE = 1000;
 
 export const SCOPE_PARAM: ApiParamOptions = {
   name: 'scope',
@@ -20,12 +17,9 @@ export interface ScopePage {
 
 /** Runs a list query with the shared paging rules and answers the wire page. */
 export async function pageOf(
-  query: ListScopesQueryDto,
+  query: PageQueryDto,
   list: (limit: number, cursor: string | null) => Promise<Page<ScopeView>>,
 ): Promise<ScopePage> {
-  if (query.limit !== undefined && query.limit > MAX_PAGE) {
-    throw new GatewayError(ErrorCode.InvalidRequest, `limit must not exceed ${MAX_PAGE}`, 'limit');
-  }
   const page = await list(query.limit ?? 100, query.cursor ?? null);
   return { items: page.items, next_cursor: page.nextCursor };
 }

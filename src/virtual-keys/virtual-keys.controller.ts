@@ -16,8 +16,6 @@ import {
 import { toVirtualKeyView } from './virtual-key.mapper';
 import { VirtualKeysService } from './virtual-keys.service';
 
-const MAX_PAGE = 1000;
-
 function checkId(id: string): string {
   if (!KEY_ID_PATTERN.test(id)) throw new GatewayError(ErrorCode.InvalidRequest, 'key id must be 1-128 characters of A-Z a-z 0-9 _ . : @ -', 'id');
   return id;
@@ -34,9 +32,6 @@ export class VirtualKeysController {
   @ApiOkResponse({ type: VirtualKeyPageView })
   @AdminErrors(400)
   async list(@Query() query: ListVirtualKeysQueryDto): Promise<VirtualKeyPageView> {
-    if (query.limit !== undefined && query.limit > MAX_PAGE) {
-      throw new GatewayError(ErrorCode.InvalidRequest, `limit must not exceed ${MAX_PAGE}`, 'limit');
-    }
     const page = await this.service.list(
       {
         tenantId: query.tenant_id,

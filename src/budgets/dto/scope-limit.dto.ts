@@ -1,12 +1,12 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { Type } from 'class-transformer';
+import { PageQueryDto } from '../../common/page-query.dto';
 import { IsBoolean, IsIn, IsInt, IsOptional, IsString, Matches, Min, ValidateIf } from 'class-validator';
 import { SCOPE_TYPES, ScopeType } from '../domain/scopes';
 
 const RESET_EVERY = /^[1-9]\d{0,4}[mhd]$/;
 const RESET_EVERY_DOC = 'Periodic window: `30m`, `1h`, `1d`, `7d`, `30d` (spend returns to 0 when a new window starts); null = lifetime; omitted = unchanged';
 
-export class ListScopesQueryDto {
+export class ListScopesQueryDto extends PageQueryDto {
   @ApiPropertyOptional({ enum: SCOPE_TYPES, description: 'Only scopes of this type (the tenant/project/user scopes are the aggregates of their keys)' })
   @IsOptional()
   @IsIn(SCOPE_TYPES)
@@ -16,18 +16,6 @@ export class ListScopesQueryDto {
   @IsOptional()
   @IsString()
   prefix?: string;
-
-  @ApiPropertyOptional({ example: 100, minimum: 1, maximum: 1000, default: 100 })
-  @IsOptional()
-  @Type(() => Number)
-  @IsInt()
-  @Min(1)
-  limit?: number;
-
-  @ApiPropertyOptional({ description: 'next_cursor of the previous page' })
-  @IsOptional()
-  @IsString()
-  cursor?: string;
 }
 
 export class PutBudgetDto {

@@ -1,5 +1,6 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { Type } from 'class-transformer';
+import { PageQueryDto } from '../../common/page-query.dto';
 import {
   IsArray,
   IsBoolean,
@@ -133,7 +134,7 @@ export class CreateVirtualKeyDto extends UpdateVirtualKeyDto {
   token?: string;
 }
 
-export class ListVirtualKeysQueryDto {
+export class ListVirtualKeysQueryDto extends PageQueryDto {
   @ApiPropertyOptional() @IsOptional() @IsString() tenant_id?: string;
   @ApiPropertyOptional() @IsOptional() @IsString() project_id?: string;
   @ApiPropertyOptional() @IsOptional() @IsString() user_id?: string;
@@ -142,18 +143,6 @@ export class ListVirtualKeysQueryDto {
   @IsOptional()
   @Matches(/^(true|false)$/, { message: 'enabled must be true or false' })
   enabled?: string;
-
-  @ApiPropertyOptional({ example: 100, minimum: 1, maximum: 1000, default: 100 })
-  @IsOptional()
-  @Type(() => Number)
-  @IsInt()
-  @Min(1)
-  limit?: number;
-
-  @ApiPropertyOptional({ description: 'next_cursor of the previous page' })
-  @IsOptional()
-  @IsString()
-  cursor?: string;
 }
 
 export class VirtualKeyLimitsView {
