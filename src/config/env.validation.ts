@@ -49,7 +49,8 @@ export const envSchema = z.object({
   POSTGRES_DSN: url('postgres', 'postgresql'),
   POSTGRES_SCHEMA: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, 'expected a lower-case SQL identifier').default('public'),
   PG_POOL_MIN: integer(0, 2, 1000),
-  PG_POOL_MAX: integer(1, 10, 1000),
+  // At least 2: a scheduled job holds one connection for its advisory lock while it works on another.
+  PG_POOL_MAX: integer(2, 10, 1000),
   MONGODB_URI: url('mongodb', 'mongodb+srv'),
   MONGODB_DATABASE: z.string().regex(/^[^/\\. "$]{1,63}$/, 'expected a MongoDB database name').default('ditto'),
   VALKEY_URL: url('redis', 'rediss', 'valkey', 'valkeys'),
