@@ -1,8 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { Injectable, Logger } from '@nestjs/common';
+import { Gauge } from 'prom-client';
 import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
 import { AppConfig, BudgetConfig } from '../config/app-config';
 import { CostsService } from '../costs/costs.service';
+import { MetricsService } from '../metrics/metrics.service';
 import { ModelPrice, TokenCounts, costMicros } from '../costs/pricing';
 import { VirtualKey } from '../virtual-keys/domain/virtual-key';
 import { BudgetLedger } from './budget-ledger';
@@ -54,13 +56,16 @@ const COMPLETION_TOKENS_MODELS = /^(o\d|gpt-5)/;
 export class AccountingService {
   private readonly logger = new Logger(AccountingService.name);
   private readonly settings: BudgetConfig;
+  private readonly inFlight: Gauge;
 
   constructor(
     private readonly ledger: BudgetLedger,
     private readonly costs: CostsService,
+    private readonly metrics: MetricsService,
     config: AppConfig,
   ) {
     this.settings = config.budgets;
+    this.inFlight = metrics.gauge('ditto_budget_reservations_in_flight', 'Reservations this replica holds for requests in flight');
   }
 
   /**
@@ -85,14 +90,14 @@ export class AccountingService {
     const tokens = estimate.promptTokens + output;
     const usdMicros = price === null ? 0 : costMicros(price, { promptTokens: estimate.promptTokens, completionTokens: output, cachedTokens: 0 });
     const charge: Charge = { id: randomUUID(), scopes, price, estimate: { promptTokens: estimate.promptTokens, outputTokens: output, tokens, usdMicros } };
-    const [byTokens, byCost] = await Promise.all([
-      this.ledger.reserve(charge.id, scopes, tokens),
-      this.costs.reserve(charge.id, scopes, usdMicros),
-    ]);
+    const [byTokens, byCost] = await this.storage('reserve', () =>
+      Promise.all([this.ledger.reserve(charge.id, scopes, tokens), this.costs.reserve(charge.id, scopes, usdMicros)]),
+    );
     if (!byTokens.ok || !byCost.ok) {
-      await Promise.all([byTokens.ok && this.ledger.release(charge.id), byCost.ok && this.costs.release(charge.id)]);
+      await this.storage('release', () => Promise.all([byTokens.ok && this.ledger.release(charge.id), byCost.ok && this.costs.release(charge.id)]));
       throw refusal(byTokens, byCost, tokens, usdMicros);
     }
+    this.inFlight.inc();
     return { charge, outputCap };
   }
 
@@ -101,7 +106,12 @@ export class AccountingService {
    * (`chargeEstimate`: the upstream may have done the work) or by releasing it (nothing was produced).
    * A reservation the reaper released meanwhile is charged anyway, as a new metering-only entry.
    */
-  async settle(charge: Charge, usage: TokenCounts & { totalTokens: number } | null, chargeEstimate: boolean): Promise<Settlement> {
+  async settle(charge: Charge, usage: (TokenCounts & { totalTokens: number }) | null, chargeEstimate: boolean): Promise<Settlement> {
+    this.inFlight.dec();
+    return this.storage('settle', () => this.settleOnLedgers(charge, usage, chargeEstimate));
+  }
+
+  private async settleOnLedgers(charge: Charge, usage: (TokenCounts & { totalTokens: number }) | null, chargeEstimate: boolean): Promise<Settlement> {
     if (usage === null && !chargeEstimate) {
       await Promise.all([this.ledger.release(charge.id), this.costs.release(charge.id)]);
       return { tokens: 0, usdMicros: 0, basis: 'released' };
@@ -116,6 +126,18 @@ export class AccountingService {
       if (!byCost) await this.costs.reserve(late, charge.scopes, 0).then(() => this.costs.commit(late, usdMicros));
     }
     return { tokens, usdMicros, basis: usage === null ? 'estimate' : 'usage' };
+  }
+
+  /** Runs a ledger call; a failure is counted and becomes 503 storage_unavailable (nothing forwarded). */
+  private async storage<T>(operation: string, call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (error) {
+      if (error instanceof GatewayError) throw error;
+      this.metrics.storageErrors.inc({ operation: `ledger.${operation}` });
+      this.logger.error(`ledger ${operation} failed: ${(error as Error).message}`);
+      throw new GatewayError(ErrorCode.StorageUnavailable, `the budget store did not answer; the request was not ${operation === 'settle' ? 'settled' : 'forwarded'}`);
+    }
   }
 
   /**

@@ -10,6 +10,8 @@ export interface ServerConfig {
   host: string;
   bodyLimitBytes: number;
   logLevel: Env['LOG_LEVEL'];
+  /** METRICS_KEY_LABELS: label proxy metrics with the virtual key id (one series per key). */
+  metricsKeyLabels: boolean;
 }
 
 export interface StorageConfig {
@@ -87,6 +89,7 @@ export function loadAppConfig(raw: Record<string, string | undefined>): AppConfi
       host: env.HOST,
       bodyLimitBytes: env.BODY_LIMIT_BYTES,
       logLevel: env.LOG_LEVEL,
+      metricsKeyLabels: env.METRICS_KEY_LABELS,
     },
     {
       selection: {

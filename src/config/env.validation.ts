@@ -41,6 +41,7 @@ export const envSchema = z.object({
   HOST: z.string().default('0.0.0.0'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   BODY_LIMIT_BYTES: integer(1024, 10 * 1024 * 1024),
+  METRICS_KEY_LABELS: boolean(false),
 
   STORAGE_BACKEND: z.enum(['auto', ...BACKEND_NAMES]).default('auto'),
   STORAGE_FALLBACK: boolean(true),

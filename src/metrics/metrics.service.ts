@@ -9,9 +9,12 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 @Injectable()
 export class MetricsService {
   readonly registry = new Registry();
+  /** Failed storage calls on the request path and in background jobs, by operation. */
+  readonly storageErrors: Counter<'operation'>;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
+    this.storageErrors = this.counter('ditto_storage_errors_total', 'Storage calls that failed, by operation', ['operation']);
   }
 
   counter<L extends string>(name: string, help: string, labelNames: readonly L[] = []): Counter<L> {

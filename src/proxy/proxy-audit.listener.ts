@@ -42,6 +42,7 @@ export class ProxyAuditListener implements OnModuleInit {
             basis: event.charged.basis,
           },
           latency_ms: event.latencyMs,
+          upstream_ms: event.upstreamMs,
           stream: event.stream,
           aborted: event.aborted,
           attempts: event.attempts,

@@ -16,7 +16,11 @@ export interface ProxyEvent {
   /** HTTP status sent to the client (0 when the client went away before any). */
   status: number;
   usage: Usage | null;
+  /** From the request's arrival to the end of the response (0.1 ms resolution). */
   latencyMs: number;
+  /** From sending the request upstream (the attempt that answered) to the end of its body; null when
+   * no upstream answered. `latencyMs - upstreamMs` is the gateway's own overhead. */
+  upstreamMs: number | null;
   stream: boolean;
   /** The client disconnected before the response was complete. */
   aborted: boolean;

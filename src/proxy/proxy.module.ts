@@ -5,13 +5,14 @@ import { VirtualKeysModule } from '../virtual-keys/virtual-keys.module';
 import { BackendRouter } from './backend-router';
 import { ProxyAuditListener } from './proxy-audit.listener';
 import { ProxyEvents } from './proxy-event';
+import { ProxyMetricsListener } from './proxy-metrics.listener';
 import { ProxyRoutes } from './proxy.routes';
 import { ProxyService } from './proxy.service';
 import { UpstreamPools } from './upstream-pools';
 
 @Module({
   imports: [AuditModule, BudgetsModule, VirtualKeysModule],
-  providers: [ProxyRoutes, ProxyService, BackendRouter, UpstreamPools, ProxyEvents, ProxyAuditListener],
+  providers: [ProxyRoutes, ProxyService, BackendRouter, UpstreamPools, ProxyEvents, ProxyAuditListener, ProxyMetricsListener],
   exports: [ProxyEvents],
 })
 export class ProxyModule {}

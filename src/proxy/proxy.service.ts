@@ -49,6 +49,8 @@ interface Exchange {
   dispatched: boolean;
   /** AUDIT_LOG_BODIES: the first bytes of the response as relayed. */
   responseBody: Buffer[] | null;
+  /** performance.now() when the current upstream attempt was sent. */
+  upstreamStarted: number;
 }
 
 /** AUDIT_LOG_BODIES keeps at most this much of each body. */
@@ -90,9 +92,10 @@ export class ProxyService {
       charge: null,
       dispatched: false,
       responseBody: this.config.proxy.logBodies ? [] : null,
+      upstreamStarted: 0,
       event: {
         requestId, keyId: null, tenantId: null, method: request.method, path: (request.raw.url ?? '').split('?')[0],
-        model: null, backend: null, status: 0, usage: null, latencyMs: 0, stream: false, aborted: false, attempts: [], error: null,
+        model: null, backend: null, status: 0, usage: null, latencyMs: 0, upstreamMs: null, stream: false, aborted: false, attempts: [], error: null,
         scopes: [], charged: null, bodies: null,
       },
     };
@@ -110,7 +113,7 @@ export class ProxyService {
       exchange.event.error = code;
       if (!exchange.event.aborted) throw error;
     } finally {
-      exchange.event.latencyMs = Math.round(performance.now() - exchange.started);
+      exchange.event.latencyMs = sinceMs(exchange.started);
       if (exchange.charge) await this.settle(exchange, exchange.charge);
       if (exchange.responseBody) exchange.event.bodies = loggedBodies(request.body, exchange.responseBody);
       this.events.emit(exchange.event);
@@ -190,6 +193,7 @@ export class ProxyService {
       const payload = json === null ? rawBody?.stream : JSON.stringify(withModelMap(json, backend));
       let response: Dispatcher.ResponseData;
       exchange.dispatched = true;
+      exchange.upstreamStarted = performance.now();
       try {
         response = await upstream.pool.request({
           path: upstream.basePath + target,
@@ -258,6 +262,7 @@ export class ProxyService {
       raw.destroy();
     } finally {
       event.usage = tap?.usage ?? (collected && collectedBytes < USAGE_SCAN_MAX_BYTES ? usageFromBuffers(collected) : null);
+      event.upstreamMs = sinceMs(exchange.upstreamStarted);
     }
   }
 
@@ -266,6 +271,7 @@ export class ProxyService {
     const { reply, event } = exchange;
     const body = (await response.body.json().catch(() => null)) as { data?: Array<{ id?: unknown }> } | null;
     event.status = response.statusCode;
+    event.upstreamMs = sinceMs(exchange.upstreamStarted);
     if (response.statusCode !== 200 || !Array.isArray(body?.data)) {
       await reply.status(response.statusCode).send(body);
       return;
@@ -345,6 +351,11 @@ function responseHeaders(
   headers['x-ditto-request-id'] = requestId;
   headers['x-ditto-backend'] = backend;
   return headers;
+}
+
+/** Milliseconds since a performance.now() reading, to 0.1 ms. */
+function sinceMs(start: number): number {
+  return Math.round((performance.now() - start) * 10) / 10;
 }
 
 /** Appends to `kept` up to LOGGED_BODY_MAX_BYTES in all. */

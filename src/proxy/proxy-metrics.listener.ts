@@ -1,0 +1,59 @@
+import { Injectable, OnModuleInit } from '@nestjs/common';
+import { AppConfig } from '../config/app-config';
+import { MetricsService } from '../metrics/metrics.service';
+import { ProxyEvent, ProxyEvents } from './proxy-event';
+
+/** Paths with their own label; anything else under /v1 is `/v1/other`, so cardinality stays bounded. */
+const ROUTES = new Set([
+  '/v1/chat/completions', '/v1/completions', '/v1/embeddings', '/v1/responses', '/v1/models', '/v1/moderations',
+  '/v1/audio/transcriptions', '/v1/audio/translations', '/v1/audio/speech', '/v1/images/generations',
+]);
+const SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+const OVERHEAD_SECONDS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
+
+export const routeLabel = (path: string): string => (ROUTES.has(path) ? path : '/v1/other');
+
+/**
+ * Prometheus metrics of the proxy (DESIGN §5.3), from the ProxyEvents every request emits: requests by
+ * route/status/backend, latency split into upstream time and the gateway's own overhead, refusals by
+ * code, tokens and cost charged. Labels are bounded: routes from a fixed list, backends from the
+ * config, statuses and error codes from finite sets; key ids only with METRICS_KEY_LABELS=true.
+ */
+@Injectable()
+export class ProxyMetricsListener implements OnModuleInit {
+  constructor(
+    private readonly events: ProxyEvents,
+    private readonly metrics: MetricsService,
+    private readonly config: AppConfig,
+  ) {}
+
+  onModuleInit(): void {
+    const keyLabels = this.config.server.metricsKeyLabels;
+    const m = this.metrics;
+    const requests = m.counter('ditto_proxy_requests_total', 'Proxied requests by route, status and backend', keyLabels ? ['route', 'status', 'backend', 'key_id'] : ['route', 'status', 'backend']);
+    const duration = m.histogram('ditto_proxy_request_duration_seconds', 'Time from request to the end of the response', ['route', 'backend'], SECONDS);
+    const upstream = m.histogram('ditto_proxy_upstream_duration_seconds', 'Time the upstream took, from sending the request to the end of its body', ['backend'], SECONDS);
+    const overhead = m.histogram('ditto_proxy_overhead_seconds', "The gateway's own time per request (total minus upstream)", ['route'], OVERHEAD_SECONDS);
+    const refusals = m.counter('ditto_proxy_refusals_total', 'Requests the gateway refused itself (auth, allow-list, budget, size…), by error code', ['code']);
+    const tokens = m.counter('ditto_tokens_charged_total', 'Tokens charged to budgets', ['backend']);
+    const cost = m.counter('ditto_cost_charged_usd_micros_total', 'Cost charged to budgets, USD micros', ['backend']);
+    const aborted = m.counter('ditto_proxy_client_aborts_total', 'Requests the client abandoned before the response ended', ['route']);
+
+    this.events.on((event: ProxyEvent) => {
+      const route = routeLabel(event.path);
+      const backend = event.backend ?? 'none';
+      requests.inc(keyLabels ? { route, status: String(event.status), backend, key_id: event.keyId ?? 'none' } : { route, status: String(event.status), backend });
+      duration.observe({ route, backend }, event.latencyMs / 1000);
+      if (event.upstreamMs !== null) {
+        upstream.observe({ backend }, event.upstreamMs / 1000);
+        overhead.observe({ route }, Math.max(0, event.latencyMs - event.upstreamMs) / 1000);
+      }
+      if (event.error !== null && event.backend === null) refusals.inc({ code: event.error });
+      if (event.aborted) aborted.inc({ route });
+      if (event.charged) {
+        tokens.inc({ backend }, event.charged.tokens);
+        cost.inc({ backend }, event.charged.usdMicros);
+      }
+    });
+  }
+}
