@@ -1,6 +1,7 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { parse } from 'dotenv';
 import { loadAppConfig } from './app-config';
 import { ConfigError } from './config-error';
 
@@ -31,6 +32,20 @@ describe('loadAppConfig', () => {
     expect(config.storage.options.mongodb.database).toBe('ditto');
     expect(config.admin).toEqual({ token: null, readToken: null });
     expect(config.gateway.backends).toEqual([]);
+  });
+
+  it('starts from a copy of .env.example as it is: empty means default, the default gateway file may be missing', () => {
+    const example = parse(readFileSync(path.join(__dirname, '../../.env.example')));
+    const cwd = process.cwd();
+    process.chdir(mkdtempSync(path.join(tmpdir(), 'ditto-env-example-')));
+    try {
+      const config = loadAppConfig(example);
+      expect(config.server.port).toBe(8080);
+      expect(config.budgets).toMatchObject({ mode: 'estimate', defaultOutputTokens: 1024, unknownModelCost: 'refuse' });
+      expect(config.gateway.backends).toEqual([]);
+    } finally {
+      process.chdir(cwd);
+    }
   });
 
   it('prefers VALKEY_URL over REDIS_URL and maps valkey:// to the redis protocol', () => {

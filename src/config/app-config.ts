@@ -1,8 +1,9 @@
+import * as path from 'node:path';
 import { PricingTable, loadPricing } from '../costs/pricing';
 import { StorageOptions } from '../storage/storage-backend';
 import { StorageSelectionInput } from '../storage/storage-selection';
 import { ConfigError } from './config-error';
-import { Env, validateEnv } from './env.validation';
+import { DEFAULT_GATEWAY_CONFIG, Env, validateEnv } from './env.validation';
 import { BackendConfig, GatewayFile, loadGatewayFile } from './gateway-file';
 
 export interface ServerConfig {
@@ -76,7 +77,8 @@ export class AppConfig {
 
 export function loadAppConfig(raw: Record<string, string | undefined>): AppConfig {
   const env = validateEnv(raw);
-  const gateway = loadGatewayFile(env.GATEWAY_CONFIG, raw, raw.GATEWAY_CONFIG !== undefined && raw.GATEWAY_CONFIG !== '');
+  // Only a file other than the default must exist (a copied .env.example names the default).
+  const gateway = loadGatewayFile(env.GATEWAY_CONFIG, raw, path.resolve(env.GATEWAY_CONFIG) !== path.resolve(DEFAULT_GATEWAY_CONFIG));
   if (env.UPSTREAM_BASE_URL && gateway.backends.length === 0) {
     gateway.backends = [defaultBackend(env.UPSTREAM_BASE_URL, env.UPSTREAM_API_KEY)];
     gateway.router.default_backends = ['default'];

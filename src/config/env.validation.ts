@@ -35,6 +35,8 @@ const url = (...protocols: string[]) =>
     ),
   );
 
+export const DEFAULT_GATEWAY_CONFIG = './gateway.json';
+
 /** Every environment variable the gateway reads, with its default. `.env.example` mirrors this. */
 export const envSchema = z.object({
   PORT: integer(0, 8080, 65535),
@@ -60,7 +62,7 @@ export const envSchema = z.object({
   REDIS_TIMEOUT_MS: integer(100, 10_000),
   CHANGE_FEED_POLL_MS: integer(20, 250, 60_000),
 
-  GATEWAY_CONFIG: z.string().min(1).default('./gateway.json'),
+  GATEWAY_CONFIG: z.string().min(1).default(DEFAULT_GATEWAY_CONFIG),
   UPSTREAM_BASE_URL: url('http', 'https'),
   UPSTREAM_API_KEY: optional(z.string()),
 
@@ -93,7 +95,8 @@ export type Env = z.infer<typeof envSchema>;
 
 /** Validates the environment; throws ConfigError listing every problem at once. */
 export function validateEnv(raw: Record<string, string | undefined>): Env {
-  const result = envSchema.safeParse(raw);
+  // Empty = unset = default, for every variable (a copied .env.example leaves many empty).
+  const result = envSchema.safeParse(Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== '')));
   const problems = result.success ? [] : result.error.issues.map((i) => `${formatPath(i.path)}: ${i.message}`);
   if (result.success) {
     const env = result.data;

@@ -63,7 +63,7 @@ describe('GET /metrics (e2e)', () => {
         method: 'POST',
         headers: { authorization: `Bearer ${auth}`, 'content-type': 'application/json' },
         body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], max_tokens: maxTokens }),
-      }).then(async (r) => ({ status: r.status, body: await r.json() }));
+      }).then(async (r) => ({ status: r.status, body: (await r.json()) as { usage: { total_tokens: number } } }));
     const ok = await Promise.all([chat(token), chat(token), chat(token)]);
     expect(ok.map((r) => r.status)).toEqual([200, 200, 200]);
     expect((await chat('sk-ditto-wrong')).status).toBe(401);
