@@ -11,8 +11,11 @@ export interface ServerConfig {
   host: string;
   bodyLimitBytes: number;
   logLevel: Env['LOG_LEVEL'];
+  logFormat: Env['LOG_FORMAT'];
   /** METRICS_KEY_LABELS: label proxy metrics with the virtual key id (one series per key). */
   metricsKeyLabels: boolean;
+  /** After SIGTERM: how long /ready answers 503 while requests are still served, before the server closes. */
+  shutdownGraceMs: number;
 }
 
 export interface StorageConfig {
@@ -91,7 +94,9 @@ export function loadAppConfig(raw: Record<string, string | undefined>): AppConfi
       host: env.HOST,
       bodyLimitBytes: env.BODY_LIMIT_BYTES,
       logLevel: env.LOG_LEVEL,
+      logFormat: env.LOG_FORMAT,
       metricsKeyLabels: env.METRICS_KEY_LABELS,
+      shutdownGraceMs: env.SHUTDOWN_GRACE_MS,
     },
     {
       selection: {

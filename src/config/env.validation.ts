@@ -42,6 +42,8 @@ export const envSchema = z.object({
   PORT: integer(0, 8080, 65535),
   HOST: z.string().default('0.0.0.0'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  LOG_FORMAT: z.enum(['json', 'pretty']).default('json'),
+  SHUTDOWN_GRACE_MS: integer(0, 10_000, 600_000),
   BODY_LIMIT_BYTES: integer(1024, 10 * 1024 * 1024),
   METRICS_KEY_LABELS: boolean(false),
 

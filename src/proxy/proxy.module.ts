@@ -3,6 +3,7 @@ import { AuditModule } from '../audit/audit.module';
 import { BudgetsModule } from '../budgets/budgets.module';
 import { VirtualKeysModule } from '../virtual-keys/virtual-keys.module';
 import { BackendRouter } from './backend-router';
+import { ProxyAccessLogListener } from './proxy-access-log.listener';
 import { ProxyAuditListener } from './proxy-audit.listener';
 import { ProxyEvents } from './proxy-event';
 import { ProxyMetricsListener } from './proxy-metrics.listener';
@@ -12,7 +13,7 @@ import { UpstreamPools } from './upstream-pools';
 
 @Module({
   imports: [AuditModule, BudgetsModule, VirtualKeysModule],
-  providers: [ProxyRoutes, ProxyService, BackendRouter, UpstreamPools, ProxyEvents, ProxyAuditListener, ProxyMetricsListener],
+  providers: [ProxyRoutes, ProxyService, BackendRouter, UpstreamPools, ProxyEvents, ProxyAuditListener, ProxyMetricsListener, ProxyAccessLogListener],
   exports: [ProxyEvents],
 })
 export class ProxyModule {}

@@ -1,5 +1,6 @@
 import { LoggerService } from '@nestjs/common';
 import pino, { DestinationStream, Logger as Pino } from 'pino';
+import pretty from 'pino-pretty';
 
 /** Secrets that might slip into a message: virtual keys, bearer credentials, passwords in URLs. */
 const SECRET_PATTERNS: Array<[RegExp, string]> = [
@@ -19,7 +20,8 @@ export function scrubSecrets(text: string): string {
 export class PinoLogger implements LoggerService {
   readonly pino: Pino;
 
-  constructor(level: string, destination?: DestinationStream) {
+  /** `format` pretty: human-readable lines (LOG_FORMAT=pretty, for a terminal); json otherwise. */
+  constructor(level: string, destination?: DestinationStream, format: 'json' | 'pretty' = 'json') {
     this.pino = pino(
       {
         level,
@@ -31,7 +33,7 @@ export class PinoLogger implements LoggerService {
           censor: '***',
         },
       },
-      destination,
+      destination ?? (format === 'pretty' ? pretty({ colorize: process.stdout.isTTY, translateTime: 'SYS:standard', messageKey: 'msg' }) : undefined),
     );
   }
 
