@@ -11,7 +11,9 @@ import { AppConfig } from './config/app-config';
  * hooks. main.ts and the e2e tests both start the gateway through here.
  */
 export async function createApp(config: AppConfig, logger: LoggerService): Promise<NestFastifyApplication> {
-  const adapter = new FastifyAdapter({ bodyLimit: config.server.bodyLimitBytes, trustProxy: true });
+  // return503OnClosing: false — during shutdown, requests on kept-alive connections are still served
+  // (with `connection: close`) instead of a bare 503: the grace period of DESIGN §8.
+  const adapter = new FastifyAdapter({ bodyLimit: config.server.bodyLimitBytes, trustProxy: true, return503OnClosing: false });
   const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config), adapter, {
     logger,
     abortOnError: false,
