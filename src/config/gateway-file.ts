@@ -61,8 +61,6 @@ export type GatewayFile = z.infer<typeof gatewayFileSchema>;
 export type BackendConfig = GatewayFile['backends'][number];
 export type VirtualKeyConfig = GatewayFile['virtual_keys'][number];
 
-const EMPTY_GATEWAY_FILE: GatewayFile = gatewayFileSchema.parse({});
-
 /**
  * Reads `gateway.json` (JSON, or YAML for .yaml/.yml), resolves `${VAR}` / `${VAR:-default}` in every
  * string from `env`, and validates it. A missing file at the default path is fine (empty config); a
@@ -72,7 +70,8 @@ export function loadGatewayFile(file: string, env: Record<string, string | undef
   const resolved = path.resolve(file);
   if (!existsSync(resolved)) {
     if (explicit) throw new ConfigError([`GATEWAY_CONFIG: file "${resolved}" does not exist`]);
-    return EMPTY_GATEWAY_FILE;
+    // A new object each time: the caller may add the UPSTREAM_BASE_URL backend to it.
+    return gatewayFileSchema.parse({});
   }
   let raw: unknown;
   try {

@@ -1,35 +1,13 @@
-import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import * as path from 'node:path';
-import mongoose from 'mongoose';
 import { AuditRecord } from '../../src/audit/domain/audit-record';
 import { verifyExport } from '../../src/audit/export/verify';
 import { loadAppConfig } from '../../src/config/app-config';
 import { openBackend } from '../../src/storage/open-backend';
 import { BackendName, StorageBackend } from '../../src/storage/storage-backend';
 import { MockUpstream, startMockUpstream } from '../../bench/mock-upstream';
-import { BackendEnv, backendEnv } from './backends';
+import { BackendEnv, E2E_BACKENDS, backendEnv } from './backends';
 import { ADMIN_TOKEN, READ_TOKEN, RunningGateway, admin, adminGet, startGateway, within } from './harness';
 
 const UPSTREAM_KEY = 'sk-upstream-audit-secret-0123456789';
-const BACKENDS = ['sqlite', 'postgres', 'redis', ...(process.env.MONGODB_URI ? ['mongodb' as const] : [])] as const;
-type E2eBackend = (typeof BACKENDS)[number];
-
-/** backendEnv() plus MongoDB (a fresh database), which runs only when MONGODB_URI is set. */
-async function storeFor(backend: E2eBackend): Promise<BackendEnv> {
-  if (backend !== 'mongodb') return backendEnv(backend);
-  const database = `ditto_e2e_${randomUUID().replace(/-/g, '').slice(0, 12)}`;
-  const uri = process.env.MONGODB_URI!;
-  return {
-    env: { STORAGE_BACKEND: 'mongodb', MONGODB_URI: uri, MONGODB_DATABASE: database, STORAGE_FALLBACK: 'false' },
-    cleanup: async () => {
-      const connection = await mongoose.createConnection(uri, { dbName: database }).asPromise();
-      await connection.dropDatabase();
-      await connection.close();
-    },
-  };
-}
 
 /** The same store, opened directly (not through a gateway): to plant rows with chosen timestamps. */
 function openStore(env: Record<string, string>): Promise<StorageBackend> {
@@ -78,25 +56,19 @@ async function text(gateway: RunningGateway, path: string, token = ADMIN_TOKEN):
   return { status: response.status, headers: response.headers, body: await response.text() };
 }
 
-describe.each(BACKENDS)('audit trail on %s (e2e)', (backend) => {
+describe.each(E2E_BACKENDS)('audit trail on %s (e2e)', (backend) => {
   let store: BackendEnv;
   let upstream: MockUpstream;
   let gateway: RunningGateway;
   let direct: StorageBackend;
   let token = '';
-  let dir: string;
   const planted = plantedRows();
 
   beforeAll(async () => {
-    store = await storeFor(backend);
+    store = await backendEnv(backend);
     upstream = await startMockUpstream();
-    // An explicit (empty) gateway file: without one, loadAppConfig adds the UPSTREAM_BASE_URL backend
-    // to a default object shared by every load in this process, and the next gateway refuses to start.
-    dir = mkdtempSync(path.join(tmpdir(), 'ditto-audit-'));
-    writeFileSync(path.join(dir, 'gateway.json'), '{}');
     gateway = await startGateway({
       ...store.env,
-      GATEWAY_CONFIG: path.join(dir, 'gateway.json'),
       ADMIN_TOKEN,
       ADMIN_READ_TOKEN: READ_TOKEN,
       UPSTREAM_BASE_URL: upstream.url,
@@ -114,7 +86,6 @@ describe.each(BACKENDS)('audit trail on %s (e2e)', (backend) => {
     await gateway?.close();
     await upstream?.close();
     await store?.cleanup();
-    rmSync(dir, { recursive: true, force: true });
   });
 
   it('records proxied requests and admin mutations with the documented fields, and no secret', async () => {
