@@ -7,8 +7,8 @@ import { AppModule } from './app.module';
 import { AppConfig } from './config/app-config';
 
 /**
- * Builds the application (not listening yet): Fastify, validation, OpenAPI for the admin API, shutdown
- * hooks. main.ts and the e2e tests both start the gateway through here.
+ * Builds the application (not listening yet): Fastify, validation, OpenAPI for the admin API.
+ * main.ts and the e2e tests both start the gateway through here.
  */
 export async function createApp(config: AppConfig, logger: LoggerService): Promise<NestFastifyApplication> {
   // return503OnClosing: false — during shutdown, requests on kept-alive connections are still served
@@ -45,6 +45,6 @@ export async function createApp(config: AppConfig, logger: LoggerService): Promi
       .build(),
   );
   SwaggerModule.setup('docs', app, document, { jsonDocumentUrl: 'docs-json' });
-  app.enableShutdownHooks();
+  // No enableShutdownHooks(): main.ts handles SIGTERM/SIGINT itself (drain first, then app.close()).
   return app;
 }

@@ -20,6 +20,7 @@ export const ERROR_HTTP: Record<ErrorCode, { status: number; type: string }> = {
   [ErrorCode.BackendError]: { status: 502, type: 'api_error' },
   [ErrorCode.BackendTimeout]: { status: 504, type: 'api_error' },
   [ErrorCode.StorageUnavailable]: { status: 503, type: 'api_error' },
+  [ErrorCode.ShuttingDown]: { status: 503, type: 'api_error' },
   [ErrorCode.InternalError]: { status: 500, type: 'api_error' },
 };
 

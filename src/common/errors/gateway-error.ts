@@ -21,6 +21,7 @@ export enum ErrorCode {
   BackendError = 'backend_error',
   BackendTimeout = 'backend_timeout',
   StorageUnavailable = 'storage_unavailable',
+  ShuttingDown = 'shutting_down',
   InternalError = 'internal_error',
 }
 
