@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { AuditRecord } from '../../src/audit/domain/audit-record';
 import { loadAppConfig } from '../../src/config/app-config';
 import { openBackend } from '../../src/storage/open-backend';
-import { ChildGateway, VERIFY_JS, errorLines, requireBuild, rssBytes, sampleRss, startChildGateway } from './audit-child-process';
+import { ChildGateway, VERIFY_JS, errorLines, requireBuild, rssBytes, sampleRss, startChildGateway } from './child-gateway';
 import { ADMIN_TOKEN } from './harness';
 
 const ROWS = 100_000;

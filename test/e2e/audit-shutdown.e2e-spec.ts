@@ -5,7 +5,7 @@ import { Pool } from 'undici';
 import { openBackend } from '../../src/storage/open-backend';
 import { loadAppConfig } from '../../src/config/app-config';
 import { MockUpstream, startMockUpstream } from '../../bench/mock-upstream';
-import { ChildGateway, errorLines, requireBuild, startChildGateway } from './audit-child-process';
+import { ChildGateway, errorLines, requireBuild, startChildGateway } from './child-gateway';
 import { ADMIN_TOKEN } from './harness';
 
 const REQUESTS = 5000;

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { MockUpstream, startMockUpstream } from '../../bench/mock-upstream';
-import { ChildGateway, requireBuild, startChildGateway } from './audit-child-process';
+import { ChildGateway, requireBuild, startChildGateway } from './child-gateway';
 import { ADMIN_TOKEN } from './harness';
 
 describe('graceful shutdown on SIGTERM (e2e, child process)', () => {

@@ -30,7 +30,8 @@ export interface ChildGateway {
 export async function startChildGateway(env: Record<string, string>, cwd: string): Promise<ChildGateway> {
   const child = spawn(process.execPath, [MAIN_JS], {
     cwd,
-    env: { PATH: process.env.PATH ?? '', PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', ...env },
+    // No drain period unless a test asks for one: SIGTERM then closes at once.
+    env: { PATH: process.env.PATH ?? '', PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', SHUTDOWN_GRACE_MS: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: Array<Record<string, unknown>> = [];
