@@ -1,0 +1,61 @@
+import { ChildProcess, spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { RunningGateway, startGateway, within } from './harness';
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** A throw-away redis-server of this test's own (never the machine's shared one), in memory only. */
+async function startRedis(port: number): Promise<ChildProcess> {
+  const redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    redis.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('Ready to accept connections')) resolve();
+    });
+    redis.once('exit', (code) => reject(new Error(`redis-server exited (${code}): ${out.slice(-300)}`)));
+  });
+  return redis;
+}
+
+describe('/ready follows the store (e2e, own redis-server)', () => {
+  let port: number;
+  let redis: ChildProcess | undefined;
+  let gateway: RunningGateway;
+
+  const ready = async () => (await fetch(`${gateway.url}/ready`)).status;
+
+  beforeAll(async () => {
+    port = await freePort();
+    redis = await startRedis(port);
+    gateway = await startGateway({ STORAGE_BACKEND: 'redis', REDIS_URL: `redis://127.0.0.1:${port}`, STORAGE_FALLBACK: 'false', REDIS_PREFIX: 'ready-test' });
+  });
+
+  afterAll(async () => {
+    await gateway?.close();
+    redis?.kill('SIGKILL');
+  });
+
+  it('answers 503 while redis is down and 200 again within 5 s of its return; /health stays 200', async () => {
+    expect(await ready()).toBe(200);
+    const stopped = new Promise((resolve) => redis!.once('exit', resolve));
+    redis!.kill('SIGKILL');
+    await stopped;
+    await within(3000, async () => (await ready()) === 503);
+    const body = (await (await fetch(`${gateway.url}/ready`)).json()) as { error: { code: string; message: string } };
+    expect(body.error).toMatchObject({ code: 'storage_unavailable' });
+    expect(body.error.message).toContain('redis');
+    expect((await fetch(`${gateway.url}/health`)).status).toBe(200);
+
+    redis = await startRedis(port);
+    const back = await within(5000, async () => (await ready()) === 200);
+    expect(back).toBeLessThan(5000);
+  }, 20_000);
+});
