@@ -1,9 +1,10 @@
 import { Socket } from 'node:net';
-import { LoggerService, ValidationPipe } from '@nestjs/common';
+import { LoggerService, ValidationError, ValidationPipe } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { AppModule } from './app.module';
+import { ErrorCode, GatewayError } from './common/errors/gateway-error';
 import { AppConfig } from './config/app-config';
 
 /**
@@ -33,7 +34,17 @@ export async function createApp(config: AppConfig, logger: LoggerService): Promi
   // Bodies that are not JSON (audio uploads, files) stay a stream for the proxy to forward as-is.
   fastify.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
   app.useGlobalPipes(
-    new ValidationPipe({ whitelist: true, forbidNonWhitelisted: true, transform: true, stopAtFirstError: false }),
+    new ValidationPipe({
+      whitelist: true,
+      forbidNonWhitelisted: true,
+      transform: true,
+      stopAtFirstError: false,
+      // 400 invalid_request naming every problem, with the first offending field as OpenAI's `param`.
+      exceptionFactory: (errors) => {
+        const problems = flattenValidationErrors(errors);
+        return new GatewayError(ErrorCode.InvalidRequest, problems.map((p) => p.message).join('; '), problems[0]?.field ?? null);
+      },
+    }),
   );
   const document = SwaggerModule.createDocument(
     app,
@@ -47,4 +58,13 @@ export async function createApp(config: AppConfig, logger: LoggerService): Promi
   SwaggerModule.setup('docs', app, document, { jsonDocumentUrl: 'docs-json' });
   // No enableShutdownHooks(): main.ts handles SIGTERM/SIGINT itself (drain first, then app.close()).
   return app;
+}
+
+/** class-validator errors as `field.path: message` pairs (nested DTOs prefixed with their parent field). */
+function flattenValidationErrors(errors: ValidationError[], parent = ''): Array<{ field: string; message: string }> {
+  return errors.flatMap((error) => {
+    const field = parent ? `${parent}.${error.property}` : error.property;
+    const own = Object.values(error.constraints ?? {}).map((message) => ({ field, message: parent ? `${parent}.${message}` : message }));
+    return [...own, ...flattenValidationErrors(error.children ?? [], field)];
+  });
 }

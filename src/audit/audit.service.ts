@@ -53,6 +53,7 @@ export class AuditService implements OnApplicationShutdown {
     this.writtenTotal = metrics.counter('ditto_audit_written_total', 'Audit events written to storage');
     this.writeErrors = metrics.counter('ditto_audit_write_errors_total', 'Failed audit batch writes (the batch is kept and retried)');
     for (const reason of ['queue_full', 'shutdown'] as const) this.droppedTotal.inc({ reason }, 0);
+    metrics.gauge('ditto_audit_queue_depth', 'Audit events waiting to be written', [], (gauge) => gauge.set(this.queue.length));
   }
 
   record(event: AuditEvent): void {

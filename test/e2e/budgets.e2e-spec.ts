@@ -276,6 +276,8 @@ describe('budget settlement on every path (e2e, sqlite)', () => {
       expect(answer.status).toBe(400);
       expect(answer.body.error.code).toBe('invalid_request');
     }
+    expect(bad.slice(0, 3).map((answer) => answer.body.error.param)).toEqual(['limit_tokens', 'reset_every', 'limit']);
+    expect(bad[2].body.error.message).toContain('property limit should not exist');
     expect((await adminGet(gateway, `/admin/budgets/${encodeURIComponent('tenant:nobody')}`)).status).toBe(404);
     expect((await admin(gateway, 'POST', '/admin/costs/tenant:nobody/reset')).status).toBe(404);
     expect((await admin(gateway, 'PUT', '/admin/budgets/tenant:x', { limit_tokens: 1 }, READ_TOKEN)).status).toBe(403);

@@ -83,6 +83,7 @@ describe('GET /metrics (e2e)', () => {
     const charged = ok.reduce((sum, r) => sum + r.body.usage.total_tokens, 0);
     expect(delta('ditto_tokens_charged_total')).toBe(charged);
     expect(value(samples, 'ditto_budget_reservations_in_flight')).toBe(0);
+    expect(types.get('ditto_audit_queue_depth')).toBe('gauge');
     // No key ids in labels unless METRICS_KEY_LABELS=true.
     expect(samples.some((s) => 'key_id' in s.labels)).toBe(false);
     expect(samples.some((s) => s.name === 'process_cpu_seconds_total')).toBe(true);
