@@ -8,7 +8,7 @@ import { MetricsService } from '../metrics/metrics.service';
 import { ModelPrice, TokenCounts, costMicros } from '../costs/pricing';
 import { VirtualKey } from '../virtual-keys/domain/virtual-key';
 import { BudgetLedger } from './budget-ledger';
-import { ReserveResult } from './domain/ledger';
+import { AccountingLedger, AccountingReserveResult } from './domain/accounting-ledger';
 import { scopesOf } from './domain/scopes';
 import { OutputField, estimateRequest } from './token-estimate';
 
@@ -49,8 +49,9 @@ const COMPLETION_TOKENS_MODELS = /^(o\d|gpt-5)/;
 /**
  * Budget and cost accounting on the request path (DESIGN §1, §6): before forwarding, one atomic
  * reserve of the estimate on every scope of the key, on the token ledger and the cost ledger at once
- * (two ledger calls in parallel: one round trip of latency; when either refuses, the other's
- * reservation is released); when the response ends, one settle of each.
+ * (AccountingLedger: one transaction on SQLite; elsewhere the two ledger calls in parallel, one round
+ * trip of latency, the other's reservation released when one refuses); when the response ends, one
+ * settle of both.
  */
 @Injectable()
 export class AccountingService {
@@ -60,6 +61,7 @@ export class AccountingService {
 
   constructor(
     private readonly ledger: BudgetLedger,
+    private readonly accounting: AccountingLedger,
     private readonly costs: CostsService,
     private readonly metrics: MetricsService,
     config: AppConfig,
@@ -90,13 +92,8 @@ export class AccountingService {
     const tokens = estimate.promptTokens + output;
     const usdMicros = price === null ? 0 : costMicros(price, { promptTokens: estimate.promptTokens, completionTokens: output, cachedTokens: 0 });
     const charge: Charge = { id: randomUUID(), scopes, price, estimate: { promptTokens: estimate.promptTokens, outputTokens: output, tokens, usdMicros } };
-    const [byTokens, byCost] = await this.storage('reserve', () =>
-      Promise.all([this.ledger.reserve(charge.id, scopes, tokens), this.costs.reserve(charge.id, scopes, usdMicros)]),
-    );
-    if (!byTokens.ok || !byCost.ok) {
-      await this.storage('release', () => Promise.all([byTokens.ok && this.ledger.release(charge.id), byCost.ok && this.costs.release(charge.id)]));
-      throw refusal(byTokens, byCost, tokens, usdMicros);
-    }
+    const reserved = await this.storage('reserve', () => this.accounting.reserve(charge.id, scopes, { tokens, usdMicros }));
+    if (!reserved.ok) throw refusal(reserved, tokens, usdMicros);
     this.inFlight.inc();
     return { charge, outputCap };
   }
@@ -113,17 +110,17 @@ export class AccountingService {
 
   private async settleOnLedgers(charge: Charge, usage: (TokenCounts & { totalTokens: number }) | null, chargeEstimate: boolean): Promise<Settlement> {
     if (usage === null && !chargeEstimate) {
-      await Promise.all([this.ledger.release(charge.id), this.costs.release(charge.id)]);
+      await this.accounting.settle(charge.id, null);
       return { tokens: 0, usdMicros: 0, basis: 'released' };
     }
     const tokens = usage === null ? charge.estimate.tokens : usage.totalTokens;
     const usdMicros = charge.price === null ? 0 : usage === null ? charge.estimate.usdMicros : costMicros(charge.price, usage);
-    const [byTokens, byCost] = await Promise.all([this.ledger.commit(charge.id, tokens), this.costs.commit(charge.id, usdMicros)]);
+    const { tokens: byTokens, usdMicros: byCost } = await this.accounting.settle(charge.id, { tokens, usdMicros });
     if (!byTokens || !byCost) {
       this.logger.warn(`reservation ${charge.id} was reaped before its request ended (RESERVATION_TTL_SECS too short?); charging it now`);
       const late = `${charge.id}:late`;
-      if (!byTokens) await this.ledger.reserve(late, charge.scopes, 0).then(() => this.ledger.commit(late, tokens));
-      if (!byCost) await this.costs.reserve(late, charge.scopes, 0).then(() => this.costs.commit(late, usdMicros));
+      await this.accounting.reserve(late, charge.scopes, { tokens: 0, usdMicros: 0 });
+      await this.accounting.settle(late, { tokens: byTokens ? 0 : tokens, usdMicros: byCost ? 0 : usdMicros });
     }
     return { tokens, usdMicros, basis: usage === null ? 'estimate' : 'usage' };
   }
@@ -187,14 +184,14 @@ function outputFieldFor(path: string, model: string | null): OutputField | null 
   return field === 'max_tokens' && path === '/chat/completions' && model !== null && COMPLETION_TOKENS_MODELS.test(model) ? 'max_completion_tokens' : field;
 }
 
-function refusal(byTokens: ReserveResult, byCost: ReserveResult, tokens: number, usdMicros: number): GatewayError {
-  if (!byTokens.ok) {
+function refusal(refused: Extract<AccountingReserveResult, { ok: false }>, tokens: number, usdMicros: number): GatewayError {
+  if (refused.ledger === 'tokens') {
     return new GatewayError(
       ErrorCode.BudgetExceeded,
-      `token budget exceeded for scope '${byTokens.scope}': limit ${byTokens.limit}, spent ${byTokens.spent}, reserved ${byTokens.reserved}; this request needs up to ${tokens} tokens`,
+      `token budget exceeded for scope '${refused.scope}': limit ${refused.limit}, spent ${refused.spent}, reserved ${refused.reserved}; this request needs up to ${tokens} tokens`,
     );
   }
-  const cost = byCost as Extract<ReserveResult, { ok: false }>;
+  const cost = refused;
   return new GatewayError(
     ErrorCode.CostBudgetExceeded,
     `cost budget exceeded for scope '${cost.scope}': limit ${cost.limit} USD micros, spent ${cost.spent}, reserved ${cost.reserved}; this request may cost up to ${usdMicros}`,

@@ -1,14 +1,13 @@
 import { Injectable } from '@nestjs/common';
 import { AuditService } from '../audit/audit.service';
-import { ReserveResult } from '../budgets/domain/ledger';
 import { ScopeLimits } from '../budgets/scope-limits';
 import { AppConfig } from '../config/app-config';
 import { CostLedger } from './cost-ledger';
 import { ModelPrice, PricingTable } from './pricing';
 
 /**
- * The cost feature's service: the pricing table and the USD-micros ledger. Other features reserve and
- * settle cost through it, never through the ledger itself.
+ * The cost feature's service: the pricing table and the USD-micros ledger's admin side and reads.
+ * Request accounting reserves and settles through AccountingLedger (both ledgers at once).
  */
 @Injectable()
 export class CostsService {
@@ -32,18 +31,6 @@ export class CostsService {
   async limitedScopes(scopes: string[]): Promise<Array<{ scope: string; limit: number; spent: number; reserved: number }>> {
     const found = await Promise.all(scopes.map((scope) => this.ledger.get(scope)));
     return found.flatMap((s) => (s !== null && s.limit !== null ? [{ scope: s.scope, limit: s.limit, spent: s.spent, reserved: s.reserved }] : []));
-  }
-
-  reserve(id: string, scopes: string[], micros: number): Promise<ReserveResult> {
-    return this.ledger.reserve(id, scopes, micros);
-  }
-
-  commit(id: string, micros: number): Promise<boolean> {
-    return this.ledger.commit(id, micros);
-  }
-
-  release(id: string): Promise<boolean> {
-    return this.ledger.release(id);
   }
 
   listReservations(createdBefore: number) {

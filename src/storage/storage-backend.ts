@@ -1,4 +1,5 @@
 import { AuditLogRepository } from '../audit/audit-log.repository';
+import { AccountingLedger } from '../budgets/domain/accounting-ledger';
 import { BudgetLedger } from '../budgets/budget-ledger';
 import { CostLedger } from '../costs/cost-ledger';
 import { VirtualKeyRepository } from '../virtual-keys/virtual-key.repository';
@@ -29,6 +30,8 @@ export interface StorageBackend {
   readonly keys: VirtualKeyRepository;
   readonly budgets: BudgetLedger;
   readonly costs: CostLedger;
+  /** Both ledgers in one operation, when the store has one (SQLite); otherwise they are called in parallel. */
+  readonly accounting?: AccountingLedger;
   readonly audit: AuditLogRepository;
   readonly changes: ChangeFeed;
   readonly locks: JobLock;

@@ -1,6 +1,7 @@
 import { Global, Injectable, Module, OnApplicationShutdown } from '@nestjs/common';
 import { AuditLogRepository } from '../audit/audit-log.repository';
 import { BudgetLedger } from '../budgets/budget-ledger';
+import { AccountingLedger, ParallelAccountingLedger } from '../budgets/domain/accounting-ledger';
 import { CostLedger } from '../costs/cost-ledger';
 import { VirtualKeyRepository } from '../virtual-keys/virtual-key.repository';
 import { ActiveStorage, openActiveStorage } from './active-storage';
@@ -42,10 +43,11 @@ const port = <T>(token: abstract new (...args: never[]) => T, pick: (s: ActiveSt
     port(VirtualKeyRepository, (s) => s.backend.keys),
     port(BudgetLedger, (s) => s.backend.budgets),
     port(CostLedger, (s) => s.backend.costs),
+    port(AccountingLedger, (s) => s.backend.accounting ?? new ParallelAccountingLedger(s.backend.budgets, s.backend.costs)),
     port(AuditLogRepository, (s) => s.backend.audit),
     port(ChangeFeed, (s) => s.backend.changes),
     port(JobLock, (s) => s.backend.locks),
   ],
-  exports: [ActiveStorage, VirtualKeyRepository, BudgetLedger, CostLedger, AuditLogRepository, ChangeFeed, JobLock],
+  exports: [ActiveStorage, VirtualKeyRepository, BudgetLedger, CostLedger, AccountingLedger, AuditLogRepository, ChangeFeed, JobLock],
 })
 export class StorageModule extends ConfigurableModuleClass {}

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { AuditRecord } from '../../src/audit/domain/audit-record';
+import { ParallelAccountingLedger } from '../../src/budgets/domain/accounting-ledger';
 import { ErrorCode, GatewayError } from '../../src/common/errors/gateway-error';
 import { StorageBackend } from '../../src/storage/storage-backend';
 import { VirtualKey } from '../../src/virtual-keys/domain/virtual-key';
@@ -280,6 +281,28 @@ export function describeStorageContract(target: ContractTarget): void {
         expect(await a.budgets.commit('r', 1, T0)).toBe(false);
         expect(await a.costs.commit('r', 123_456, T0)).toBe(true);
         expect(await a.costs.get('key:k', T0)).toMatchObject({ spent: 123_456, reserved: 0 });
+      });
+
+      it('reserves and settles both ledgers together, all or none (AccountingLedger)', async () => {
+        const both = a.accounting ?? new ParallelAccountingLedger(a.budgets, a.costs);
+        await a.budgets.setLimit('key:both', 100, null, T0);
+        await a.costs.setLimit('tenant:both', 1000, null, T0);
+        const scopes = ['key:both', 'tenant:both'];
+        expect(await both.reserve('b1', scopes, { tokens: 60, usdMicros: 600 }, T0)).toEqual({ ok: true });
+        // The cost ledger refuses: nothing stays reserved on the token ledger either.
+        expect(await both.reserve('b2', scopes, { tokens: 10, usdMicros: 500 }, T0)).toEqual({
+          ok: false, ledger: 'usd_micros', scope: 'tenant:both', limit: 1000, spent: 0, reserved: 600,
+        });
+        expect(await both.reserve('b3', scopes, { tokens: 50, usdMicros: 1 }, T0)).toMatchObject({ ok: false, ledger: 'tokens', scope: 'key:both' });
+        expect(await a.budgets.get('key:both', T0)).toMatchObject({ reserved: 60, spent: 0 });
+        expect(await a.costs.get('tenant:both', T0)).toMatchObject({ reserved: 600, spent: 0 });
+        expect(await both.settle('b1', { tokens: 42, usdMicros: 420 }, T0)).toEqual({ tokens: true, usdMicros: true });
+        expect(await both.settle('b1', { tokens: 42, usdMicros: 420 }, T0)).toEqual({ tokens: false, usdMicros: false });
+        expect(await a.budgets.get('key:both', T0)).toMatchObject({ reserved: 0, spent: 42 });
+        expect(await a.costs.get('tenant:both', T0)).toMatchObject({ reserved: 0, spent: 420 });
+        expect(await both.reserve('b4', scopes, { tokens: 5, usdMicros: 5 }, T0)).toEqual({ ok: true });
+        expect(await both.settle('b4', null, T0)).toEqual({ tokens: true, usdMicros: true });
+        expect(await a.costs.get('tenant:both', T0)).toMatchObject({ reserved: 0, spent: 420 });
       });
 
       it('writes scopes and reservations verbatim for migration', async () => {

@@ -1,22 +1,38 @@
-import { In, LessThan } from 'typeorm';
+import { LessThan } from 'typeorm';
+import { AccountingLedger, AccountingReserveResult, AccountingSettled, LedgerAmounts } from '../../../budgets/domain/accounting-ledger';
 import { Ledger, LedgerScope, Reservation, ReserveResult, rolledOver, windowStartFor } from '../../../budgets/domain/ledger';
 import { ErrorCode, GatewayError } from '../../../common/errors/gateway-error';
 import { Page, decodeCursor, encodeCursor } from '../../../common/page';
 import { LedgerReservationEntity } from './entities/ledger-reservation.entity';
 import { LedgerScopeEntity } from './entities/ledger-scope.entity';
 import { SettledRow, reservationValues, settledAmount, toLedgerScope, toReservation } from './mappers/ledger.mapper';
-import { SqlSession, TypeormStore, prefixUpperBound } from './typeorm-store';
+import { SqlSession, SyncSession, TypeormStore, prefixUpperBound } from './typeorm-store';
 
 /** Rows of the two ledgers live in the same tables, told apart by this column. */
 export type LedgerKind = 'tokens' | 'usd_micros';
 
 const isString = (v: unknown): v is string => typeof v === 'string';
 
-/** Thrown inside the reserve transaction to roll it back; never leaves this file. */
+type Refusal = Extract<ReserveResult, { ok: false }>;
+
+/** Thrown inside a reserve transaction to roll it back, carrying what to report; never leaves this file. */
 class Refused extends Error {
-  constructor(readonly scope: string) {
-    super(`scope ${scope} refused the reservation`);
+  constructor(
+    readonly kind: LedgerKind,
+    readonly result: Refusal,
+  ) {
+    super(`scope ${result.scope} refused the reservation`);
   }
+}
+
+/** A scope row as raw SQL returns it. */
+interface ScopeRow {
+  limit_value: number | null;
+  spent: number;
+  reserved: number;
+  period_ms: number | null;
+  window_start: number;
+  updated_at: number;
 }
 
 /**
@@ -51,47 +67,76 @@ export class TypeormLedger extends Ledger {
   async reserve(reservationId: string, scopes: string[], amount: number, now = Date.now()): Promise<ReserveResult> {
     const distinct = [...new Set(scopes)];
     if (this.store.dialect === 'postgres') return this.reserveOnPostgres(reservationId, distinct, amount, now);
-    const lockOrder = [...distinct].sort();
-    const reservation = { id: reservationId, scopes: distinct, amount, createdAt: now };
     try {
-      await this.store.sqliteTransaction((s) => {
-        if (s.run(this.sql.insertReservation, reservationValues(this.kind, reservation)) === 0) return;
-        for (const scope of lockOrder) {
-          const reserveOn = () => s.run(this.sql.reserve, [this.kind, scope, amount, now]) > 0;
-          // Scopes usually exist: try first, create only when nothing matched, then try once more (it
-          // exists and refuses).
-          if (reserveOn()) continue;
-          s.run(this.sql.createScope, [this.kind, scope, now]);
-          if (!reserveOn()) throw new Refused(scope);
-        }
-      });
+      await this.store.sqliteTransaction((s) => this.reserveIn(s, reservationId, distinct, amount, now));
       return { ok: true };
     } catch (error) {
-      if (error instanceof Refused) return this.refusal(distinct, amount, now, error.scope);
+      if (error instanceof Refused) return error.result;
       throw error;
     }
   }
 
+  /**
+   * SQLite: this ledger's part of a reserve inside the caller's transaction (also used by
+   * SqliteAccountingLedger to reserve both ledgers in one). Throws Refused, which rolls it back.
+   */
+  reserveIn(s: SyncSession, reservationId: string, scopes: string[], amount: number, now: number): void {
+    const reservation = { id: reservationId, scopes, amount, createdAt: now };
+    if (s.run(this.sql.insertReservation, reservationValues(this.kind, reservation)) === 0) return;
+    const taken: string[] = [];
+    for (const scope of [...scopes].sort()) {
+      const reserveOn = () => s.run(this.sql.reserve, [this.kind, scope, amount, now]) > 0;
+      // Scopes usually exist: try first, create only when nothing matched, then try once more (it
+      // exists and refuses).
+      if (!reserveOn()) {
+        s.run(this.sql.createScope, [this.kind, scope, now]);
+        if (!reserveOn()) throw new Refused(this.kind, this.refusalIn(s, scopes, amount, now, scope, taken));
+      }
+      taken.push(scope);
+    }
+  }
+
+  /** SQLite: commit (`actual`) or release (null) inside the caller's transaction; false when unknown. */
+  settleIn(s: SyncSession, reservationId: string, actual: number | null, now: number): boolean {
+    const row = s.get<SettledRow>(this.sql.takeReservation, [this.kind, reservationId]);
+    if (!row) return false;
+    const { scopes, amount } = settledAmount(row);
+    for (const scope of [...scopes].sort()) {
+      if (actual === null) s.run(this.sql.unreserve, [this.kind, scope, amount, now]);
+      else s.run(this.sql.commit, [this.kind, scope, amount, actual, now]);
+    }
+    return true;
+  }
+
+  /**
+   * What a refused reserve reports: the first scope in the caller's order that cannot take `amount`,
+   * read inside the transaction before it rolls back (minus what this reserve already took), else the
+   * scope whose guarded update refused.
+   */
+  private refusalIn(s: SyncSession, scopes: string[], amount: number, now: number, refused: string, taken: string[]): Refusal {
+    const read = (scope: string): LedgerScope | null => {
+      const row = s.get<ScopeRow>(this.sql.selectScope, [this.kind, scope]);
+      if (!row) return null;
+      const current = rolledOver(
+        { scope, limit: row.limit_value, spent: row.spent, reserved: row.reserved, periodMs: row.period_ms, windowStart: row.window_start, updatedAt: row.updated_at },
+        now,
+      );
+      return { ...current, reserved: current.reserved - (taken.includes(scope) ? amount : 0) };
+    };
+    const refuses = (row: LedgerScope | null): row is LedgerScope & { limit: number } =>
+      row !== null && row.limit !== null && row.spent + row.reserved + amount > row.limit;
+    const row = scopes.map(read).find(refuses) ?? read(refused);
+    return { ok: false, scope: row?.scope ?? refused, limit: row?.limit ?? 0, spent: row?.spent ?? 0, reserved: row?.reserved ?? 0 };
+  }
+
   async commit(reservationId: string, actual: number, now = Date.now()): Promise<boolean> {
     if (this.store.dialect === 'postgres') return this.settleOnPostgres(reservationId, actual, now);
-    return this.store.sqliteTransaction((s) => {
-      const row = s.get<SettledRow>(this.sql.takeReservation, [this.kind, reservationId]);
-      if (!row) return false;
-      const { scopes, amount } = settledAmount(row);
-      for (const scope of [...scopes].sort()) s.run(this.sql.commit, [this.kind, scope, amount, actual, now]);
-      return true;
-    });
+    return this.store.sqliteTransaction((s) => this.settleIn(s, reservationId, actual, now));
   }
 
   async release(reservationId: string, now = Date.now()): Promise<boolean> {
     if (this.store.dialect === 'postgres') return this.settleOnPostgres(reservationId, null, now);
-    return this.store.sqliteTransaction((s) => {
-      const row = s.get<SettledRow>(this.sql.takeReservation, [this.kind, reservationId]);
-      if (!row) return false;
-      const { scopes, amount } = settledAmount(row);
-      for (const scope of [...scopes].sort()) s.run(this.sql.unreserve, [this.kind, scope, amount, now]);
-      return true;
-    });
+    return this.store.sqliteTransaction((s) => this.settleIn(s, reservationId, null, now));
   }
 
   async listReservations(createdBefore: number): Promise<Reservation[]> {
@@ -245,28 +290,6 @@ export class TypeormLedger extends Ledger {
       await s.run(this.sql.unreserve, [this.kind, scope, perScope.get(scope), now]);
     }
   }
-
-  /**
-   * The guarded update has refused (and the transaction rolled back); report the first scope, in the
-   * caller's order, that refuses as of now. Another writer may have changed things since, so fall back to
-   * the scope that actually refused.
-   */
-  private async refusal(scopes: string[], amount: number, now: number, refusedScope: string): Promise<ReserveResult> {
-    const rows = await this.store.session((s) => s.manager.findBy(LedgerScopeEntity, { kind: this.kind, scope: In(scopes) }));
-    const byScope = new Map(rows.map((row) => [row.scope, rolledOver(toLedgerScope(row), now)]));
-    const refuses = (row: LedgerScope | undefined): row is LedgerScope & { limit: number } =>
-      row !== undefined && row.limit !== null && row.spent + row.reserved + amount > row.limit;
-    const blocking = scopes.map((scope) => byScope.get(scope)).find(refuses);
-    const fallback = byScope.get(refusedScope);
-    const row = blocking ?? fallback;
-    return {
-      ok: false,
-      scope: row?.scope ?? refusedScope,
-      limit: row?.limit ?? 0,
-      spent: row?.spent ?? 0,
-      reserved: row?.reserved ?? 0,
-    };
-  }
 }
 
 /** ledger.ts `rolledOver` in SQL: the row's window has ended at `now`. In an UPDATE every expression
@@ -281,6 +304,8 @@ const ledgerSql = (scopes: string, reservations: string) => ({
     ON CONFLICT (kind, id) DO NOTHING`,
   /** $1 kind, $2 id. Of concurrent settles of one id, only one gets the row back. */
   takeReservation: `DELETE FROM ${reservations} WHERE kind = $1 AND id = $2 RETURNING scopes, amount`,
+  /** $1 kind, $2 scope. */
+  selectScope: `SELECT limit_value, spent, reserved, period_ms, window_start, updated_at FROM ${scopes} WHERE kind = $1 AND scope = $2`,
   /** $1 kind, $2 scope, $3 now: an unlimited scope, unless it exists. */
   createScope: `INSERT INTO ${scopes} (kind, scope, limit_value, spent, reserved, period_ms, window_start, updated_at)
     VALUES ($1, $2, NULL, 0, 0, NULL, 0, $3) ON CONFLICT (kind, scope) DO NOTHING`,
@@ -303,3 +328,35 @@ const ledgerSql = (scopes: string, reservations: string) => ({
   unreserve: `UPDATE ${scopes} SET reserved = CASE WHEN reserved > $3 THEN reserved - $3 ELSE 0 END, updated_at = $4
     WHERE kind = $1 AND scope = $2`,
 });
+
+/** SQLite: both ledgers reserved, and settled, in ONE transaction (one queue hop, one commit). */
+export class SqliteAccountingLedger extends AccountingLedger {
+  constructor(
+    private readonly store: TypeormStore,
+    private readonly tokens: TypeormLedger,
+    private readonly costs: TypeormLedger,
+  ) {
+    super();
+  }
+
+  async reserve(reservationId: string, scopes: string[], amounts: LedgerAmounts, now = Date.now()): Promise<AccountingReserveResult> {
+    const distinct = [...new Set(scopes)];
+    try {
+      await this.store.sqliteTransaction((s) => {
+        this.tokens.reserveIn(s, reservationId, distinct, amounts.tokens, now);
+        this.costs.reserveIn(s, reservationId, distinct, amounts.usdMicros, now);
+      });
+      return { ok: true };
+    } catch (error) {
+      if (error instanceof Refused) return { ...error.result, ledger: error.kind };
+      throw error;
+    }
+  }
+
+  settle(reservationId: string, actual: LedgerAmounts | null, now = Date.now()): Promise<AccountingSettled> {
+    return this.store.sqliteTransaction((s) => ({
+      tokens: this.tokens.settleIn(s, reservationId, actual?.tokens ?? null, now),
+      usdMicros: this.costs.settleIn(s, reservationId, actual?.usdMicros ?? null, now),
+    }));
+  }
+}

@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { DataSource } from 'typeorm';
 import { AuditLogRepository } from '../../../audit/audit-log.repository';
 import { BudgetLedger } from '../../../budgets/budget-ledger';
+import { AccountingLedger } from '../../../budgets/domain/accounting-ledger';
 import { CostLedger } from '../../../costs/cost-ledger';
 import { VirtualKeyRepository } from '../../../virtual-keys/virtual-key.repository';
 import { JobLock } from '../../job-lock';
@@ -21,7 +22,7 @@ import { SqliteJobLeases1767312000000 } from './migrations/sqlite/1767312000000-
 import { TypeormAuditLogRepository } from './typeorm-audit-log.repository';
 import { PgModule, PostgresChangeFeed, SqliteChangeFeed } from './typeorm-change-feed';
 import { PostgresJobLock, SqliteJobLock } from './typeorm-job-lock';
-import { TypeormLedger } from './typeorm-ledger';
+import { SqliteAccountingLedger, TypeormLedger } from './typeorm-ledger';
 import { SerialQueue, TypeormStore, acquireFileQueue, quoteIdentifier } from './typeorm-store';
 import { TypeormVirtualKeyRepository } from './typeorm-virtual-key.repository';
 
@@ -48,6 +49,7 @@ class TypeormBackend implements StorageBackend {
   readonly keys: VirtualKeyRepository;
   readonly budgets: BudgetLedger;
   readonly costs: CostLedger;
+  readonly accounting?: AccountingLedger;
   readonly audit: AuditLogRepository;
   private closing: Promise<void> | null = null;
 
@@ -61,8 +63,13 @@ class TypeormBackend implements StorageBackend {
   ) {
     this.keys = new TypeormVirtualKeyRepository(store);
     // One generic ledger, two instances: the ports add nothing to Ledger, and `kind` keeps their rows apart.
-    this.budgets = new TypeormLedger(store, 'tokens');
-    this.costs = new TypeormLedger(store, 'usd_micros');
+    const tokens = new TypeormLedger(store, 'tokens');
+    const costs = new TypeormLedger(store, 'usd_micros');
+    this.budgets = tokens;
+    this.costs = costs;
+    // SQLite reserves and settles both ledgers in one transaction; PostgreSQL calls its two ledger
+    // functions in parallel (ParallelAccountingLedger).
+    if (name === 'sqlite') this.accounting = new SqliteAccountingLedger(store, tokens, costs);
     this.audit = new TypeormAuditLogRepository(store);
   }
 
