@@ -227,7 +227,9 @@ describe('budget settlement on every path (e2e, sqlite)', () => {
     expect(unpriced.status).toBe(402);
     expect(unpriced.body.error).toMatchObject({ code: 'cost_unknown_model', param: 'model' });
     expect(upstream.requests).toHaveLength(0);
-    expect(await scope(gateway, 'budgets', 'tenant:frugal')).toMatchObject({ spent_tokens: 0, reserved_tokens: 0 });
+    // Refused on the cost ledger, so nothing was reserved on the token ledger either.
+    expect((await adminGet(gateway, `/admin/budgets/${encodeURIComponent('tenant:frugal')}`)).status).toBe(404);
+    expect(await scope(gateway, 'costs', 'tenant:frugal')).toMatchObject({ spent_usd_micros: 0, reserved_usd_micros: 0 });
   });
 
   it('applies a key budget to its scope, and sets, lists, resets and validates limits over the admin API', async () => {
