@@ -28,11 +28,17 @@ function start(script: string, args: string[], env: Record<string, string> = {},
   children.push(child);
   return new Promise((resolve, reject) => {
     let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
+    const onData = (d: Buffer) => {
       out += d.toString();
       const match = ready.exec(out);
-      if (match) resolve(match[1]);
-    });
+      if (!match) return;
+      // Ready: from here on its output (the gateway's access log) is drained unread, so the load
+      // generator in this process does not spend its CPU on it.
+      child.stdout!.off('data', onData);
+      child.stdout!.resume();
+      resolve(match[1]);
+    };
+    child.stdout!.on('data', onData);
     child.once('exit', (code) => reject(new Error(`${script} exited with ${code}: ${out.slice(-500)}`)));
   });
 }

@@ -73,10 +73,12 @@ function stopGracefully(app: INestApplication, graceMs: number, logger: PinoLogg
       .then(
         () => {
           logger.log('stopped: in-flight requests finished, audit flushed, storage closed', 'Shutdown');
+          logger.flush();
           process.exit(0);
         },
         (error: Error) => {
           logger.pino.fatal({ context: 'Shutdown' }, `shutdown failed: ${error.message}`);
+          logger.flush();
           process.exit(1);
         },
       );

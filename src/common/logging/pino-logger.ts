@@ -9,6 +9,15 @@ const SECRET_PATTERNS: Array<[RegExp, string]> = [
   [/(\/\/[^/\s:@]*:)[^@\s/]+@/g, '$1***@'],
 ];
 
+/**
+ * stdout, asynchronous: lines written while a write is in flight go out together in the next one,
+ * instead of a blocking write syscall per line (per-request access lines made synchronous writes a large
+ * part of the gateway's CPU). Nothing waits for volume: a lone line is written at once. Flushed on exit.
+ */
+function stdoutBuffered(): DestinationStream {
+  return pino.destination({ dest: 1, sync: false });
+}
+
 export function scrubSecrets(text: string): string {
   return SECRET_PATTERNS.reduce((out, [pattern, replacement]) => out.replace(pattern, replacement), text);
 }
@@ -33,8 +42,13 @@ export class PinoLogger implements LoggerService {
           censor: '***',
         },
       },
-      destination ?? (format === 'pretty' ? pretty({ colorize: process.stdout.isTTY, translateTime: 'SYS:standard', messageKey: 'msg' }) : undefined),
+      destination ?? (format === 'pretty' ? pretty({ colorize: process.stdout.isTTY, translateTime: 'SYS:standard', messageKey: 'msg' }) : stdoutBuffered()),
     );
+  }
+
+  /** Writes out whatever is buffered (before process.exit). */
+  flush(): void {
+    this.pino.flush();
   }
 
   log(message: unknown, ...rest: unknown[]): void {
