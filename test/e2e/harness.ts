@@ -1,3 +1,4 @@
+import { createServer } from 'node:net';
 import { Writable } from 'node:stream';
 import { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { createApp } from '../../src/app.factory';
@@ -71,4 +72,14 @@ export async function within(ms: number, probe: () => boolean | Promise<boolean>
     await new Promise((r) => setTimeout(r, 10));
   }
   return Date.now() - start;
+}
+
+/** A TCP port that was free a moment ago (for a process that must come back on the same port). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
 }

@@ -1,15 +1,5 @@
 import { ChildProcess, spawn } from 'node:child_process';
-import { createServer } from 'node:net';
-import { RunningGateway, startGateway, within } from './harness';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
+import { freePort, RunningGateway, startGateway, within } from './harness';
 
 /** A throw-away redis-server of this test's own (never the machine's shared one), in memory only. */
 async function startRedis(port: number): Promise<ChildProcess> {

@@ -1,21 +1,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { MockUpstream, startMockUpstream } from '../../bench/mock-upstream';
 import { Balancer, startBalancer } from '../../bench/round-robin-lb';
 import { BackendEnv, backendEnv } from './backends';
 import { ChildGateway, requireBuild, startChildGateway } from './child-gateway';
-import { ADMIN_TOKEN, within } from './harness';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
+import { ADMIN_TOKEN, freePort, within } from './harness';
 
 const adminCall = async (base: string, method: string, url: string, body?: unknown) => {
   const response = await fetch(`${base}${url}`, {
