@@ -191,9 +191,8 @@ function refusal(refused: Extract<AccountingReserveResult, { ok: false }>, token
       `token budget exceeded for scope '${refused.scope}': limit ${refused.limit}, spent ${refused.spent}, reserved ${refused.reserved}; this request needs up to ${tokens} tokens`,
     );
   }
-  const cost = refused;
   return new GatewayError(
     ErrorCode.CostBudgetExceeded,
-    `cost budget exceeded for scope '${cost.scope}': limit ${cost.limit} USD micros, spent ${cost.spent}, reserved ${cost.reserved}; this request may cost up to ${usdMicros}`,
+    `cost budget exceeded for scope '${refused.scope}': limit ${refused.limit} USD micros, spent ${refused.spent}, reserved ${refused.reserved}; this request may cost up to ${usdMicros}`,
   );
 }

@@ -52,8 +52,8 @@ export class ScopeLimits {
 
   async reset(scope: string, actor: AdminActor): Promise<ScopeView> {
     const before = await this.ledger.get(checkScope(scope));
-    const after = before && (await this.ledger.resetSpent(scope));
-    if (after === null || before === null) throw notFound(scope);
+    const after = before === null ? null : await this.ledger.resetSpent(scope);
+    if (before === null || after === null) throw notFound(scope);
     await this.record('reset', scope, actor, { before: this.view(before), after: this.view(after) });
     return this.view(after);
   }

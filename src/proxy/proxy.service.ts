@@ -48,7 +48,7 @@ interface Exchange {
   /** A request was sent upstream (the upstream may have done work even if no answer came back). */
   dispatched: boolean;
   /** AUDIT_LOG_BODIES: the first bytes of the response as relayed. */
-  responseBody: Buffer[] | null;
+  responseBody: { chunks: Buffer[]; bytes: number } | null;
   /** performance.now() when the current upstream attempt was sent. */
   upstreamStarted: number;
 }
@@ -91,7 +91,7 @@ export class ProxyService {
       relayed: false,
       charge: null,
       dispatched: false,
-      responseBody: this.config.proxy.logBodies ? [] : null,
+      responseBody: this.config.proxy.logBodies ? { chunks: [], bytes: 0 } : null,
       upstreamStarted: 0,
       event: {
         requestId, keyId: null, tenantId: null, method: request.method, path: (request.raw.url ?? '').split('?')[0],
@@ -359,17 +359,19 @@ function sinceMs(start: number): number {
 }
 
 /** Appends to `kept` up to LOGGED_BODY_MAX_BYTES in all. */
-function keepHead(kept: Buffer[], chunk: Buffer): void {
-  const room = LOGGED_BODY_MAX_BYTES - kept.reduce((n, b) => n + b.length, 0);
-  if (room > 0 && chunk.length > 0) kept.push(chunk.subarray(0, room));
+function keepHead(kept: { chunks: Buffer[]; bytes: number }, chunk: Buffer): void {
+  const head = chunk.subarray(0, LOGGED_BODY_MAX_BYTES - kept.bytes);
+  if (head.length === 0) return;
+  kept.chunks.push(head);
+  kept.bytes += head.length;
 }
 
 /** AUDIT_LOG_BODIES: the client's request body (JSON as sent, else nothing) and the head of the response. */
-function loggedBodies(requestBody: unknown, response: Buffer[]): { request: unknown; response: string } {
+function loggedBodies(requestBody: unknown, response: { chunks: Buffer[] }): { request: unknown; response: string } {
   const json = isJsonObject(requestBody) ? JSON.stringify(requestBody) : null;
   return {
     request: json === null ? null : json.length <= LOGGED_BODY_MAX_BYTES ? requestBody : `${json.slice(0, LOGGED_BODY_MAX_BYTES)}…`,
-    response: Buffer.concat(response).toString('utf8'),
+    response: Buffer.concat(response.chunks).toString('utf8'),
   };
 }
 

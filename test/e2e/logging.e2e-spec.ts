@@ -42,3 +42,48 @@ describe('request logs (e2e)', () => {
     for (const secret of [token, wrongToken, UPSTREAM_KEY, ADMIN_TOKEN]) expect(everything).not.toContain(secret);
   });
 });
+
+describe('prompt and completion bodies in the audit trail (e2e)', () => {
+  let upstream: MockUpstream;
+
+  beforeAll(async () => {
+    upstream = await startMockUpstream({ replyTokens: 3 });
+  });
+
+  afterAll(async () => {
+    await upstream?.close();
+  });
+
+  /** One chat request through a fresh gateway with `env`; returns the stored `proxy` audit payload. */
+  async function auditedChat(env: Record<string, string>): Promise<Record<string, unknown>> {
+    const gateway = await startGateway({ STORAGE_BACKEND: 'memory', UPSTREAM_BASE_URL: upstream.url, ADMIN_TOKEN, AUDIT_FLUSH_MS: '20', ...env });
+    try {
+      const token = (await admin(gateway, 'POST', '/admin/keys', { id: 'bodies' })).body.token as string;
+      const response = await fetch(`${gateway.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'a secret prompt' }], max_tokens: 3 }),
+      });
+      expect(response.status).toBe(200);
+      let rows: Array<{ kind: string; payload: Record<string, unknown> }> = [];
+      await within(2000, async () => {
+        rows = (await admin(gateway, 'GET', '/admin/audit?kind=proxy&key_id=bodies')).body.items;
+        return rows.length > 0;
+      });
+      return rows[0].payload;
+    } finally {
+      await gateway.close();
+    }
+  }
+
+  it('stores neither by default, and both with AUDIT_LOG_BODIES=true', async () => {
+    const plain = await auditedChat({});
+    expect(JSON.stringify(plain)).not.toContain('a secret prompt');
+    expect(plain).not.toHaveProperty('request_body');
+    expect(plain).not.toHaveProperty('response_body');
+
+    const logged = await auditedChat({ AUDIT_LOG_BODIES: 'true' });
+    expect(logged.request_body).toMatchObject({ messages: [{ role: 'user', content: 'a secret prompt' }] });
+    expect(JSON.parse(logged.response_body as string).choices[0].message.content).toBe('Hello from the');
+  });
+});
