@@ -305,6 +305,28 @@ export function describeStorageContract(target: ContractTarget): void {
         expect(await a.costs.get('tenant:both', T0)).toMatchObject({ reserved: 0, spent: 420 });
       });
 
+      // SQLite runs the calls of one event-loop turn as one transaction: a refused reserve must roll back
+      // its own token reservation and nothing of its neighbours'.
+      it('keeps concurrent AccountingLedger reserves apart when some are refused', async () => {
+        const both = a.accounting ?? new ParallelAccountingLedger(a.budgets, a.costs);
+        await a.costs.setLimit('key:mix', 1000, null, T0);
+        const scopes = ['key:mix', 'tenant:mix'];
+        // Even: 100 micros (10 of the 15 fit); odd: 2000 micros (never fits).
+        const ids = Array.from({ length: 30 }, (_, i) => `mix${i}`);
+        const results = await Promise.all(ids.map((id, i) => both.reserve(id, scopes, { tokens: 10, usdMicros: i % 2 ? 2000 : 100 }, T0)));
+        const admitted = ids.filter((_, i) => results[i].ok);
+        expect(admitted).toHaveLength(10);
+        expect(admitted.every((id) => Number(id.slice(3)) % 2 === 0)).toBe(true);
+        expect(results.filter((r) => !r.ok).every((r) => !r.ok && r.ledger === 'usd_micros' && r.scope === 'key:mix')).toBe(true);
+        expect(await a.budgets.get('tenant:mix', T0)).toMatchObject({ reserved: 100, spent: 0 });
+        expect(await a.costs.get('key:mix', T0)).toMatchObject({ reserved: 1000, spent: 0 });
+        const settled = await Promise.all(admitted.map((id) => both.settle(id, { tokens: 7, usdMicros: 70 }, T0)));
+        expect(settled).toEqual(admitted.map(() => ({ tokens: true, usdMicros: true })));
+        expect(await a.budgets.get('tenant:mix', T0)).toMatchObject({ reserved: 0, spent: 70 });
+        expect(await a.costs.get('key:mix', T0)).toMatchObject({ reserved: 0, spent: 700 });
+        expect(await a.budgets.listReservations(T0 + 1)).toEqual([]);
+      });
+
       it('writes scopes and reservations verbatim for migration', async () => {
         const row = { scope: 'tenant:m', limit: 500, spent: 120, reserved: 30, periodMs: null, windowStart: 0, updatedAt: T0 };
         await a.budgets.putScope(row);

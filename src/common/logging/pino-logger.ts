@@ -10,12 +10,35 @@ const SECRET_PATTERNS: Array<[RegExp, string]> = [
 ];
 
 /**
- * stdout, asynchronous: lines written while a write is in flight go out together in the next one,
- * instead of a blocking write syscall per line (per-request access lines made synchronous writes a large
- * part of the gateway's CPU). Nothing waits for volume: a lone line is written at once. Flushed on exit.
+ * stdout, one write per event-loop turn: lines logged while handling a turn's I/O (an access line per
+ * request, under load many per turn) are joined and written together from setImmediate. A write per
+ * line made log output the largest single cost of a proxied request: synchronously a syscall each, and
+ * through sonic-boom's asynchronous mode a thread-pool round trip each (docs/benchmarks.md). Nothing
+ * waits for volume: a lone line goes out at the end of its turn. `flush()` writes at once (before exit).
  */
-function stdoutBuffered(): DestinationStream {
-  return pino.destination({ dest: 1, sync: false });
+export class TurnBatchedStdout implements DestinationStream {
+  private lines: string[] = [];
+  private scheduled = false;
+
+  constructor(private readonly out: { write(text: string): unknown } = process.stdout) {}
+
+  write(line: string): void {
+    this.lines.push(line);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  flush(done?: () => void): void {
+    this.scheduled = false;
+    if (this.lines.length > 0) {
+      const text = this.lines.length === 1 ? this.lines[0] : this.lines.join('');
+      this.lines = [];
+      this.out.write(text);
+    }
+    done?.();
+  }
 }
 
 export function scrubSecrets(text: string): string {
@@ -42,7 +65,7 @@ export class PinoLogger implements LoggerService {
           censor: '***',
         },
       },
-      destination ?? (format === 'pretty' ? pretty({ colorize: process.stdout.isTTY, translateTime: 'SYS:standard', messageKey: 'msg' }) : stdoutBuffered()),
+      destination ?? (format === 'pretty' ? pretty({ colorize: process.stdout.isTTY, translateTime: 'SYS:standard', messageKey: 'msg' }) : new TurnBatchedStdout()),
     );
   }
 
