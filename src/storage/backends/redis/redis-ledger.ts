@@ -1,5 +1,6 @@
 import { Redis } from 'ioredis';
 import { BudgetLedger } from '../../../budgets/budget-ledger';
+import { AccountingLedger, AccountingReserveResult, AccountingSettled, LedgerAmounts } from '../../../budgets/domain/accounting-ledger';
 import { Ledger, LedgerScope, Reservation, ReserveResult, rolledOver } from '../../../budgets/domain/ledger';
 import { ErrorCode, GatewayError } from '../../../common/errors/gateway-error';
 import { decodeCursor, encodeCursor, Page } from '../../../common/page';
@@ -191,5 +192,66 @@ export class RedisBudgetLedger extends redisLedgerOn(BudgetLedger) {
 export class RedisCostLedger extends redisLedgerOn(CostLedger) {
   constructor(redis: Redis, keys: RedisKeys) {
     super(redis, keys, 'usd_micros');
+  }
+}
+
+/**
+ * Both ledgers in one script call each (lua/accounting-*.lua): reserve checks every scope of both
+ * ledgers before charging any (all or none, atomically, without the compensating release the parallel
+ * fallback needs), settle commits or releases both. One script per request step instead of two.
+ */
+export class RedisAccountingLedger extends AccountingLedger {
+  private readonly tokens: ReturnType<RedisKeys['ledger']>;
+  private readonly costs: ReturnType<RedisKeys['ledger']>;
+
+  constructor(
+    private readonly redis: Redis,
+    keys: RedisKeys,
+  ) {
+    super();
+    this.tokens = keys.ledger('tokens');
+    this.costs = keys.ledger('usd_micros');
+  }
+
+  async reserve(reservationId: string, scopes: string[], amounts: LedgerAmounts, now = Date.now()): Promise<AccountingReserveResult> {
+    const unique = [...new Set(scopes)];
+    const { tokens: t, costs: c } = this;
+    const reply = (await runScript(
+      this.redis,
+      'accountingReserve',
+      [
+        ...this.reservationKeys(reservationId),
+        ...unique.map((s) => t.scopePrefix + s),
+        ...unique.map((s) => c.scopePrefix + s),
+      ],
+      [reservationId, now, amounts.tokens, amounts.usdMicros, ...unique],
+    )) as (number | string)[];
+    if (Number(reply[0]) === 1) return { ok: true };
+    return {
+      ok: false,
+      ledger: Number(reply[1]) === 1 ? 'tokens' : 'usd_micros',
+      scope: unique[Number(reply[2]) - 1],
+      limit: Number(reply[3]),
+      spent: Number(reply[4]),
+      reserved: Number(reply[5]),
+    };
+  }
+
+  async settle(reservationId: string, actual: LedgerAmounts | null, now = Date.now()): Promise<AccountingSettled> {
+    const reply = (await runScript(this.redis, 'accountingSettle', this.reservationKeys(reservationId), [
+      reservationId,
+      now,
+      this.tokens.scopePrefix,
+      this.costs.scopePrefix,
+      actual?.tokens ?? '',
+      actual?.usdMicros ?? '',
+    ])) as number[];
+    return { tokens: Number(reply[0]) === 1, usdMicros: Number(reply[1]) === 1 };
+  }
+
+  /** Per ledger (tokens, then cost): the reservation hash, the reservations zset, the scope index. */
+  private reservationKeys(id: string): string[] {
+    const { tokens: t, costs: c } = this;
+    return [t.reservationPrefix + id, t.reservations, t.scopes, c.reservationPrefix + id, c.reservations, c.scopes];
   }
 }

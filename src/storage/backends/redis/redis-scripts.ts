@@ -13,6 +13,8 @@ const SCRIPTS = {
   ledgerSetLimit: ['ledger-lib.lua', 'ledger-set-limit.lua'],
   ledgerResetSpent: ['ledger-lib.lua', 'ledger-reset-spent.lua'],
   ledgerPutReservation: ['ledger-lib.lua', 'ledger-put-reservation.lua'],
+  accountingReserve: ['ledger-lib.lua', 'accounting-reserve.lua'],
+  accountingSettle: ['ledger-lib.lua', 'accounting-settle.lua'],
   auditAppend: ['audit-append.lua'],
   auditDelete: ['audit-delete.lua'],
   jobLockRelease: ['job-lock-release.lua'],

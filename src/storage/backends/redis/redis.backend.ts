@@ -5,7 +5,7 @@ import { RedisAuditLogRepository } from './redis-audit-log.repository';
 import { RedisChangeFeed } from './redis-change-feed';
 import { RedisJobLock } from './redis-job-lock';
 import { RedisKeys } from './redis-keys';
-import { RedisBudgetLedger, RedisCostLedger } from './redis-ledger';
+import { RedisAccountingLedger, RedisBudgetLedger, RedisCostLedger } from './redis-ledger';
 import { defineScripts } from './redis-scripts';
 import { RedisVirtualKeyRepository } from './redis-virtual-key.repository';
 
@@ -22,6 +22,9 @@ export async function openRedisBackend(options: StorageOptions): Promise<Storage
   let opened = false;
   const commands = new Redis(url, {
     lazyConnect: true,
+    // Commands issued in one event-loop turn (the reserves and settles of many requests) go out in one
+    // write and come back in one read.
+    enableAutoPipelining: true,
     connectTimeout: timeoutMs,
     commandTimeout: timeoutMs,
     retryStrategy: (attempt) => (opened ? Math.min(attempt * 100, MAX_RETRY_DELAY_MS) : null),
@@ -52,6 +55,7 @@ class RedisStorageBackend implements StorageBackend {
   readonly keys: RedisVirtualKeyRepository;
   readonly budgets: RedisBudgetLedger;
   readonly costs: RedisCostLedger;
+  readonly accounting: RedisAccountingLedger;
   readonly audit: RedisAuditLogRepository;
   readonly locks: RedisJobLock;
   private closing: Promise<void> | null = null;
@@ -67,6 +71,7 @@ class RedisStorageBackend implements StorageBackend {
     this.keys = new RedisVirtualKeyRepository(commands, keys);
     this.budgets = new RedisBudgetLedger(commands, keys);
     this.costs = new RedisCostLedger(commands, keys);
+    this.accounting = new RedisAccountingLedger(commands, keys);
     this.audit = new RedisAuditLogRepository(commands, keys);
     this.locks = new RedisJobLock(commands, keys);
   }

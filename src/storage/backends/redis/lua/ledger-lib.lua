@@ -44,3 +44,50 @@ local function write_reservation(key, amount, created, names, first)
   end
   redis.call('HSET', key, unpack(fields))
 end
+
+-- Reserve, first half: reads (and rolls over) the n scopes at KEYS[first .. first+n-1]. Returns them,
+-- or nil, the 1-based position of the first that cannot take amount, and that scope.
+local function check_scopes(first, n, amount, now)
+  local scopes = {}
+  for i = 1, n do
+    local s = roll(read_scope(KEYS[first + i - 1]), now)
+    if s.limit and s.spent + s.reserved + amount > s.limit then return nil, i, s end
+    scopes[i] = s
+  end
+  return scopes
+end
+
+-- Reserve, second half: charges the checked scopes (named names[names_first ..]) and records the
+-- reservation `id` under res_key and in the res_zset / index zsets.
+local function charge_scopes(scopes, first, amount, names, names_first, res_key, res_zset, index, id, now)
+  for i, s in ipairs(scopes) do
+    s.reserved = s.reserved + amount
+    write_scope(KEYS[first + i - 1], s, now)
+    redis.call('ZADD', index, 0, names[names_first + i - 1])
+  end
+  write_reservation(res_key, fmt(amount), fmt(now), names, names_first)
+  redis.call('ZADD', res_zset, fmt(now), id)
+end
+
+-- Commit (actual) or release (actual nil) of reservation `id`: only the call that finds the reservation
+-- adjusts the scopes (exactly once). Returns 1, or 0 when the reservation is unknown. The scope keys
+-- are derived from the stored reservation, which the caller cannot know without a second round trip;
+-- fine on standalone Redis/Valkey (not Redis Cluster).
+local function settle_reservation(res_key, res_zset, index, scope_prefix, id, actual, now)
+  local r = redis.call('HMGET', res_key, 'n', 'amount')
+  if not r[1] then return 0 end
+  local amount = tonumber(r[2])
+  for i = 1, tonumber(r[1]) do
+    local name = redis.call('HGET', res_key, 'scope:' .. i)
+    local key = scope_prefix .. name
+    local s = roll(read_scope(key), now)
+    -- Never below 0: putScope (migration) may have rewritten the totals under a live reservation.
+    s.reserved = math.max(0, s.reserved - amount)
+    if actual then s.spent = s.spent + actual end
+    write_scope(key, s, now)
+    redis.call('ZADD', index, 0, name)
+  end
+  redis.call('DEL', res_key)
+  redis.call('ZREM', res_zset, id)
+  return 1
+end
