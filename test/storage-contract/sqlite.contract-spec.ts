@@ -51,6 +51,22 @@ describe('sqlite backend', () => {
     }
   });
 
+  // Ledger calls wait for the end of the event-loop turn to be committed together: closing the store
+  // in the same turn must still commit them, not fail them on a closed connection.
+  it('commits ledger calls submitted just before close', async () => {
+    const file = path.join(dir, 'ditto.sqlite');
+    const backend = await openTypeormBackend('sqlite', sqliteOptions(file));
+    const reserved = backend.accounting!.reserve('last', ['key:last'], { tokens: 5, usdMicros: 7 });
+    await backend.close();
+    await expect(reserved).resolves.toEqual({ ok: true });
+    const reopened = await openTypeormBackend('sqlite', sqliteOptions(file));
+    try {
+      expect(await reopened.budgets.get('key:last')).toMatchObject({ reserved: 5 });
+    } finally {
+      await reopened.close();
+    }
+  });
+
   it('names the setting and the cause when the path cannot be used', async () => {
     const blocker = path.join(dir, 'not-a-directory');
     writeFileSync(blocker, 'x');

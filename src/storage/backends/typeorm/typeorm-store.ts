@@ -195,16 +195,22 @@ export class TypeormStore {
 
   private async runBatch(): Promise<void> {
     const batch = this.batch;
+    if (batch.length === 0) return;
     this.batch = [];
-    const db = (this.dataSource.driver as unknown as { databaseConnection: SqliteDatabase }).databaseConnection;
-    const session = this.syncSession(db);
     const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
+    let db: SqliteDatabase | null = null;
     try {
+      db = (this.dataSource.driver as unknown as { databaseConnection: SqliteDatabase }).databaseConnection;
+      const session = this.syncSession(db);
       session.run('BEGIN IMMEDIATE');
       for (const { work } of batch) outcomes.push(batch.length === 1 ? this.runAlone(session, work) : this.runInSavepoint(session, work));
       session.run('COMMIT');
     } catch (error) {
-      if (db.inTransaction) session.run('ROLLBACK');
+      try {
+        if (db?.inTransaction) db.prepare('ROLLBACK').run();
+      } catch {
+        // The connection is gone (closed store): nothing left to undo.
+      }
       for (const { reject } of batch) reject(error);
       return;
     }
@@ -237,12 +243,14 @@ export class TypeormStore {
     await this.session((s) => s.rows('SELECT 1 AS ok'));
   }
 
-  /** Destroys the DataSource once queued work has finished. */
+  /** Destroys the DataSource once queued work (a group commit still waiting for its turn included) has finished. */
   async close(): Promise<void> {
     const destroy = async () => {
       if (this.dataSource.isInitialized) await this.dataSource.destroy();
     };
-    await (this.serial ? this.serial.run(destroy) : destroy());
+    if (!this.serial) return destroy();
+    if (this.batch.length > 0) void this.serial.run(() => this.runBatch());
+    await this.serial.run(destroy);
   }
 
   private async withRunner<T>(work: (runner: QueryRunner) => Promise<T>): Promise<T> {
