@@ -8,6 +8,7 @@ import { ConfigModule } from './config/config.module';
 import { HealthModule } from './health/health.module';
 import { MetricsModule } from './metrics/metrics.module';
 import { ProxyModule } from './proxy/proxy.module';
+import { RateLimitsModule } from './rate-limits/rate-limits.module';
 import { StorageModule } from './storage/storage.module';
 import { VirtualKeysModule } from './virtual-keys/virtual-keys.module';
 
@@ -24,6 +25,7 @@ export class AppModule {
         HealthModule,
         MetricsModule,
         VirtualKeysModule,
+        RateLimitsModule,
         ProxyModule,
       ],
       providers: [

@@ -53,6 +53,24 @@ export interface AuditConfig {
   pruneMaxBatches: number;
 }
 
+/** The proxy response cache (L1 in process, L2 redis). */
+export interface CacheConfig {
+  /** PROXY_CACHE_TTL_SECS: default TTL; 0 = off, except for keys whose own `cache.ttl_secs` turns it on. */
+  ttlSecs: number;
+  /** Who may be served an entry: the same key, the same tenant (keys without a tenant: the same key), or anyone. */
+  scope: 'key' | 'tenant' | 'global';
+  /** PROXY_CACHE_CHARGE: charge a hit its stored usage (default: hits are free). */
+  charge: boolean;
+  /** L1 bounds: entries and total bytes; responses above maxEntryBytes are never cached. */
+  maxEntries: number;
+  maxBytes: number;
+  maxEntryBytes: number;
+  /** L2: CACHE_REDIS_URL, else the store's redis when STORAGE is redis, else none (L1 only). */
+  redisUrl: string | null;
+  /** Key prefix of the L2 entries (REDIS_PREFIX + `:cache`). */
+  redisPrefix: string;
+}
+
 export interface AdminConfig {
   /** Read+write token, or null. With neither token the admin API is off (404 admin_disabled). */
   token: string | null;
@@ -75,6 +93,7 @@ export class AppConfig {
     readonly audit: AuditConfig,
     readonly budgets: BudgetConfig,
     readonly pricing: PricingTable,
+    readonly cache: CacheConfig,
   ) {}
 }
 
@@ -111,8 +130,7 @@ export function loadAppConfig(raw: Record<string, string | undefined>): AppConfi
         state: { file: env.STATE_FILE },
         postgres: { dsn: env.POSTGRES_DSN ?? '', schema: env.POSTGRES_SCHEMA, poolMin: env.PG_POOL_MIN, poolMax: env.PG_POOL_MAX },
         mongodb: { uri: env.MONGODB_URI ?? '', database: env.MONGODB_DATABASE },
-        // Valkey speaks the Redis protocol; ioredis only knows the redis schemes.
-        redis: { url: (env.VALKEY_URL ?? env.REDIS_URL ?? '').replace(/^valkey(s?):/, 'redis$1:'), prefix: env.REDIS_PREFIX, timeoutMs: env.REDIS_TIMEOUT_MS },
+        redis: { url: redisScheme(env.VALKEY_URL ?? env.REDIS_URL ?? ''), prefix: env.REDIS_PREFIX, timeoutMs: env.REDIS_TIMEOUT_MS },
         changePollMs: env.CHANGE_FEED_POLL_MS,
       },
     },
@@ -135,7 +153,22 @@ export function loadAppConfig(raw: Record<string, string | undefined>): AppConfi
       unknownModelCost: env.COST_UNKNOWN_MODEL,
     },
     loadPricing(gateway.pricing, env.PRICING_FILE),
+    {
+      ttlSecs: env.PROXY_CACHE_TTL_SECS,
+      scope: env.PROXY_CACHE_SCOPE,
+      charge: env.PROXY_CACHE_CHARGE,
+      maxEntries: env.PROXY_CACHE_MAX_ENTRIES,
+      maxBytes: env.PROXY_CACHE_MAX_BYTES,
+      maxEntryBytes: env.PROXY_CACHE_MAX_ENTRY_BYTES,
+      redisUrl: env.CACHE_REDIS_URL ? redisScheme(env.CACHE_REDIS_URL) : null,
+      redisPrefix: `${env.REDIS_PREFIX}:cache`,
+    },
   );
+}
+
+/** Valkey speaks the Redis protocol; ioredis only knows the redis schemes. */
+function redisScheme(url: string): string {
+  return url.replace(/^valkey(s?):/, 'redis$1:');
 }
 
 function defaultBackend(baseUrl: string, apiKey: string | undefined): BackendConfig {

@@ -75,6 +75,14 @@ export const envSchema = z.object({
     .default('429,500-504'),
   AUDIT_LOG_BODIES: boolean(false),
 
+  PROXY_CACHE_TTL_SECS: integer(0, 0, 30 * 86_400),
+  PROXY_CACHE_SCOPE: z.enum(['key', 'tenant', 'global']).default('tenant'),
+  PROXY_CACHE_CHARGE: boolean(false),
+  PROXY_CACHE_MAX_ENTRIES: integer(1, 10_000, 10_000_000),
+  PROXY_CACHE_MAX_BYTES: integer(1024, 64 * 1024 * 1024),
+  PROXY_CACHE_MAX_ENTRY_BYTES: integer(1, 1024 * 1024),
+  CACHE_REDIS_URL: url('redis', 'rediss', 'valkey', 'valkeys'),
+
   BUDGET_MODE: z.enum(['estimate', 'strict']).default('estimate'),
   BUDGET_DEFAULT_OUTPUT_TOKENS: integer(1, 1024, 10_000_000),
   RESERVATION_TTL_SECS: integer(10, 900, 7 * 86_400),

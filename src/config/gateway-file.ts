@@ -29,6 +29,8 @@ const virtualKeySchema = z.strictObject({
   user_id: z.string().min(1).nullable().default(null),
   models: z.array(z.string().min(1)).default([]),
   limits: z.strictObject({ rpm: positiveInt.nullable().default(null), tpm: positiveInt.nullable().default(null) }).default({ rpm: null, tpm: null }),
+  // Response cache TTL in seconds: 0 = off for this key, null = the global PROXY_CACHE_TTL_SECS.
+  cache: z.strictObject({ ttl_secs: nonNegativeInt.nullable().default(null) }).default({ ttl_secs: null }),
   budget: z
     .strictObject({
       total_tokens: nonNegativeInt.nullable().default(null),

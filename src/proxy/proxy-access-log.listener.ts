@@ -25,6 +25,7 @@ export class ProxyAccessLogListener implements OnModuleInit {
         latency_ms: event.latencyMs,
         upstream_ms: event.upstreamMs,
         tokens: event.charged?.tokens ?? null,
+        cache: event.cache ?? undefined,
         aborted: event.aborted || undefined,
         error: event.error ?? undefined,
       };

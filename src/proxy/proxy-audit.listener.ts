@@ -44,6 +44,7 @@ export class ProxyAuditListener implements OnModuleInit {
           latency_ms: event.latencyMs,
           upstream_ms: event.upstreamMs,
           stream: event.stream,
+          cached: event.cache === 'hit',
           aborted: event.aborted,
           attempts: event.attempts,
           error: event.error,

@@ -32,6 +32,8 @@ export interface ProxyEvent {
   scopes: string[];
   /** What the request was charged on the token and cost ledgers, once settled. */
   charged: Settlement | null;
+  /** Response cache outcome (`x-ditto-cache`), null when the cache did not apply to the request. */
+  cache: 'hit' | 'miss' | 'bypass' | null;
   /** AUDIT_LOG_BODIES only: the request body and the head of the response body. */
   bodies: { request: unknown; response: string } | null;
 }

@@ -1,6 +1,8 @@
 import { Module } from '@nestjs/common';
 import { AuditModule } from '../audit/audit.module';
 import { BudgetsModule } from '../budgets/budgets.module';
+import { CacheModule } from '../cache/cache.module';
+import { RateLimitsModule } from '../rate-limits/rate-limits.module';
 import { VirtualKeysModule } from '../virtual-keys/virtual-keys.module';
 import { BackendRouter } from './backend-router';
 import { ProxyAccessLogListener } from './proxy-access-log.listener';
@@ -12,7 +14,7 @@ import { ProxyService } from './proxy.service';
 import { UpstreamPools } from './upstream-pools';
 
 @Module({
-  imports: [AuditModule, BudgetsModule, VirtualKeysModule],
+  imports: [AuditModule, BudgetsModule, CacheModule, RateLimitsModule, VirtualKeysModule],
   providers: [ProxyRoutes, ProxyService, BackendRouter, UpstreamPools, ProxyEvents, ProxyAuditListener, ProxyMetricsListener, ProxyAccessLogListener],
   exports: [ProxyEvents],
 })

@@ -5,6 +5,12 @@ import { Injectable, Logger } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Dispatcher } from 'undici';
 import { AccountingService, Charge } from '../budgets/accounting.service';
+import { estimateRequest } from '../budgets/token-estimate';
+import { cacheBypassed, cacheKey, cacheScope, isCacheableRequest } from '../cache/cache-key';
+import { CachedResponse } from '../cache/domain/cached-response';
+import { ResponseCacheService } from '../cache/response-cache.service';
+import { RateLimitRule } from '../rate-limits/domain/rate-decision';
+import { RateLimitsService, rateLimitError, rateLimitHeaders } from '../rate-limits/rate-limits.service';
 import { ERROR_HTTP } from '../common/errors/error-status';
 import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
 import { AppConfig } from '../config/app-config';
@@ -51,6 +57,10 @@ interface Exchange {
   responseBody: { chunks: Buffer[]; bytes: number } | null;
   /** performance.now() when the current upstream attempt was sent. */
   upstreamStarted: number;
+  /** Where to store the response if it turns out cacheable (a miss, or a no-cache bypass); null otherwise. */
+  cacheStore: { hash: string; ttlMs: number } | null;
+  /** A rate-limited key's admission: the tokens counted for tpm, corrected to the charge when it ends. */
+  rate: { rules: RateLimitRule[]; tokens: number; admittedAt: number } | null;
 }
 
 /** AUDIT_LOG_BODIES keeps at most this much of each body. */
@@ -74,6 +84,8 @@ export class ProxyService {
   constructor(
     private readonly index: VirtualKeyIndex,
     private readonly accounting: AccountingService,
+    private readonly cache: ResponseCacheService,
+    private readonly rateLimits: RateLimitsService,
     private readonly router: BackendRouter,
     private readonly pools: UpstreamPools,
     private readonly events: ProxyEvents,
@@ -93,10 +105,12 @@ export class ProxyService {
       dispatched: false,
       responseBody: this.config.proxy.logBodies ? { chunks: [], bytes: 0 } : null,
       upstreamStarted: 0,
+      cacheStore: null,
+      rate: null,
       event: {
         requestId, keyId: null, tenantId: null, method: request.method, path: (request.raw.url ?? '').split('?')[0],
         model: null, backend: null, status: 0, usage: null, latencyMs: 0, upstreamMs: null, stream: false, aborted: false, attempts: [], error: null,
-        scopes: [], charged: null, bodies: null,
+        scopes: [], charged: null, cache: null, bodies: null,
       },
     };
     reply.raw.once('close', () => {
@@ -115,6 +129,7 @@ export class ProxyService {
     } finally {
       exchange.event.latencyMs = sinceMs(exchange.started);
       if (exchange.charge) await this.settle(exchange, exchange.charge);
+      if (exchange.rate) this.correctTokenRate(exchange.rate, exchange.event.charged?.tokens ?? 0);
       if (exchange.responseBody) exchange.event.bodies = loggedBodies(request.body, exchange.responseBody);
       this.events.emit(exchange.event);
     }
@@ -154,6 +169,9 @@ export class ProxyService {
     }
     event.stream = json?.stream === true;
     const targetPath = target.split('?')[0];
+    await this.admitRate(exchange, key, targetPath, json);
+    const cached = await this.lookUpCache(exchange, key, backends, json);
+    if (cached !== null && !this.config.cache.charge) return this.replay(exchange, cached);
     let body = json;
     if (request.method === 'POST') {
       const admission = await this.accounting.admit(key, targetPath, json, model);
@@ -161,6 +179,8 @@ export class ProxyService {
       event.scopes = admission.charge.scopes;
       if (admission.outputCap && body) body = { ...body, [admission.outputCap.field]: admission.outputCap.tokens };
     }
+    // PROXY_CACHE_CHARGE: a hit is admitted like any request (it may be refused) and settled with its stored usage.
+    if (cached !== null) return this.replay(exchange, cached);
     let strip = false;
     if (event.stream && body && INCLUDE_USAGE_PATHS.has(targetPath)) {
       const options = isJsonObject(body.stream_options) ? body.stream_options : {};
@@ -238,7 +258,7 @@ export class ProxyService {
 
     reply.hijack();
     const raw = reply.raw;
-    raw.writeHead(response.statusCode, responseHeaders(response.headers, event.requestId, backend.name, strip && sse));
+    raw.writeHead(response.statusCode, { ...(reply.getHeaders() as Record<string, string>), ...responseHeaders(response.headers, event.requestId, backend.name, strip && sse) });
     // SSE: headers go out at once (clients wait for them); otherwise with the first body bytes, in one packet.
     if (sse) raw.flushHeaders();
     event.status = response.statusCode;
@@ -264,6 +284,7 @@ export class ProxyService {
       event.usage = tap?.usage ?? (collected && collectedBytes < USAGE_SCAN_MAX_BYTES ? usageFromBuffers(collected) : null);
       event.upstreamMs = sinceMs(exchange.upstreamStarted);
     }
+    if (exchange.relayed && collected && collectedBytes < USAGE_SCAN_MAX_BYTES) this.keepInCache(exchange, response.statusCode, contentType, collected);
   }
 
   /** `GET /v1/models` for a key with an allow-list: only the models it may use. */
@@ -278,6 +299,85 @@ export class ProxyService {
     }
     const data = body.data.filter((m) => typeof m.id === 'string' && modelAllowed(key.models, m.id));
     await reply.header('x-ditto-backend', event.backend).status(200).send({ ...body, data });
+  }
+
+  /**
+   * Rate limits (key `limits`, scope limits): a key without any is not looked at further (no round
+   * trip). Otherwise one admission counting the request and, for tpm, its token estimate; 429
+   * `rate_limited` when a limit is reached. The `x-ratelimit-*` headers go out either way.
+   */
+  private async admitRate(exchange: Exchange, key: VirtualKey, targetPath: string, json: JsonObject | null): Promise<void> {
+    const rules = this.rateLimits.rulesFor(key);
+    if (rules.length === 0) return;
+    let tokens = 0;
+    if (exchange.request.method === 'POST' && rules.some((rule) => rule.tpm !== null)) {
+      const estimate = estimateRequest(targetPath, json ?? {}, this.config.budgets.defaultOutputTokens);
+      tokens = estimate.promptTokens + estimate.outputTokens;
+    }
+    const admittedAt = Date.now();
+    const decision = await this.rateLimits.admit(key, tokens, rules);
+    void exchange.reply.headers(rateLimitHeaders(decision));
+    if (!decision.ok) throw rateLimitError(decision);
+    exchange.rate = { rules, tokens, admittedAt };
+  }
+
+  /** tpm counts the estimate at admission; once the request is charged, the difference is given back (or added). */
+  private correctTokenRate(rate: NonNullable<Exchange['rate']>, charged: number): void {
+    if (rate.tokens === charged || !rate.rules.some((rule) => rule.tpm !== null)) return;
+    void this.rateLimits.adjust(rate.rules, charged - rate.tokens, rate.admittedAt);
+  }
+
+  /**
+   * The response cache's part of a request: a cached entry to replay, or null (and, on a miss or a
+   * `no-cache` bypass, where to store the response). Sets `x-ditto-cache` whenever the cache applies.
+   */
+  private async lookUpCache(exchange: Exchange, key: VirtualKey, backends: BackendConfig[], json: JsonObject | null): Promise<CachedResponse | null> {
+    const { request, reply, event } = exchange;
+    const ttlMs = this.cache.ttlMsFor(key);
+    // The URL as sent: a query string makes a request uncacheable (the key is built from the path).
+    if (ttlMs === 0 || !isCacheableRequest(request.method, request.raw.url ?? '', json)) return null;
+    const hash = cacheKey({
+      method: request.method,
+      path: event.path,
+      backends: backends.map((b) => b.name),
+      scope: cacheScope(key, this.config.cache.scope),
+      body: json,
+    });
+    const bypass = cacheBypassed(request.headers);
+    const found = bypass ? null : await this.cache.lookup(hash);
+    event.cache = bypass ? 'bypass' : found ? 'hit' : 'miss';
+    void reply.header('x-ditto-cache', event.cache);
+    // `no-store` and the explicit bypass keep the answer out of the cache; `no-cache` only skips the lookup.
+    const store = !bypass || (!/no-store/i.test(String(request.headers['cache-control'] ?? '')) && request.headers['x-ditto-cache-bypass'] !== '1');
+    if (!found && store) exchange.cacheStore = { hash, ttlMs };
+    return found?.entry ?? null;
+  }
+
+  /** Answers from the cache: the stored status, headers and body; usage as stored (settled as such when charged). */
+  private async replay(exchange: Exchange, entry: CachedResponse): Promise<void> {
+    const { reply, event } = exchange;
+    event.status = entry.status;
+    event.usage = entry.usage;
+    exchange.relayed = true;
+    await reply.code(entry.status).headers(entry.headers).send(entry.body);
+  }
+
+  /** Keeps a relayed 2xx JSON answer for later identical requests (the cache bounds its size). */
+  private keepInCache(exchange: Exchange, status: number, contentType: string, chunks: Buffer[]): void {
+    const { cacheStore, event } = exchange;
+    if (cacheStore === null || status < 200 || status >= 300 || event.keyId === null) return;
+    const now = Date.now();
+    this.cache.store(cacheStore.hash, {
+      status,
+      headers: { 'content-type': contentType, ...(event.backend ? { 'x-ditto-backend': event.backend } : {}) },
+      body: chunks.length === 1 ? chunks[0] : Buffer.concat(chunks),
+      usage: event.usage,
+      keyId: event.keyId,
+      tenantId: event.tenantId,
+      model: event.model,
+      storedAt: now,
+      expiresAt: now + cacheStore.ttlMs,
+    });
   }
 
   /** The request body as a stream (non-JSON uploads), bounded by BODY_LIMIT_BYTES. */

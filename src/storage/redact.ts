@@ -16,3 +16,15 @@ export function redactUrl(raw: string): string {
     return /^[a-z][a-z0-9+.-]*:\/\//i.test(stripped) ? stripped : '<unparseable url>';
   }
 }
+
+/** Replaces the password of `url` wherever it appears in `message` (a driver error may echo it); never throws. */
+export function withoutPassword(message: string, url: string): string {
+  let password = '';
+  try {
+    password = decodeURIComponent(new URL(url).password);
+  } catch {
+    return message;
+  }
+  // Very short passwords would garble the message and cannot be told apart from ordinary text anyway.
+  return password.length >= 3 ? message.split(password).join('***') : message;
+}

@@ -2,6 +2,7 @@ import { AuditLogRepository } from '../audit/audit-log.repository';
 import { AccountingLedger } from '../budgets/domain/accounting-ledger';
 import { BudgetLedger } from '../budgets/budget-ledger';
 import { CostLedger } from '../costs/cost-ledger';
+import { ScopeRateLimitRepository } from '../rate-limits/scope-rate-limit.repository';
 import { VirtualKeyRepository } from '../virtual-keys/virtual-key.repository';
 import { ChangeFeed } from './change-feed';
 import { JobLock } from './job-lock';
@@ -33,6 +34,7 @@ export interface StorageBackend {
   /** Both ledgers in one operation, when the store has one (SQLite); otherwise they are called in parallel. */
   readonly accounting?: AccountingLedger;
   readonly audit: AuditLogRepository;
+  readonly rateLimits: ScopeRateLimitRepository;
   readonly changes: ChangeFeed;
   readonly locks: JobLock;
   /** Rejects when the store cannot be reached. */

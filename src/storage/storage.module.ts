@@ -3,6 +3,7 @@ import { AuditLogRepository } from '../audit/audit-log.repository';
 import { BudgetLedger } from '../budgets/budget-ledger';
 import { AccountingLedger, ParallelAccountingLedger } from '../budgets/domain/accounting-ledger';
 import { CostLedger } from '../costs/cost-ledger';
+import { ScopeRateLimitRepository } from '../rate-limits/scope-rate-limit.repository';
 import { VirtualKeyRepository } from '../virtual-keys/virtual-key.repository';
 import { ActiveStorage, openActiveStorage } from './active-storage';
 import { ChangeFeed } from './change-feed';
@@ -45,9 +46,20 @@ const port = <T>(token: abstract new (...args: never[]) => T, pick: (s: ActiveSt
     port(CostLedger, (s) => s.backend.costs),
     port(AccountingLedger, (s) => s.backend.accounting ?? new ParallelAccountingLedger(s.backend.budgets, s.backend.costs)),
     port(AuditLogRepository, (s) => s.backend.audit),
+    port(ScopeRateLimitRepository, (s) => s.backend.rateLimits),
     port(ChangeFeed, (s) => s.backend.changes),
     port(JobLock, (s) => s.backend.locks),
   ],
-  exports: [ActiveStorage, VirtualKeyRepository, BudgetLedger, CostLedger, AccountingLedger, AuditLogRepository, ChangeFeed, JobLock],
+  exports: [
+    ActiveStorage,
+    VirtualKeyRepository,
+    BudgetLedger,
+    CostLedger,
+    AccountingLedger,
+    AuditLogRepository,
+    ScopeRateLimitRepository,
+    ChangeFeed,
+    JobLock,
+  ],
 })
 export class StorageModule extends ConfigurableModuleClass {}

@@ -13,6 +13,7 @@ export function toVirtualKeyView(key: VirtualKey): VirtualKeyView {
     user_id: key.userId,
     models: key.models,
     limits: { rpm: key.limits.rpm, tpm: key.limits.tpm },
+    cache: { ttl_secs: key.cache.ttlSecs },
     budget: { total_tokens: key.budget.totalTokens, total_usd_micros: key.budget.totalUsdMicros },
     route: key.route,
     metadata: key.metadata,

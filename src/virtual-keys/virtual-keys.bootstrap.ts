@@ -20,6 +20,7 @@ export function keyFromConfig(config: VirtualKeyConfig, now: number): VirtualKey
     userId: config.user_id,
     models: config.models,
     limits: { rpm: config.limits.rpm, tpm: config.limits.tpm },
+    cache: { ttlSecs: config.cache.ttl_secs },
     budget: { totalTokens: config.budget.total_tokens, totalUsdMicros: config.budget.total_usd_micros },
     route: config.route,
     metadata: config.metadata,

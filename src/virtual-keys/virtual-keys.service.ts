@@ -17,7 +17,7 @@ const METADATA_MAX_BYTES = 16 * 1024;
 /** Field names as the admin API spells them, for audit `changed` lists. */
 const WIRE_NAMES: Record<string, string> = {
   name: 'name', enabled: 'enabled', expiresAt: 'expires_at', tenantId: 'tenant_id', projectId: 'project_id',
-  userId: 'user_id', models: 'models', limits: 'limits', budget: 'budget', route: 'route', metadata: 'metadata',
+  userId: 'user_id', models: 'models', limits: 'limits', cache: 'cache', budget: 'budget', route: 'route', metadata: 'metadata',
 };
 
 /** Admin operations on virtual keys. Every mutation is announced on the change feed and audited. */
@@ -51,6 +51,7 @@ export class VirtualKeysService {
         userId: null,
         models: [],
         limits: { rpm: null, tpm: null },
+        cache: { ttlSecs: null },
         budget: { totalTokens: null, totalUsdMicros: null },
         route: null,
         metadata: {},
@@ -141,6 +142,7 @@ export class VirtualKeysService {
       limits: dto.limits
         ? { rpm: pick(dto.limits.rpm, key.limits.rpm), tpm: pick(dto.limits.tpm, key.limits.tpm) }
         : key.limits,
+      cache: dto.cache ? { ttlSecs: pick(dto.cache.ttl_secs, key.cache.ttlSecs) } : key.cache,
       budget: dto.budget
         ? {
             totalTokens: pick(dto.budget.total_tokens, key.budget.totalTokens),

@@ -27,6 +27,7 @@ async function snapshot(backend: StorageBackend) {
     costs: await scopes(backend.costs),
     budgetReservations: await backend.budgets.listReservations(Number.MAX_SAFE_INTEGER),
     costReservations: await backend.costs.listReservations(Number.MAX_SAFE_INTEGER),
+    rateLimits: (await backend.rateLimits.list(1000, null)).items,
     audit,
   };
 }
@@ -67,7 +68,12 @@ describe('storage:migrate (e2e)', () => {
 
   it('copies every row sqlite -> postgres -> redis, idempotently, with a count check', async () => {
     const source = await open(sqlite);
-    for (let i = 0; i < 25; i++) await source.keys.create(sampleKey(`key-${i}`, { tenantId: i % 2 ? 'acme' : null, metadata: { i } }));
+    for (let i = 0; i < 25; i++) {
+      const cache = { ttlSecs: [null, 0, 600][i % 3] };
+      await source.keys.create(sampleKey(`key-${i}`, { tenantId: i % 2 ? 'acme' : null, metadata: { i }, cache }));
+    }
+    await source.rateLimits.put({ scope: 'tenant:acme', rpm: 600, tpm: null, updatedAt: 1_700_000_000_000 });
+    await source.rateLimits.put({ scope: 'key:key-1', rpm: 60, tpm: 100_000, updatedAt: 1_700_000_000_001 });
     await source.budgets.setLimit('key:key-1', 1000, null, 1_700_000_000_000);
     await source.budgets.setLimit('tenant:acme', 50_000, 86_400_000, 1_700_000_000_000);
     await source.budgets.reserve('done', ['key:key-1', 'tenant:acme'], 100, 1_700_000_000_000);
@@ -98,12 +104,14 @@ describe('storage:migrate (e2e)', () => {
       await target.close();
     }
     expect(out).toMatch(/audit_log\s+1200\s+1200\s+1200\s+ok/);
+    expect(out).toMatch(/rate_limits\s+2\s+2\s+2\s+ok/);
 
     // A second run copies nothing and still checks out.
     out = '';
     expect(await runMigrateCli(['--from', sqlite, '--to', postgres])).toBe(0);
     expect(out).toMatch(/virtual_keys\s+25\s+0\s+25\s+ok/);
     expect(out).toMatch(/audit_log\s+1200\s+0\s+1200\s+ok/);
+    expect(out).toMatch(/rate_limits\s+2\s+0\s+2\s+ok/);
     const again = await open(postgres);
     expect(await snapshot(again)).toEqual(expected);
     await again.close();

@@ -46,6 +46,7 @@ describe.each(BACKENDS)('virtual keys admin API on %s (e2e)', (backend) => {
       project_id: 'web',
       models: ['gpt-4o-mini', 'claude-*'],
       limits: { rpm: 60 },
+      cache: { ttl_secs: 0 },
       budget: { total_tokens: 100000 },
       metadata: { team: 'search' },
     });
@@ -64,6 +65,7 @@ describe.each(BACKENDS)('virtual keys admin API on %s (e2e)', (backend) => {
       user_id: null,
       models: ['gpt-4o-mini', 'claude-*'],
       limits: { rpm: 60, tpm: null },
+      cache: { ttl_secs: 0 },
       budget: { total_tokens: 100000, total_usd_micros: null },
       route: null,
       metadata: { team: 'search' },
@@ -75,12 +77,24 @@ describe.each(BACKENDS)('virtual keys admin API on %s (e2e)', (backend) => {
     expect(read.body).toEqual({ ...created.body, token: undefined });
     expect(JSON.stringify(read.body)).not.toContain(token);
 
-    const patched = await admin(a, 'PATCH', '/admin/keys/crud-1', { enabled: false, limits: { tpm: 1000 }, name: null });
+    const patched = await admin(a, 'PATCH', '/admin/keys/crud-1', {
+      enabled: false,
+      limits: { tpm: 1000 },
+      cache: { ttl_secs: 3600 },
+      name: null,
+    });
     expect(patched.status).toBe(200);
-    expect(patched.body).toMatchObject({ enabled: false, name: null, limits: { rpm: 60, tpm: 1000 }, tenant_id: 'acme' });
+    expect(patched.body).toMatchObject({
+      enabled: false,
+      name: null,
+      limits: { rpm: 60, tpm: 1000 },
+      cache: { ttl_secs: 3600 },
+      tenant_id: 'acme',
+    });
     expect(patched.body.updated_at).toBeGreaterThanOrEqual(created.body.updated_at);
     expect(accepts(a, token)).toBe(false);
-    await admin(a, 'PATCH', '/admin/keys/crud-1', { enabled: true });
+    // A PATCH that does not name the cache keeps it; `{}` keeps it too; null hands it back to the global TTL.
+    expect((await admin(a, 'PATCH', '/admin/keys/crud-1', { enabled: true, cache: {} })).body.cache).toEqual({ ttl_secs: 3600 });
 
     const rotated = await admin(a, 'POST', '/admin/keys/crud-1/rotate');
     expect(rotated.status).toBe(200);
@@ -100,7 +114,19 @@ describe.each(BACKENDS)('virtual keys admin API on %s (e2e)', (backend) => {
     const events = (await auditRows(a)).filter((r) => r.keyId === 'crud-1').map((r) => r.kind);
     expect(events).toEqual(['admin.key.create', 'admin.key.update', 'admin.key.update', 'admin.key.rotate', 'admin.key.delete']);
     const update = (await auditRows(a)).find((r) => r.kind === 'admin.key.update')!;
-    expect(update.payload).toMatchObject({ actor: 'admin', key_id: 'crud-1', changed: ['name', 'enabled', 'limits'] });
+    expect(update.payload).toMatchObject({ actor: 'admin', key_id: 'crud-1', changed: ['name', 'enabled', 'limits', 'cache'] });
+  });
+
+  it('follows the global cache TTL unless a key sets its own', async () => {
+    const plain = await admin(a, 'POST', '/admin/keys', { id: `cache-${backend}` });
+    issuedTokens.push(plain.body.token);
+    expect(plain.body.cache).toEqual({ ttl_secs: null });
+    const set = await admin(a, 'PATCH', `/admin/keys/cache-${backend}`, { cache: { ttl_secs: 120 } });
+    expect(set.body.cache).toEqual({ ttl_secs: 120 });
+    expect((await admin(a, 'PATCH', `/admin/keys/cache-${backend}`, { name: 'renamed' })).body.cache).toEqual({ ttl_secs: 120 });
+    const reset = await admin(a, 'PATCH', `/admin/keys/cache-${backend}`, { cache: { ttl_secs: null } });
+    expect(reset.body.cache).toEqual({ ttl_secs: null });
+    expect((await admin(a, 'GET', `/admin/keys/cache-${backend}`)).body.cache).toEqual({ ttl_secs: null });
   });
 
   it('imports a caller-supplied token', async () => {
@@ -164,12 +190,15 @@ describe.each(BACKENDS)('virtual keys admin API on %s (e2e)', (backend) => {
     await expectError(admin(a, 'GET', '/admin/keys/a%2Fb'), 400, /id must be/);
     await expectError(admin(a, 'POST', '/admin/keys', { id: 'past', expires_at: Date.now() - 1000 }), 400, /expires_at/);
     await expectError(admin(a, 'POST', '/admin/keys', { id: 'models', models: ['ok', 42] }), 400, /models/);
+    await expectError(admin(a, 'POST', '/admin/keys', { id: 'ttl', cache: { ttl_secs: -1 } }), 400, /ttl_secs/);
+    await expectError(admin(a, 'POST', '/admin/keys', { id: 'ttl', cache: { ttl_secs: 1.5 } }), 400, /ttl_secs/);
+    await expectError(admin(a, 'POST', '/admin/keys', { id: 'ttl', cache: { ttl: 60 } }), 400, /ttl/);
     await expectError(admin(a, 'POST', '/admin/keys', { id: 'unknown', colour: 'blue', shade: 1 }), 400, /colour.*shade|shade.*colour/);
     await expectError(admin(a, 'PATCH', '/admin/keys/nothing-here', { enabled: false }), 404);
     const dup = await admin(a, 'POST', '/admin/keys', { id: 'dup' });
     issuedTokens.push(dup.body.token);
     await expectError(admin(a, 'POST', '/admin/keys', { id: 'dup' }), 409, /already exists/);
-    for (const id of ['broken', 'big', 'past', 'models', 'unknown']) expect((await admin(a, 'GET', `/admin/keys/${id}`)).status).toBe(404);
+    for (const id of ['broken', 'big', 'past', 'models', 'ttl', 'unknown']) expect((await admin(a, 'GET', `/admin/keys/${id}`)).status).toBe(404);
   });
 
   if (backend !== 'sqlite') {

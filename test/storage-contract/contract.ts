@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { AuditRecord } from '../../src/audit/domain/audit-record';
 import { ParallelAccountingLedger } from '../../src/budgets/domain/accounting-ledger';
 import { ErrorCode, GatewayError } from '../../src/common/errors/gateway-error';
+import { ScopeRateLimit } from '../../src/rate-limits/scope-rate-limit.repository';
 import { StorageBackend } from '../../src/storage/storage-backend';
 import { VirtualKey } from '../../src/virtual-keys/domain/virtual-key';
 import { ContractTarget } from './contract-target';
@@ -19,6 +20,7 @@ export function sampleKey(id: string, overrides: Partial<VirtualKey> = {}): Virt
     userId: null,
     models: [],
     limits: { rpm: null, tpm: null },
+    cache: { ttlSecs: null },
     budget: { totalTokens: null, totalUsdMicros: null },
     route: null,
     metadata: {},
@@ -107,6 +109,7 @@ export function describeStorageContract(target: ContractTarget): void {
           userId: 'u1',
           models: ['gpt-4o', 'claude-*'],
           limits: { rpm: 60, tpm: 10_000 },
+          cache: { ttlSecs: 3600 },
           budget: { totalTokens: 1_000_000, totalUsdMicros: 5_000_000 },
           route: 'openai',
           metadata: { team: 'search', tags: ['a', 'b'], nested: { n: 1 } },
@@ -117,6 +120,26 @@ export function describeStorageContract(target: ContractTarget): void {
         expect(await a.keys.findByTokenHash('nope')).toBeNull();
         expect(await a.keys.get('nope')).toBeNull();
         expect(await a.keys.count()).toBe(1);
+      });
+
+      it('keeps the response cache setting apart per key: global (null), off (0) or a TTL', async () => {
+        const settings = [null, 0, 3600];
+        for (const [i, ttlSecs] of settings.entries()) await a.keys.create(sampleKey(`cache-${i}`, { cache: { ttlSecs } }));
+        for (const [i, ttlSecs] of settings.entries()) {
+          const stored = await a.keys.get(`cache-${i}`);
+          expect(stored?.cache).toEqual({ ttlSecs });
+          expect(await a.keys.findByTokenHash(stored!.tokenHash)).toEqual(stored);
+        }
+        expect((await a.keys.listAll()).map((k) => k.cache.ttlSecs)).toEqual(settings);
+        // An update that leaves the field alone (a PATCH of other fields) keeps it, and one that sets it wins.
+        const off = (await a.keys.get('cache-1'))!;
+        expect(await a.keys.update({ ...off, enabled: false, limits: { rpm: 5, tpm: null }, updatedAt: off.updatedAt + 1 })).toBe(true);
+        expect(await a.keys.get('cache-1')).toMatchObject({ enabled: false, cache: { ttlSecs: 0 } });
+        const ttl = (await a.keys.get('cache-2'))!;
+        expect(await a.keys.update({ ...ttl, cache: { ttlSecs: null } })).toBe(true);
+        expect((await a.keys.get('cache-2'))?.cache).toEqual({ ttlSecs: null });
+        expect(await a.keys.update({ ...ttl, cache: { ttlSecs: 86_400 } })).toBe(true);
+        expect((await a.keys.get('cache-2'))?.cache).toEqual({ ttlSecs: 86_400 });
       });
 
       it('updates, rotates the hash, and deletes', async () => {
@@ -360,6 +383,66 @@ export function describeStorageContract(target: ContractTarget): void {
       });
     });
 
+    describe('scope rate limits', () => {
+      const limit = (scope: string, rpm: number | null, tpm: number | null, updatedAt = T0): ScopeRateLimit => ({ scope, rpm, tpm, updatedAt });
+
+      it('puts, gets, replaces and deletes the limits of a scope', async () => {
+        expect(await a.rateLimits.get('tenant:acme')).toBeNull();
+        await a.rateLimits.put(limit('tenant:acme', 600, 1_000_000));
+        expect(await a.rateLimits.get('tenant:acme')).toEqual(limit('tenant:acme', 600, 1_000_000));
+        // A put replaces every field, nulls included (null = no limit of that kind).
+        await a.rateLimits.put(limit('tenant:acme', null, 2_000_000, T0 + 5));
+        expect(await a.rateLimits.get('tenant:acme')).toEqual(limit('tenant:acme', null, 2_000_000, T0 + 5));
+        await a.rateLimits.put(limit('key:k1', 60, null));
+        expect(await a.rateLimits.get('key:k1')).toEqual(limit('key:k1', 60, null));
+        expect(await a.rateLimits.get('tenant:acme')).toMatchObject({ rpm: null, tpm: 2_000_000 });
+        expect(await a.rateLimits.delete('tenant:acme')).toBe(true);
+        expect(await a.rateLimits.delete('tenant:acme')).toBe(false);
+        expect(await a.rateLimits.delete('never')).toBe(false);
+        expect(await a.rateLimits.get('tenant:acme')).toBeNull();
+        expect(await a.rateLimits.get('key:k1')).toEqual(limit('key:k1', 60, null));
+      });
+
+      it('lists in scope order, paging every scope exactly once', async () => {
+        expect(await a.rateLimits.list(10, null)).toEqual({ items: [], nextCursor: null });
+        // Byte order: upper case before lower case, shorter prefix first.
+        const scopes = ['user:acme/u1', 'key:b', 'tenant:acme', 'project:acme/web', 'key:a', 'tenant:Acme', 'key:a-1'];
+        const stored = scopes.map((scope, i) => limit(scope, i + 1, i % 2 ? null : 1000 * (i + 1)));
+        for (const l of stored) await a.rateLimits.put(l);
+        const seen: ScopeRateLimit[] = [];
+        let cursor: string | null = null;
+        let pages = 0;
+        do {
+          const page = await a.rateLimits.list(3, cursor);
+          expect(page.items.length).toBeLessThanOrEqual(3);
+          seen.push(...page.items);
+          cursor = page.nextCursor;
+          pages++;
+        } while (cursor !== null && pages < 10);
+        expect(cursor).toBeNull();
+        expect(pages).toBe(3);
+        const sorted = ['key:a', 'key:a-1', 'key:b', 'project:acme/web', 'tenant:Acme', 'tenant:acme', 'user:acme/u1'];
+        expect(seen).toEqual(sorted.map((scope) => stored.find((l) => l.scope === scope)));
+        // A deleted scope is gone from the list; a page that ends exactly at the last scope has no next cursor.
+        await a.rateLimits.delete('key:a');
+        const all = await a.rateLimits.list(scopes.length - 1, null);
+        expect(all.items.map((l) => l.scope)).toEqual(sorted.filter((s) => s !== 'key:a'));
+        expect(all.nextCursor).toBeNull();
+      });
+
+      it('refuses a cursor it did not issue', async () => {
+        await a.rateLimits.put(limit('key:x', 1, 1));
+        for (const cursor of ['not-a-cursor', Buffer.from('[1,2]').toString('base64url')]) {
+          const error = await a.rateLimits.list(10, cursor).then(
+            () => null,
+            (e: unknown) => e,
+          );
+          expect(error).toBeInstanceOf(GatewayError);
+          expect(error).toMatchObject({ code: ErrorCode.InvalidRequest, param: 'cursor' });
+        }
+      });
+    });
+
     describe('audit log', () => {
       const rows = Array.from({ length: 50 }, (_, i) => audit(i));
 
@@ -442,7 +525,7 @@ export function describeStorageContract(target: ContractTarget): void {
     });
 
     if (target.shared) {
-      it('shares keys, ledgers and audit between instances on one store', async () => {
+      it('shares keys, ledgers, rate limits and audit between instances on one store', async () => {
         const b = await open();
         const key = sampleKey('shared');
         await a.keys.create(key);
@@ -451,23 +534,29 @@ export function describeStorageContract(target: ContractTarget): void {
         expect(await b.budgets.reserve('r', ['key:shared'], 11, T0)).toMatchObject({ ok: false });
         await b.audit.append([audit(1)]);
         expect(await a.audit.count()).toBe(1);
+        await a.rateLimits.put({ scope: 'key:shared', rpm: 10, tpm: null, updatedAt: T0 });
+        expect(await b.rateLimits.get('key:shared')).toEqual({ scope: 'key:shared', rpm: 10, tpm: null, updatedAt: T0 });
+        expect(await b.rateLimits.delete('key:shared')).toBe(true);
+        expect(await a.rateLimits.get('key:shared')).toBeNull();
       });
     }
 
     if (target.persistent) {
       it('keeps its data across close and reopen', async () => {
-        const key = sampleKey('durable', { metadata: { x: 1 } });
+        const key = sampleKey('durable', { metadata: { x: 1 }, cache: { ttlSecs: 0 } });
         await a.keys.create(key);
         await a.budgets.setLimit('key:durable', 100, null, T0);
         await a.budgets.reserve('r', ['key:durable'], 10, T0);
         await a.budgets.commit('r', 9, T0);
         await a.audit.append([audit(7)]);
+        await a.rateLimits.put({ scope: 'tenant:durable', rpm: 100, tpm: 5000, updatedAt: T0 });
         await a.close();
         const reopened = await open();
         expect(await reopened.keys.get('durable')).toEqual(key);
         if (target.persistsKeysOnly) return;
         expect(await reopened.budgets.get('key:durable', T0)).toMatchObject({ limit: 100, spent: 9, reserved: 0 });
         expect(await reopened.audit.count()).toBe(1);
+        expect(await reopened.rateLimits.get('tenant:durable')).toEqual({ scope: 'tenant:durable', rpm: 100, tpm: 5000, updatedAt: T0 });
       });
     }
   });

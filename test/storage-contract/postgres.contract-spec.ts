@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { DataSource } from 'typeorm';
+import { PostgresInitialSchema1767225600000 } from '../../src/storage/backends/typeorm/migrations/postgres/1767225600000-initial-schema';
+import { PostgresLedgerFunctions1767398400000 } from '../../src/storage/backends/typeorm/migrations/postgres/1767398400000-ledger-functions';
 import { openTypeormBackend } from '../../src/storage/backends/typeorm/typeorm.backend';
 import { describeStorageContract } from './contract';
 import { ContractTarget } from './contract-target';
@@ -56,6 +58,37 @@ describe('postgres backend', () => {
       const reopened = await openTypeormBackend('postgres', postgresOptions(schema));
       expect(await reopened.keys.count()).toBe(0);
       await reopened.close();
+    } finally {
+      await dropSchema(schema);
+    }
+  });
+
+  it('upgrades a schema written before the response cache: its keys follow the global TTL', async () => {
+    const schema = uniqueSchema();
+    try {
+      const old = new DataSource({
+        type: 'postgres',
+        url: DSN,
+        schema,
+        migrations: [PostgresInitialSchema1767225600000, PostgresLedgerFunctions1767398400000],
+      });
+      await old.initialize();
+      await old.query(`CREATE SCHEMA "${schema}"`);
+      await old.runMigrations();
+      await old.query(
+        `INSERT INTO "${schema}".virtual_keys (id, name, token_hash, token_prefix, enabled, expires_at, tenant_id, project_id,
+           user_id, models, limit_rpm, limit_tpm, budget_total_tokens, budget_total_usd_micros, route, metadata, created_at, updated_at)
+         VALUES ('old', NULL, 'old-hash', 'sk-ditto-old', true, NULL, NULL, NULL, NULL, '[]', 60, NULL, NULL, NULL, NULL, '{}', 1, 1)`,
+      );
+      await old.destroy();
+      const upgraded = await openTypeormBackend('postgres', postgresOptions(schema));
+      try {
+        expect(await upgraded.keys.get('old')).toMatchObject({ limits: { rpm: 60, tpm: null }, cache: { ttlSecs: null } });
+        await upgraded.rateLimits.put({ scope: 'key:old', rpm: 1, tpm: null, updatedAt: 1 });
+        expect((await upgraded.rateLimits.list(10, null)).items.map((l) => l.scope)).toEqual(['key:old']);
+      } finally {
+        await upgraded.close();
+      }
     } finally {
       await dropSchema(schema);
     }

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
+import { RedisKeys } from '../../src/storage/backends/redis/redis-keys';
 import { openRedisBackend } from '../../src/storage/backends/redis/redis.backend';
-import { describeStorageContract } from './contract';
+import { describeStorageContract, sampleKey } from './contract';
 import { ContractTarget } from './contract-target';
 import { describeJobLockContract } from './job-lock.contract';
 import { testStorageOptions } from './options';
@@ -36,3 +37,22 @@ const target: ContractTarget = {
 
 describeStorageContract(target);
 describeJobLockContract(target, { freedBy: 'ttl' });
+
+describe('redis backend', () => {
+  it('reads a key stored before the response cache as following the global TTL', async () => {
+    const { open, teardown } = await target.prepare();
+    const backend = await open();
+    const raw = new Redis(testStorageOptions().redis.url);
+    try {
+      const keys = new RedisKeys((backend.details() as { prefix: string }).prefix);
+      // eslint-disable-next-line @typescript-eslint/no-unused-vars
+      const { cache, ...old } = sampleKey('old', { limits: { rpm: 60, tpm: null } });
+      await raw.hset(keys.vk.records, 'old', JSON.stringify(old));
+      expect(await backend.keys.get('old')).toEqual({ ...old, cache: { ttlSecs: null } });
+    } finally {
+      raw.disconnect();
+      await backend.close();
+      await teardown();
+    }
+  });
+});

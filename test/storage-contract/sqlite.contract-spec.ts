@@ -1,6 +1,9 @@
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import { DataSource } from 'typeorm';
+import { SqliteInitialSchema1767225600000 } from '../../src/storage/backends/typeorm/migrations/sqlite/1767225600000-initial-schema';
+import { SqliteJobLeases1767312000000 } from '../../src/storage/backends/typeorm/migrations/sqlite/1767312000000-job-leases';
 import { openTypeormBackend } from '../../src/storage/backends/typeorm/typeorm.backend';
 import { describeStorageContract } from './contract';
 import { ContractTarget } from './contract-target';
@@ -64,6 +67,31 @@ describe('sqlite backend', () => {
       expect(await reopened.budgets.get('key:last')).toMatchObject({ reserved: 5 });
     } finally {
       await reopened.close();
+    }
+  });
+
+  it('upgrades a file written before the response cache: its keys follow the global TTL', async () => {
+    const file = path.join(dir, 'old.sqlite');
+    const old = new DataSource({
+      type: 'better-sqlite3',
+      database: file,
+      migrations: [SqliteInitialSchema1767225600000, SqliteJobLeases1767312000000],
+      migrationsRun: true,
+    });
+    await old.initialize();
+    await old.query(
+      `INSERT INTO virtual_keys (id, name, token_hash, token_prefix, enabled, expires_at, tenant_id, project_id, user_id,
+         models, limit_rpm, limit_tpm, budget_total_tokens, budget_total_usd_micros, route, metadata, created_at, updated_at)
+       VALUES ('old', NULL, 'old-hash', 'sk-ditto-old', 1, NULL, NULL, NULL, NULL, '[]', 60, NULL, NULL, NULL, NULL, '{}', 1, 1)`,
+    );
+    await old.destroy();
+    const upgraded = await openTypeormBackend('sqlite', sqliteOptions(file));
+    try {
+      expect(await upgraded.keys.get('old')).toMatchObject({ limits: { rpm: 60, tpm: null }, cache: { ttlSecs: null } });
+      await upgraded.rateLimits.put({ scope: 'key:old', rpm: 1, tpm: null, updatedAt: 1 });
+      expect((await upgraded.rateLimits.list(10, null)).items.map((l) => l.scope)).toEqual(['key:old']);
+    } finally {
+      await upgraded.close();
     }
   });
 

@@ -13,7 +13,8 @@ export const ERROR_HTTP: Record<ErrorCode, { status: number; type: string }> = {
   [ErrorCode.BudgetExceeded]: { status: 402, type: 'insufficient_quota' },
   [ErrorCode.CostBudgetExceeded]: { status: 402, type: 'insufficient_quota' },
   [ErrorCode.CostUnknownModel]: { status: 402, type: 'insufficient_quota' },
-  [ErrorCode.RateLimited]: { status: 429, type: 'rate_limit_error' },
+  // OpenAI answers its rate limits with type `requests` or `tokens` (the limit that was hit).
+  [ErrorCode.RateLimited]: { status: 429, type: 'requests' },
   [ErrorCode.RequestTooLarge]: { status: 413, type: 'invalid_request_error' },
   [ErrorCode.NotFound]: { status: 404, type: 'invalid_request_error' },
   [ErrorCode.Conflict]: { status: 409, type: 'invalid_request_error' },

@@ -31,6 +31,8 @@ export class GatewayError extends Error {
     message: string,
     /** Name of the offending request field, when there is one (OpenAI's `param`). */
     readonly param: string | null = null,
+    /** OpenAI's error `type` when it is not the code's usual one (rate limits: `requests` or `tokens`). */
+    readonly type: string | null = null,
   ) {
     super(message);
     this.name = 'GatewayError';

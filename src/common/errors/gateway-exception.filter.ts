@@ -39,7 +39,7 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, exceptio
 function errorResponse(exception: unknown, request: FastifyRequest, logger: Logger): { status: number; body: OpenAiErrorBody } {
   if (exception instanceof GatewayError) {
     const { status, type } = ERROR_HTTP[exception.code];
-    return { status, body: { error: { message: exception.message, type, code: exception.code, param: exception.param } } };
+    return { status, body: { error: { message: exception.message, type: exception.type ?? type, code: exception.code, param: exception.param } } };
   }
   const status = httpStatusOf(exception);
   if (status !== null && status < 500) {

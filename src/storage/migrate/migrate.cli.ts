@@ -58,7 +58,7 @@ export async function runMigrateCli(argv: string[]): Promise<number> {
     const b = await openBackend(target.backend, target.options);
     opened.push(b);
     process.stdout.write(`migrating ${source.backend} ${source.label} -> ${target.backend} ${target.label}\n`);
-    if (b.name === 'state') process.stdout.write('note: a state file keeps virtual keys only; ledgers and audit are not copied\n');
+    if (b.name === 'state') process.stdout.write('note: a state file keeps virtual keys only; ledgers, rate limits and audit are not copied\n');
     const reports = await migrateStorage(a, b, terminalProgress(process.stderr));
     const { text, ok } = summary(reports);
     process.stdout.write(text);

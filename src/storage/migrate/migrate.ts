@@ -1,8 +1,16 @@
 import { isDeepStrictEqual } from 'node:util';
 import { Ledger } from '../../budgets/domain/ledger';
+import { ScopeRateLimit, ScopeRateLimitRepository } from '../../rate-limits/scope-rate-limit.repository';
 import { StorageBackend } from '../storage-backend';
 
-export type Table = 'virtual_keys' | 'budget_scopes' | 'budget_reservations' | 'cost_scopes' | 'cost_reservations' | 'audit_log';
+export type Table =
+  | 'virtual_keys'
+  | 'budget_scopes'
+  | 'budget_reservations'
+  | 'cost_scopes'
+  | 'cost_reservations'
+  | 'rate_limits'
+  | 'audit_log';
 
 export interface TableReport {
   table: Table;
@@ -16,9 +24,10 @@ export type Progress = (table: Table, done: number, total: number) => void;
 const PAGE = 500;
 
 /**
- * Copies keys, ledgers (scopes and outstanding reservations) and the audit log from one backend to
- * another. Idempotent: a key already in the target is rewritten only when it differs, ledger rows are
- * written verbatim, audit rows already present (same id) are skipped, so a second run changes nothing.
+ * Copies keys, ledgers (scopes and outstanding reservations), scope rate limits and the audit log from
+ * one backend to another. Idempotent: a key or rate limit already in the target is rewritten only when it
+ * differs, ledger rows are written verbatim, audit rows already present (same id) are skipped, so a
+ * second run changes nothing.
  * A state-file target keeps only keys: the other tables are not copied and not compared.
  */
 export async function migrateStorage(from: StorageBackend, to: StorageBackend, progress: Progress = () => undefined): Promise<TableReport[]> {
@@ -26,6 +35,7 @@ export async function migrateStorage(from: StorageBackend, to: StorageBackend, p
   if (to.name === 'state') return reports;
   reports.push(...(await copyLedger('budget', from.budgets, to.budgets, progress)));
   reports.push(...(await copyLedger('cost', from.costs, to.costs, progress)));
+  reports.push(await copyRateLimits(from.rateLimits, to.rateLimits, progress));
   reports.push(await copyAudit(from, to, progress));
   return reports;
 }
@@ -75,6 +85,31 @@ async function allScopes(ledger: Ledger) {
   do {
     // Read at the far past so a periodic window that has ended is copied as stored, not rolled over.
     const page = await ledger.list(null, PAGE, cursor, 0);
+    out.push(...page.items);
+    cursor = page.nextCursor;
+  } while (cursor !== null);
+  return out;
+}
+
+async function copyRateLimits(from: ScopeRateLimitRepository, to: ScopeRateLimitRepository, progress: Progress): Promise<TableReport> {
+  const limits = await allRateLimits(from);
+  let copied = 0;
+  for (const [i, limit] of limits.entries()) {
+    if (!isDeepStrictEqual(await to.get(limit.scope), limit)) {
+      await to.put(limit);
+      copied++;
+    }
+    progress('rate_limits', i + 1, limits.length);
+  }
+  if (limits.length === 0) progress('rate_limits', 0, 0);
+  return { table: 'rate_limits', source: limits.length, copied, target: (await allRateLimits(to)).length };
+}
+
+async function allRateLimits(repository: ScopeRateLimitRepository): Promise<ScopeRateLimit[]> {
+  const out: ScopeRateLimit[] = [];
+  let cursor: string | null = null;
+  do {
+    const page = await repository.list(PAGE, cursor);
     out.push(...page.items);
     cursor = page.nextCursor;
   } while (cursor !== null);

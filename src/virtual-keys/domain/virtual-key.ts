@@ -14,6 +14,8 @@ export interface VirtualKey {
   /** Allow-list of model names; a trailing `*` is a prefix wildcard; empty = every model. */
   models: string[];
   limits: { rpm: number | null; tpm: number | null };
+  /** Response cache TTL in seconds: null = the global PROXY_CACHE_TTL_SECS, 0 = off for this key. */
+  cache: { ttlSecs: number | null };
   budget: { totalTokens: number | null; totalUsdMicros: number | null };
   /** Backend name this key is pinned to, or null for normal routing. */
   route: string | null;

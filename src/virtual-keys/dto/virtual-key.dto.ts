@@ -36,6 +36,18 @@ export class KeyLimitsDto {
   tpm?: number | null;
 }
 
+export class KeyCacheDto {
+  @ApiPropertyOptional({
+    example: 3600,
+    nullable: true,
+    description: 'Response cache TTL in seconds; 0 = no caching for this key; null = the global PROXY_CACHE_TTL_SECS',
+  })
+  @IsOptional()
+  @IsInt()
+  @Min(0)
+  ttl_secs?: number | null;
+}
+
 export class KeyBudgetDto {
   @ApiPropertyOptional({ example: 1000000, nullable: true, description: 'Lifetime token budget; null = unlimited' })
   @IsOptional()
@@ -100,6 +112,12 @@ export class UpdateVirtualKeyDto {
   @Type(() => KeyLimitsDto)
   limits?: KeyLimitsDto;
 
+  @ApiPropertyOptional({ type: KeyCacheDto })
+  @IsOptional()
+  @ValidateNested()
+  @Type(() => KeyCacheDto)
+  cache?: KeyCacheDto;
+
   @ApiPropertyOptional({ type: KeyBudgetDto })
   @IsOptional()
   @ValidateNested()
@@ -150,6 +168,11 @@ export class VirtualKeyLimitsView {
   @ApiProperty({ example: null, nullable: true, type: Number }) tpm: number | null;
 }
 
+export class VirtualKeyCacheView {
+  @ApiProperty({ example: null, nullable: true, type: Number, description: '0 = off; null = the global PROXY_CACHE_TTL_SECS' })
+  ttl_secs: number | null;
+}
+
 export class VirtualKeyBudgetView {
   @ApiProperty({ example: 1000000, nullable: true, type: Number }) total_tokens: number | null;
   @ApiProperty({ example: null, nullable: true, type: Number }) total_usd_micros: number | null;
@@ -167,6 +190,7 @@ export class VirtualKeyView {
   @ApiProperty({ example: null, nullable: true, type: String }) user_id: string | null;
   @ApiProperty({ example: ['gpt-4o-mini'], type: [String] }) models: string[];
   @ApiProperty({ type: VirtualKeyLimitsView }) limits: VirtualKeyLimitsView;
+  @ApiProperty({ type: VirtualKeyCacheView }) cache: VirtualKeyCacheView;
   @ApiProperty({ type: VirtualKeyBudgetView }) budget: VirtualKeyBudgetView;
   @ApiProperty({ example: null, nullable: true, type: String }) route: string | null;
   @ApiProperty({ example: { team: 'search' } }) metadata: Record<string, unknown>;

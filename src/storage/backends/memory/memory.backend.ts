@@ -3,6 +3,7 @@ import { MemoryAuditLogRepository } from './memory-audit-log.repository';
 import { MemoryChangeFeed } from './memory-change-feed';
 import { MemoryJobLock } from './memory-job-lock';
 import { MemoryLedger } from './memory-ledger';
+import { MemoryRateLimitRepository } from './memory-rate-limit.repository';
 import { MemoryVirtualKeyRepository } from './memory-virtual-key.repository';
 
 /** Everything in process: no persistence, nothing shared between replicas. */
@@ -13,6 +14,7 @@ export async function openMemoryBackend(): Promise<StorageBackend> {
     budgets: new MemoryLedger(),
     costs: new MemoryLedger(),
     audit: new MemoryAuditLogRepository(),
+    rateLimits: new MemoryRateLimitRepository(),
     changes: new MemoryChangeFeed(),
     locks: new MemoryJobLock(),
     ping: async () => undefined,

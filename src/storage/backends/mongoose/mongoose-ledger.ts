@@ -10,7 +10,7 @@ import {
   scopeFromDoc,
   scopeToDoc,
 } from './mongoose.mappers';
-import { LedgerScopeDoc, MongooseModels, ReservationDoc, driverCollection, isDuplicateKey } from './mongoose.schemas';
+import { LedgerScopeDoc, MongooseModels, ReservationDoc, driverCollection, isDuplicateKey, retryOnDuplicate } from './mongoose.schemas';
 
 type Document = mongo.Document;
 
@@ -244,18 +244,5 @@ export class MongooseLedger extends Ledger {
       updateOne: { filter: { kind: this.kind, scope }, update },
     }));
     await this.scopes.bulkWrite(operations, { ordered: false });
-  }
-}
-
-/**
- * Two concurrent upserts of one new (kind, scope) can both try to insert; the loser gets a duplicate
- * key error, and running it again updates the row the winner created.
- */
-async function retryOnDuplicate<T>(operation: () => Promise<T>): Promise<T> {
-  try {
-    return await operation();
-  } catch (error) {
-    if (!isDuplicateKey(error)) throw error;
-    return operation();
   }
 }

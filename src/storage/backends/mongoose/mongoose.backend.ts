@@ -5,6 +5,7 @@ import { MongooseAuditLogRepository } from './mongoose-audit-log.repository';
 import { MongooseChangeFeed } from './mongoose-change-feed';
 import { MongooseJobLock } from './mongoose-job-lock';
 import { MongooseLedger } from './mongoose-ledger';
+import { MongooseRateLimitRepository } from './mongoose-rate-limit.repository';
 import { MongooseVirtualKeyRepository } from './mongoose-virtual-key.repository';
 import { MongooseModels, createIndexes, createModels } from './mongoose.schemas';
 
@@ -69,6 +70,7 @@ function backend(
     budgets: new MongooseLedger(models, 'tokens'),
     costs: new MongooseLedger(models, 'usd_micros'),
     audit: new MongooseAuditLogRepository(models),
+    rateLimits: new MongooseRateLimitRepository(models),
     changes: feed,
     locks: new MongooseJobLock(models),
     ping: () => ping(connection),

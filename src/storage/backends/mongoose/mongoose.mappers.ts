@@ -1,7 +1,8 @@
 import { AuditRecord } from '../../../audit/domain/audit-record';
 import { LedgerScope, Reservation } from '../../../budgets/domain/ledger';
+import { ScopeRateLimit } from '../../../rate-limits/scope-rate-limit.repository';
 import { VirtualKey } from '../../../virtual-keys/domain/virtual-key';
-import { AuditDoc, LedgerScopeDoc, ReservationDoc, VirtualKeyDoc } from './mongoose.schemas';
+import { AuditDoc, LedgerScopeDoc, RateLimitDoc, ReservationDoc, VirtualKeyDoc } from './mongoose.schemas';
 
 /** A domain integer as BSON int64 (throws on a non-integer rather than storing a double). */
 export function int64(value: number): bigint {
@@ -39,6 +40,7 @@ export function keyToDoc(key: VirtualKey): VirtualKeyDoc {
     user_id: key.userId,
     models: [...key.models],
     limits: { rpm: int64OrNull(key.limits.rpm), tpm: int64OrNull(key.limits.tpm) },
+    cache: { ttl_secs: int64OrNull(key.cache.ttlSecs) },
     budget: { total_tokens: int64OrNull(key.budget.totalTokens), total_usd_micros: int64OrNull(key.budget.totalUsdMicros) },
     route: key.route,
     metadata: key.metadata,
@@ -60,6 +62,7 @@ export function keyFromDoc(doc: VirtualKeyDoc): VirtualKey {
     userId: doc.user_id ?? null,
     models: [...(doc.models ?? [])],
     limits: { rpm: numOrNull(doc.limits?.rpm), tpm: numOrNull(doc.limits?.tpm) },
+    cache: { ttlSecs: numOrNull(doc.cache?.ttl_secs) },
     budget: { totalTokens: numOrNull(doc.budget?.total_tokens), totalUsdMicros: numOrNull(doc.budget?.total_usd_micros) },
     route: doc.route ?? null,
     metadata: doc.metadata ?? {},
@@ -91,6 +94,14 @@ export function scopeFromDoc(doc: LedgerScopeDoc): LedgerScope {
     windowStart: num(doc.window_start),
     updatedAt: num(doc.updated_at),
   };
+}
+
+export function rateLimitToDoc(limit: ScopeRateLimit): RateLimitDoc {
+  return { scope: limit.scope, rpm: int64OrNull(limit.rpm), tpm: int64OrNull(limit.tpm), updated_at: int64(limit.updatedAt) };
+}
+
+export function rateLimitFromDoc(doc: RateLimitDoc): ScopeRateLimit {
+  return { scope: doc.scope, rpm: numOrNull(doc.rpm), tpm: numOrNull(doc.tpm), updatedAt: num(doc.updated_at) };
 }
 
 export function reservationKey(kind: string, id: string): string {

@@ -18,6 +18,8 @@ export interface VirtualKeyDoc {
   user_id: string | null;
   models: string[];
   limits: { rpm: Int64 | null; tpm: Int64 | null };
+  /** Absent on keys written before the response cache: read as `{ ttl_secs: null }`. */
+  cache?: { ttl_secs: Int64 | null };
   budget: { total_tokens: Int64 | null; total_usd_micros: Int64 | null };
   route: string | null;
   metadata: Record<string, unknown>;
@@ -34,6 +36,14 @@ export interface LedgerScopeDoc {
   reserved: Int64;
   period_ms: Int64 | null;
   window_start: Int64;
+  updated_at: Int64;
+}
+
+/** The rate limits set on one scope (ScopeRateLimitRepository). */
+export interface RateLimitDoc {
+  scope: string;
+  rpm: Int64 | null;
+  tpm: Int64 | null;
   updated_at: Int64;
 }
 
@@ -100,6 +110,7 @@ const virtualKeySchema = new Schema(
     user_id: nullableString,
     models: { type: [String], default: [] },
     limits: { rpm: int64, tpm: int64 },
+    cache: { ttl_secs: int64 },
     budget: { total_tokens: int64, total_usd_micros: int64 },
     route: nullableString,
     metadata: { type: Schema.Types.Mixed, default: {} },
@@ -126,6 +137,17 @@ const ledgerScopeSchema = new Schema(
   options,
 );
 ledgerScopeSchema.index({ kind: 1, scope: 1 }, { unique: true });
+
+const rateLimitSchema = new Schema(
+  {
+    scope: { type: String, required: true },
+    rpm: int64,
+    tpm: int64,
+    updated_at: int64Required,
+  },
+  options,
+);
+rateLimitSchema.index({ scope: 1 }, { unique: true });
 
 const reservationSchema = new Schema(
   {
@@ -182,6 +204,7 @@ export interface MongooseModels {
   scopes: Model<LedgerScopeDoc>;
   reservations: Model<ReservationDoc>;
   audit: Model<AuditDoc>;
+  rateLimits: Model<RateLimitDoc>;
   changes: Model<ChangeDoc>;
   counters: Model<CounterDoc>;
   leases: Model<JobLeaseDoc>;
@@ -194,6 +217,7 @@ export function createModels(connection: Connection): MongooseModels {
     scopes: connection.model<LedgerScopeDoc>('LedgerScope', ledgerScopeSchema, 'ledger_scopes'),
     reservations: connection.model<ReservationDoc>('LedgerReservation', reservationSchema, 'ledger_reservations'),
     audit: connection.model<AuditDoc>('AuditRecord', auditSchema, 'audit_log'),
+    rateLimits: connection.model<RateLimitDoc>('RateLimit', rateLimitSchema, 'rate_limits'),
     changes: connection.model<ChangeDoc>('Change', changeSchema, 'changes'),
     counters: connection.model<CounterDoc>('Counter', counterSchema, 'counters'),
     leases: connection.model<JobLeaseDoc>('JobLease', jobLeaseSchema, 'job_leases'),
@@ -215,6 +239,19 @@ export function driverCollection<T extends mongo.Document>(model: Model<T>): mon
 
 export function isDuplicateKey(error: unknown): boolean {
   return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === 11000;
+}
+
+/**
+ * Two concurrent upserts of one new document (same unique key) can both try to insert; the loser gets a
+ * duplicate key error, and running it again updates the document the winner created.
+ */
+export async function retryOnDuplicate<T>(operation: () => Promise<T>): Promise<T> {
+  try {
+    return await operation();
+  } catch (error) {
+    if (!isDuplicateKey(error)) throw error;
+    return operation();
+  }
 }
 
 /**

@@ -4,6 +4,8 @@ export type LedgerKind = 'tokens' | 'usd_micros';
 export class RedisKeys {
   readonly changes: string;
   readonly vk: { records: string; byToken: string; tokenOf: string; ids: string };
+  /** Scope rate limits: scope -> JSON, and the lex-ordered zset of scopes for keyset paging. */
+  readonly rateLimits: { records: string; scopes: string };
   readonly audit: {
     records: string;
     byTime: string;
@@ -20,6 +22,10 @@ export class RedisKeys {
       byToken: `${prefix}:vk:by-token`,
       tokenOf: `${prefix}:vk:token-of`,
       ids: `${prefix}:vk:ids`,
+    };
+    this.rateLimits = {
+      records: `${prefix}:ratelimits`,
+      scopes: `${prefix}:ratelimits:scopes`,
     };
     const audit = `${prefix}:audit`;
     this.audit = {

@@ -13,6 +13,8 @@ interface VirtualKeyDoc {
   userId: string | null;
   models: string[];
   limits: { rpm: number | null; tpm: number | null };
+  /** Absent on keys written before the response cache. */
+  cache?: { ttlSecs: number | null };
   budget: { totalTokens: number | null; totalUsdMicros: number | null };
   route: string | null;
   metadata: Record<string, unknown>;
@@ -33,6 +35,7 @@ export function virtualKeyToJson(key: VirtualKey): string {
     userId: key.userId,
     models: [...key.models],
     limits: { rpm: key.limits.rpm, tpm: key.limits.tpm },
+    cache: { ttlSecs: key.cache.ttlSecs },
     budget: { totalTokens: key.budget.totalTokens, totalUsdMicros: key.budget.totalUsdMicros },
     route: key.route,
     metadata: key.metadata,
@@ -56,6 +59,7 @@ export function virtualKeyFromJson(json: string): VirtualKey {
     userId: doc.userId ?? null,
     models: doc.models ?? [],
     limits: { rpm: doc.limits?.rpm ?? null, tpm: doc.limits?.tpm ?? null },
+    cache: { ttlSecs: doc.cache?.ttlSecs ?? null },
     budget: { totalTokens: doc.budget?.totalTokens ?? null, totalUsdMicros: doc.budget?.totalUsdMicros ?? null },
     route: doc.route ?? null,
     metadata: doc.metadata ?? {},

@@ -1,11 +1,12 @@
 import { Redis } from 'ioredis';
-import { redactUrl } from '../../redact';
+import { redactUrl, withoutPassword } from '../../redact';
 import { StorageBackend, StorageOptions } from '../../storage-backend';
 import { RedisAuditLogRepository } from './redis-audit-log.repository';
 import { RedisChangeFeed } from './redis-change-feed';
 import { RedisJobLock } from './redis-job-lock';
 import { RedisKeys } from './redis-keys';
 import { RedisAccountingLedger, RedisBudgetLedger, RedisCostLedger } from './redis-ledger';
+import { RedisRateLimitRepository } from './redis-rate-limit.repository';
 import { defineScripts } from './redis-scripts';
 import { RedisVirtualKeyRepository } from './redis-virtual-key.repository';
 
@@ -57,6 +58,7 @@ class RedisStorageBackend implements StorageBackend {
   readonly costs: RedisCostLedger;
   readonly accounting: RedisAccountingLedger;
   readonly audit: RedisAuditLogRepository;
+  readonly rateLimits: RedisRateLimitRepository;
   readonly locks: RedisJobLock;
   private closing: Promise<void> | null = null;
 
@@ -73,6 +75,7 @@ class RedisStorageBackend implements StorageBackend {
     this.costs = new RedisCostLedger(commands, keys);
     this.accounting = new RedisAccountingLedger(commands, keys);
     this.audit = new RedisAuditLogRepository(commands, keys);
+    this.rateLimits = new RedisRateLimitRepository(commands, keys);
     this.locks = new RedisJobLock(commands, keys);
   }
 
@@ -112,7 +115,8 @@ async function connect(client: Redis, timeoutMs: number): Promise<void> {
   }
 }
 
-async function quit(client: Redis): Promise<void> {
+/** Quits politely when connected, else drops the connection (never waits on a dead server). */
+export async function quit(client: Redis): Promise<void> {
   if (client.status === 'end') return;
   if (client.status !== 'ready') {
     client.disconnect();
@@ -127,13 +131,4 @@ async function quit(client: Redis): Promise<void> {
 
 function describe(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
-}
-
-function withoutPassword(message: string, url: string): string {
-  try {
-    const password = decodeURIComponent(new URL(url).password);
-    return password ? message.split(password).join('***') : message;
-  } catch {
-    return message;
-  }
 }

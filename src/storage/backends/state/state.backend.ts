@@ -7,18 +7,22 @@ import { MemoryAuditLogRepository } from '../memory/memory-audit-log.repository'
 import { MemoryChangeFeed } from '../memory/memory-change-feed';
 import { MemoryJobLock } from '../memory/memory-job-lock';
 import { MemoryLedger } from '../memory/memory-ledger';
+import { MemoryRateLimitRepository } from '../memory/memory-rate-limit.repository';
 import { MemoryVirtualKeyRepository } from '../memory/memory-virtual-key.repository';
+
+/** A key as the file holds it; a file written before `cache` existed has keys without it. */
+type StoredKey = Omit<VirtualKey, 'cache'> & { cache?: Partial<VirtualKey['cache']> };
 
 interface StateFileContent {
   version: 1;
-  virtual_keys: VirtualKey[];
+  virtual_keys: StoredKey[];
 }
 
 /**
- * Virtual keys in a JSON file (`STATE_FILE`); ledgers, audit and the change feed stay in memory
- * (the original gateway's `--state` mode). Every key change rewrites the file atomically: write a
- * temporary file beside it, fsync, rename over the old one, so a crash leaves the old or the new file,
- * never half of one. A file that cannot be parsed is never overwritten: opening fails instead.
+ * Virtual keys in a JSON file (`STATE_FILE`); ledgers, scope rate limits, audit and the change feed
+ * stay in memory (the original gateway's `--state` mode). Every key change rewrites the file atomically:
+ * write a temporary file beside it, fsync, rename over the old one, so a crash leaves the old or the new
+ * file, never half of one. A file that cannot be parsed is never overwritten: opening fails instead.
  */
 export async function openStateBackend(options: StorageOptions): Promise<StorageBackend> {
   const file = path.resolve(options.state.file);
@@ -37,6 +41,7 @@ export async function openStateBackend(options: StorageOptions): Promise<Storage
     budgets: new MemoryLedger(),
     costs: new MemoryLedger(),
     audit: new MemoryAuditLogRepository(),
+    rateLimits: new MemoryRateLimitRepository(),
     changes: new MemoryChangeFeed(),
     locks: new MemoryJobLock(),
     ping: () => fs.access(path.dirname(file)),
@@ -74,7 +79,12 @@ async function readStateFile(file: string): Promise<VirtualKey[] | null> {
       throw new Error(`STATE_FILE "${file}": virtual_keys[${i}] has no id/tokenHash; the file was left untouched`);
     }
   });
-  return content.virtual_keys;
+  return content.virtual_keys.map(withDefaults);
+}
+
+/** Fields added since a file was written read as their defaults (`cache`: the global TTL). */
+function withDefaults(key: StoredKey): VirtualKey {
+  return { ...key, cache: { ttlSecs: key.cache?.ttlSecs ?? null } };
 }
 
 async function writeAtomically(file: string, text: string): Promise<void> {

@@ -6,7 +6,7 @@ import { VirtualKeyEntity } from './entities/virtual-key.entity';
 import { toVirtualKey, toVirtualKeyEntity } from './mappers/virtual-key.mapper';
 import { SqlSession, TypeormStore, isUniqueViolation } from './typeorm-store';
 
-/** Rows per multi-row INSERT when seeding: 18 columns stays far below both dialects' parameter limits. */
+/** Rows per multi-row INSERT when seeding: 19 columns stays far below both dialects' parameter limits. */
 const SEED_CHUNK = 500;
 
 const isString = (v: unknown): v is string => typeof v === 'string';

@@ -6,27 +6,32 @@ import { AuditLogRepository } from '../../../audit/audit-log.repository';
 import { BudgetLedger } from '../../../budgets/budget-ledger';
 import { AccountingLedger } from '../../../budgets/domain/accounting-ledger';
 import { CostLedger } from '../../../costs/cost-ledger';
+import { ScopeRateLimitRepository } from '../../../rate-limits/scope-rate-limit.repository';
 import { VirtualKeyRepository } from '../../../virtual-keys/virtual-key.repository';
 import { JobLock } from '../../job-lock';
-import { redactUrl } from '../../redact';
+import { redactUrl, withoutPassword } from '../../redact';
 import { StorageBackend, StorageOptions } from '../../storage-backend';
 import { AuditLogEntity } from './entities/audit-log.entity';
 import { ChangeLogEntity } from './entities/change-log.entity';
 import { LedgerReservationEntity } from './entities/ledger-reservation.entity';
 import { LedgerScopeEntity } from './entities/ledger-scope.entity';
+import { RateLimitEntity } from './entities/rate-limit.entity';
 import { VirtualKeyEntity } from './entities/virtual-key.entity';
 import { PostgresInitialSchema1767225600000 } from './migrations/postgres/1767225600000-initial-schema';
 import { PostgresLedgerFunctions1767398400000 } from './migrations/postgres/1767398400000-ledger-functions';
+import { PostgresCacheTtlAndRateLimits1767484800000 } from './migrations/postgres/1767484800000-cache-ttl-and-rate-limits';
 import { SqliteInitialSchema1767225600000 } from './migrations/sqlite/1767225600000-initial-schema';
 import { SqliteJobLeases1767312000000 } from './migrations/sqlite/1767312000000-job-leases';
+import { SqliteCacheTtlAndRateLimits1767484800000 } from './migrations/sqlite/1767484800000-cache-ttl-and-rate-limits';
 import { TypeormAuditLogRepository } from './typeorm-audit-log.repository';
 import { PgModule, PostgresChangeFeed, SqliteChangeFeed } from './typeorm-change-feed';
 import { PostgresJobLock, SqliteJobLock } from './typeorm-job-lock';
 import { SqliteAccountingLedger, TypeormLedger } from './typeorm-ledger';
+import { TypeormRateLimitRepository } from './typeorm-rate-limit.repository';
 import { SerialQueue, TypeormStore, acquireFileQueue, quoteIdentifier } from './typeorm-store';
 import { TypeormVirtualKeyRepository } from './typeorm-virtual-key.repository';
 
-const SHARED_ENTITIES = [VirtualKeyEntity, LedgerScopeEntity, LedgerReservationEntity, AuditLogEntity];
+const SHARED_ENTITIES = [VirtualKeyEntity, LedgerScopeEntity, LedgerReservationEntity, AuditLogEntity, RateLimitEntity];
 /** How long SQLite waits for another connection's write lock before failing with SQLITE_BUSY. */
 const SQLITE_BUSY_TIMEOUT_MS = 5000;
 const PG_CONNECT_TIMEOUT_MS = 10_000;
@@ -51,6 +56,7 @@ class TypeormBackend implements StorageBackend {
   readonly costs: CostLedger;
   readonly accounting?: AccountingLedger;
   readonly audit: AuditLogRepository;
+  readonly rateLimits: ScopeRateLimitRepository;
   private closing: Promise<void> | null = null;
 
   constructor(
@@ -71,6 +77,7 @@ class TypeormBackend implements StorageBackend {
     // functions in parallel (ParallelAccountingLedger).
     if (name === 'sqlite') this.accounting = new SqliteAccountingLedger(store, tokens, costs);
     this.audit = new TypeormAuditLogRepository(store);
+    this.rateLimits = new TypeormRateLimitRepository(store);
   }
 
   ping(): Promise<void> {
@@ -110,7 +117,7 @@ async function openSqlite(options: StorageOptions): Promise<StorageBackend> {
       db.exec('BEGIN IMMEDIATE');
     },
     entities: [...SHARED_ENTITIES, ChangeLogEntity],
-    migrations: [SqliteInitialSchema1767225600000, SqliteJobLeases1767312000000],
+    migrations: [SqliteInitialSchema1767225600000, SqliteJobLeases1767312000000, SqliteCacheTtlAndRateLimits1767484800000],
     migrationsRun: true,
     // Already inside the BEGIN IMMEDIATE above, which makes all pending migrations one transaction.
     migrationsTransactionMode: 'none',
@@ -166,7 +173,7 @@ async function openPostgres(options: StorageOptions): Promise<StorageBackend> {
       // pg-pool 3 options: `min` idle connections are kept, `max` caps the pool.
       extra: { min: poolMin, max: poolMax, idleTimeoutMillis: PG_IDLE_TIMEOUT_MS },
       entities: SHARED_ENTITIES,
-      migrations: [PostgresInitialSchema1767225600000, PostgresLedgerFunctions1767398400000],
+      migrations: [PostgresInitialSchema1767225600000, PostgresLedgerFunctions1767398400000, PostgresCacheTtlAndRateLimits1767484800000],
       migrationsRun: true,
       synchronize: false,
       logging: false,
@@ -233,15 +240,4 @@ function causeOf(error: unknown): string {
   const code = (error as { code?: unknown }).code;
   const message = error.message || error.name;
   return typeof code === 'string' && !message.includes(code) ? `${message} (${code})` : message;
-}
-
-function withoutPassword(message: string, dsn: string): string {
-  let password = '';
-  try {
-    password = decodeURIComponent(new URL(dsn).password);
-  } catch {
-    return message;
-  }
-  // Very short passwords would garble the message and cannot be told apart from ordinary text anyway.
-  return password.length >= 3 ? message.split(password).join('***') : message;
 }

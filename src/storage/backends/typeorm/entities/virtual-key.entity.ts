@@ -43,6 +43,9 @@ export class VirtualKeyEntity {
   @Column({ name: 'limit_tpm', type: 'bigint', nullable: true, transformer: bigintToNumber })
   limitTpm: number | null;
 
+  @Column({ name: 'cache_ttl_secs', type: 'bigint', nullable: true, transformer: bigintToNumber })
+  cacheTtlSecs: number | null;
+
   @Column({ name: 'budget_total_tokens', type: 'bigint', nullable: true, transformer: bigintToNumber })
   budgetTotalTokens: number | null;
 

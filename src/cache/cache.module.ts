@@ -1,0 +1,51 @@
+import { Logger, Module } from '@nestjs/common';
+import { AuditModule } from '../audit/audit.module';
+import { AppConfig } from '../config/app-config';
+import { ActiveStorage } from '../storage/active-storage';
+import { redactUrl } from '../storage/redact';
+import { CacheController } from './cache.controller';
+import { l2RedisUrl } from './l2-url';
+import { openRedisResponseCacheStore } from './redis-response-cache.store';
+import { ResponseCacheService } from './response-cache.service';
+import { ResponseCacheStore } from './response-cache.store';
+
+/** An L2 answer slower than this is not worth waiting for: the request goes upstream as a miss. */
+const L2_TIMEOUT_CAP_MS = 1000;
+const CONNECTION_ERROR_LOG_INTERVAL_MS = 60_000;
+
+async function openL2(config: AppConfig, storage: ActiveStorage): Promise<ResponseCacheStore | null> {
+  const logger = new Logger('ResponseCacheStore');
+  const url = l2RedisUrl(config.cache, config.storage, storage.info.backend);
+  if (url === null) {
+    logger.log('proxy cache: in-process only (no CACHE_REDIS_URL, and the store is not redis)');
+    return null;
+  }
+  logger.log(`proxy cache: in-process, shared through redis ${redactUrl(url)}`);
+  let lastLog = 0;
+  return openRedisResponseCacheStore({
+    url,
+    prefix: config.cache.redisPrefix,
+    timeoutMs: Math.min(config.storage.options.redis.timeoutMs, L2_TIMEOUT_CAP_MS),
+    onError: (error) => {
+      if (Date.now() - lastLog < CONNECTION_ERROR_LOG_INTERVAL_MS) return;
+      lastLog = Date.now();
+      logger.warn(`proxy cache redis connection: ${error.message}`);
+    },
+  });
+}
+
+/**
+ * The proxy response cache (ResponseCacheService, used by the proxy) and its admin purge route. The
+ * shared L2 is opened here, when there is a redis to put it in. AppConfig, ActiveStorage, ChangeFeed
+ * and metrics come from global modules.
+ */
+@Module({
+  imports: [AuditModule],
+  controllers: [CacheController],
+  providers: [
+    { provide: ResponseCacheStore, useFactory: openL2, inject: [AppConfig, ActiveStorage] },
+    ResponseCacheService,
+  ],
+  exports: [ResponseCacheService],
+})
+export class CacheModule {}

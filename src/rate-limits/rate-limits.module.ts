@@ -1,0 +1,30 @@
+import { Module } from '@nestjs/common';
+import { AuditModule } from '../audit/audit.module';
+import { AppConfig } from '../config/app-config';
+import { ActiveStorage } from '../storage/active-storage';
+import { MemoryRateLimiter } from './memory-rate-limiter';
+import { RateLimiter } from './rate-limiter';
+import { RateLimitsController } from './rate-limits.controller';
+import { RateLimitsService } from './rate-limits.service';
+import { RedisRateLimiter } from './redis-rate-limiter';
+
+/**
+ * Rate limits: the service the proxy asks (RateLimitsService), the admin routes, and the limiter —
+ * shared counters in redis when the store is redis, otherwise in process (per replica). The scope
+ * limits themselves live in the store (ScopeRateLimitRepository, bound by StorageModule).
+ */
+@Module({
+  imports: [AuditModule],
+  controllers: [RateLimitsController],
+  providers: [
+    {
+      provide: RateLimiter,
+      useFactory: (storage: ActiveStorage, config: AppConfig): RateLimiter =>
+        storage.info.backend === 'redis' ? RedisRateLimiter.open(config.storage.options.redis) : new MemoryRateLimiter(),
+      inject: [ActiveStorage, AppConfig],
+    },
+    RateLimitsService,
+  ],
+  exports: [RateLimitsService],
+})
+export class RateLimitsModule {}

@@ -1,0 +1,99 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Redis } from 'ioredis';
+import { RateDecision, RateLimitRule, ScopeCounts, decide, tokenCost, tokenDelta } from './domain/rate-decision';
+import { WINDOW_MS, elapsedInWindow, windowIndex } from './domain/sliding-window';
+import { RateLimiter } from './rate-limiter';
+
+const SCRIPTS = { rateLimitAdmit: 'rate-limit-admit.lua', rateLimitAdjust: 'rate-limit-adjust.lua' } as const;
+type ScriptName = keyof typeof SCRIPTS;
+type ScriptCall = (numKeys: number, ...args: Array<string | number>) => Promise<unknown>;
+
+const sources = Object.fromEntries(
+  Object.entries(SCRIPTS).map(([name, file]) => [name, fs.readFileSync(path.join(__dirname, 'lua', file), 'utf8')]),
+) as Record<ScriptName, string>;
+
+const MAX_RETRY_DELAY_MS = 2000;
+
+/**
+ * The counters in redis/valkey, shared by every replica on the store: `<prefix>:rl:<scope>:<window>`
+ * hashes (`r` requests, `t` tokens) that expire two windows after their last admission. Admission is
+ * ONE script call for all of a request's scopes (lua/rate-limit-admit.lua), an adjustment one more
+ * (lua/rate-limit-adjust.lua): EVALSHA, EVAL only after a NOSCRIPT. The window is taken from the
+ * gateway's clock, so replicas' clocks should agree (NTP); a skew of s ms shifts their windows by s.
+ * Multi-key scripts: like the ledger's, not for Redis Cluster.
+ */
+export class RedisRateLimiter extends RateLimiter {
+  constructor(
+    private readonly redis: Redis,
+    private readonly prefix: string,
+    /** Whether close() should quit the connection (it was opened for this limiter). */
+    private readonly ownsConnection = false,
+  ) {
+    super();
+    for (const name of Object.keys(SCRIPTS) as ScriptName[]) {
+      if (!(name in redis)) redis.defineCommand(name, { lua: sources[name] });
+    }
+  }
+
+  /**
+   * A limiter on its own connection to the store's server (`REDIS_URL`/`VALKEY_URL`, `REDIS_PREFIX`):
+   * the storage backend's connection is private to its adapters, and a separate auto-pipelined one
+   * keeps admissions from queueing behind ledger traffic. Not awaited: it connects in the background
+   * and reconnects with a capped backoff; a command that gets no answer within `timeoutMs` rejects.
+   */
+  static open(options: { url: string; prefix: string; timeoutMs: number }): RedisRateLimiter {
+    const redis = new Redis(options.url, {
+      enableAutoPipelining: true,
+      connectTimeout: options.timeoutMs,
+      commandTimeout: options.timeoutMs,
+      retryStrategy: (attempt) => Math.min(attempt * 100, MAX_RETRY_DELAY_MS),
+    });
+    // Without a listener ioredis prints connection errors to the console; failing commands report them.
+    redis.on('error', () => undefined);
+    return new RedisRateLimiter(redis, options.prefix, true);
+  }
+
+  async admit(rules: RateLimitRule[], tokens: number, now = Date.now()): Promise<RateDecision> {
+    const index = windowIndex(now);
+    const elapsed = elapsedInWindow(now);
+    const cost = tokenCost(tokens);
+    const keys = rules.flatMap((rule) => [this.key(rule.scope, index), this.key(rule.scope, index - 1)]);
+    const limits = rules.flatMap((rule) => [rule.rpm ?? -1, rule.tpm ?? -1]);
+    const reply = (await this.run('rateLimitAdmit', keys, [elapsed, WINDOW_MS, cost, ...limits])) as number[];
+    const counts: ScopeCounts[] = rules.map((_, i) => ({
+      requests: { previous: Number(reply[4 * i + 1]), current: Number(reply[4 * i + 2]) },
+      tokens: { previous: Number(reply[4 * i + 3]), current: Number(reply[4 * i + 4]) },
+    }));
+    return decide(rules, counts, cost, elapsed, Number(reply[0]) === 1);
+  }
+
+  async adjustTokens(rules: RateLimitRule[], delta: number, admittedAt: number, now = Date.now()): Promise<void> {
+    const index = windowIndex(now);
+    const admittedIn = windowIndex(admittedAt);
+    const change = tokenDelta(delta);
+    if (change === 0 || rules.length === 0 || admittedIn > index || admittedIn < index - 1) return;
+    await this.run('rateLimitAdjust', rules.map((rule) => this.key(rule.scope, admittedIn)), [change]);
+  }
+
+  override async close(): Promise<void> {
+    if (!this.ownsConnection || this.redis.status === 'end') return;
+    if (this.redis.status !== 'ready') {
+      this.redis.disconnect();
+      return;
+    }
+    try {
+      await this.redis.quit();
+    } catch {
+      this.redis.disconnect();
+    }
+  }
+
+  private key(scope: string, index: number): string {
+    return `${this.prefix}:rl:${scope}:${index}`;
+  }
+
+  private run(name: ScriptName, keys: string[], args: Array<string | number>): Promise<unknown> {
+    return (this.redis as unknown as Record<ScriptName, ScriptCall>)[name](keys.length, ...keys, ...args);
+  }
+}

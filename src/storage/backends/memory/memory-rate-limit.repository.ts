@@ -1,0 +1,34 @@
+import { ErrorCode, GatewayError } from '../../../common/errors/gateway-error';
+import { Page, decodeCursor, encodeCursor } from '../../../common/page';
+import { ScopeRateLimit, ScopeRateLimitRepository } from '../../../rate-limits/scope-rate-limit.repository';
+
+const isString = (v: unknown): v is string => typeof v === 'string';
+
+/** Scope rate limits in a Map: in process only, gone on restart (memory and state backends). */
+export class MemoryRateLimitRepository extends ScopeRateLimitRepository {
+  private readonly byScope = new Map<string, ScopeRateLimit>();
+
+  async get(scope: string): Promise<ScopeRateLimit | null> {
+    const limit = this.byScope.get(scope);
+    return limit ? { ...limit } : null;
+  }
+
+  async put(limit: ScopeRateLimit): Promise<void> {
+    this.byScope.set(limit.scope, { ...limit });
+  }
+
+  async delete(scope: string): Promise<boolean> {
+    return this.byScope.delete(scope);
+  }
+
+  async list(limit: number, cursor: string | null): Promise<Page<ScopeRateLimit>> {
+    const size = Math.max(1, limit);
+    const after = cursor === null ? null : decodeCursor(cursor, isString);
+    if (cursor !== null && after === null) throw new GatewayError(ErrorCode.InvalidRequest, 'invalid cursor', 'cursor');
+    const matching = [...this.byScope.values()]
+      .filter((l) => after === null || l.scope > after)
+      .sort((a, b) => (a.scope < b.scope ? -1 : a.scope > b.scope ? 1 : 0));
+    const items = matching.slice(0, size).map((l) => ({ ...l }));
+    return { items, nextCursor: matching.length > size ? encodeCursor(items[items.length - 1].scope) : null };
+  }
+}

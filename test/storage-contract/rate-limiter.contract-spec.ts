@@ -1,0 +1,185 @@
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { WINDOW_MS } from '../../src/rate-limits/domain/sliding-window';
+import { MemoryRateLimiter } from '../../src/rate-limits/memory-rate-limiter';
+import { RateLimitRule, RateLimiter } from '../../src/rate-limits/rate-limiter';
+import { RedisRateLimiter } from '../../src/rate-limits/redis-rate-limiter';
+import { testStorageOptions } from './options';
+
+const REDIS_URL = testStorageOptions().redis.url;
+/** 10 s into some window; every test picks its own scopes, so they do not share counters. */
+const T0 = 29_000_000 * WINDOW_MS + 10_000;
+
+let scopeSeq = 0;
+const scope = (type = 'key') => `${type}:s${++scopeSeq}`;
+
+interface LimiterTarget {
+  name: string;
+  /** Two limiters over the same counters (two replicas, for redis two connections). */
+  open(): Promise<{ a: RateLimiter; b: RateLimiter }>;
+  teardown(): Promise<void>;
+}
+
+/** What every RateLimiter must do, whatever keeps the counters. */
+function describeRateLimiterContract(target: LimiterTarget): void {
+  describe(`RateLimiter contract: ${target.name}`, () => {
+    let a: RateLimiter;
+    let b: RateLimiter;
+
+    beforeAll(async () => ({ a, b } = await target.open()));
+    afterAll(() => target.teardown());
+
+    it('admits up to rpm, refuses the next with the scope and retry-after, and admits again when that has passed', async () => {
+      const rules: RateLimitRule[] = [{ scope: scope(), rpm: 3, tpm: null }];
+      const decisions = [];
+      for (let i = 0; i < 4; i++) decisions.push(await a.admit(rules, 10, T0 + i));
+      expect(decisions.map((d) => [d.ok, d.remainingRequests])).toEqual([[true, 2], [true, 1], [true, 0], [false, 0]]);
+      expect(decisions[3]).toMatchObject({ scope: rules[0].scope, kind: 'requests', limitRequests: 3, limitTokens: null });
+      expect(decisions[3].retryAfterMs).toBe(50_000 - 3 + 20_000);
+      const retryAt = T0 + 3 + decisions[3].retryAfterMs;
+      expect((await a.admit(rules, 10, retryAt - 1)).ok).toBe(false);
+      expect((await a.admit(rules, 10, retryAt)).ok).toBe(true);
+    });
+
+    it('is all or nothing across rules', async () => {
+      const key = { scope: scope(), rpm: 10, tpm: 1000 };
+      const tenant = { scope: scope('tenant'), rpm: 1, tpm: null };
+      expect((await a.admit([key, tenant], 100, T0)).ok).toBe(true);
+      expect(await a.admit([key, tenant], 100, T0 + 1)).toMatchObject({ ok: false, scope: tenant.scope, kind: 'requests' });
+      expect(await a.admit([key], 100, T0 + 2)).toMatchObject({ ok: true, remainingRequests: 8, remainingTokens: 800 });
+    });
+
+    it('refuses by tpm, and says when a request can never fit', async () => {
+      const rules = [{ scope: scope(), rpm: null, tpm: 100 }];
+      expect((await a.admit(rules, 70, T0)).ok).toBe(true);
+      const refused = await a.admit(rules, 40, T0 + 1);
+      expect(refused).toMatchObject({ ok: false, kind: 'tokens', limitTokens: 100, remainingTokens: 30 });
+      expect(refused.retryAfterMs).toBeGreaterThan(0);
+      expect(await a.admit(rules, 101, T0 + 2)).toMatchObject({ ok: false, kind: 'tokens', retryAfterMs: Infinity });
+    });
+
+    it('corrects the tokens of the admission window down and up, never below 0, as seen by the other replica', async () => {
+      const rules = [{ scope: scope(), rpm: null, tpm: 100 }];
+      await a.admit(rules, 80, T0);
+      await a.adjustTokens(rules, -50, T0, T0 + 5);
+      expect(await b.admit(rules, 60, T0 + 6)).toMatchObject({ ok: true, remainingTokens: 10 });
+      await b.adjustTokens(rules, 20, T0 + 6, T0 + 7);
+      expect(await a.admit(rules, 1, T0 + 8)).toMatchObject({ ok: false, remainingTokens: 0 });
+      await a.adjustTokens(rules, -10_000, T0, T0 + 9);
+      expect(await b.admit(rules, 100, T0 + 10)).toMatchObject({ ok: true, remainingTokens: 0 });
+    });
+
+    it('corrects the previous window after a boundary, and leaves older windows alone', async () => {
+      const rules = [{ scope: scope(), rpm: null, tpm: 100 }];
+      const boundary = (Math.floor(T0 / WINDOW_MS) + 1) * WINDOW_MS;
+      await a.admit(rules, 100, boundary - 1);
+      expect((await a.admit(rules, 10, boundary)).ok).toBe(false);
+      await a.adjustTokens(rules, -60, boundary - 1, boundary + 1);
+      expect(await a.admit(rules, 10, boundary + 2)).toMatchObject({ ok: true, remainingTokens: 50 });
+      await a.adjustTokens(rules, 1000, boundary - 1, boundary + WINDOW_MS);
+      expect(await a.admit(rules, 90, boundary + WINDOW_MS)).toMatchObject({ ok: true, remainingTokens: 0 });
+    });
+
+    it('admits exactly rpm of 200 concurrent requests sent through two replicas', async () => {
+      const rules = [
+        { scope: scope(), rpm: 60, tpm: null },
+        { scope: scope('tenant'), rpm: 1000, tpm: 1_000_000 },
+      ];
+      const decisions = await Promise.all(Array.from({ length: 200 }, (_, i) => (i % 2 === 0 ? a : b).admit(rules, 5, T0 + (i % 7))));
+      expect(decisions.filter((d) => d.ok)).toHaveLength(60);
+      // The refused ones counted nowhere: the tenant saw exactly the 60.
+      expect(await a.admit([rules[1]], 5, T0 + 10)).toMatchObject({ remainingRequests: 1000 - 61, remainingTokens: 1_000_000 - 61 * 5 });
+    });
+  });
+}
+
+async function deletePrefix(prefix: string): Promise<void> {
+  const redis = new Redis(REDIS_URL);
+  try {
+    const stream = redis.scanStream({ match: `${prefix}:*`, count: 1000 });
+    for await (const keys of stream as AsyncIterable<string[]>) {
+      if (keys.length > 0) await redis.unlink(...keys);
+    }
+  } finally {
+    redis.disconnect();
+  }
+}
+
+describeRateLimiterContract({
+  name: 'memory (one replica)',
+  open: async () => {
+    const limiter = new MemoryRateLimiter();
+    return { a: limiter, b: limiter };
+  },
+  teardown: async () => undefined,
+});
+
+const redisPrefix = `ditto-test-${randomBytes(6).toString('hex')}`;
+const connections: Redis[] = [];
+
+describeRateLimiterContract({
+  name: 'redis (two connections)',
+  open: async () => {
+    const [one, two] = [new Redis(REDIS_URL), new Redis(REDIS_URL, { enableAutoPipelining: true })];
+    connections.push(one, two);
+    return { a: new RedisRateLimiter(one, redisPrefix), b: new RedisRateLimiter(two, redisPrefix) };
+  },
+  teardown: async () => {
+    for (const connection of connections.splice(0)) connection.disconnect();
+    await deletePrefix(redisPrefix);
+  },
+});
+
+describe('RedisRateLimiter', () => {
+  const prefix = `ditto-test-${randomBytes(6).toString('hex')}`;
+  let redis: Redis;
+  let limiter: RedisRateLimiter;
+
+  beforeAll(() => {
+    redis = new Redis(REDIS_URL, { enableAutoPipelining: true });
+    limiter = new RedisRateLimiter(redis, prefix);
+  });
+
+  afterAll(async () => {
+    redis.disconnect();
+    await deletePrefix(prefix);
+  });
+
+  it('sends one script call per admission and per correction, whatever the number of scopes', async () => {
+    const rules = [
+      { scope: scope(), rpm: 100, tpm: 10_000 },
+      { scope: scope('tenant'), rpm: 100, tpm: null },
+      { scope: scope('project'), rpm: null, tpm: 10_000 },
+      { scope: scope('user'), rpm: 100, tpm: 10_000 },
+    ];
+    // The first call of each script may load it (EVALSHA → NOSCRIPT → EVAL).
+    await limiter.admit(rules, 1, T0);
+    await limiter.adjustTokens(rules, 1, T0, T0);
+    const sent = jest.spyOn(redis, 'sendCommand');
+    for (let i = 0; i < 10; i++) await limiter.admit(rules, 10, T0 + i);
+    expect(sent.mock.calls.map(([command]) => command.name)).toEqual(Array(10).fill('evalsha'));
+    sent.mockClear();
+    await limiter.adjustTokens(rules, -5, T0, T0 + 20);
+    expect(sent.mock.calls.map(([command]) => command.name)).toEqual(['evalsha']);
+    sent.mockRestore();
+  });
+
+  it('keeps a window counter for two windows: `<prefix>:rl:<scope>:<window>` with a TTL', async () => {
+    const rules = [{ scope: 'tenant:ttl', rpm: 5, tpm: null }];
+    const now = Date.now();
+    await limiter.admit(rules, 7, now);
+    const counter = `${prefix}:rl:tenant:ttl:${Math.floor(now / WINDOW_MS)}`;
+    expect(await redis.hgetall(counter)).toEqual({ r: '1', t: '7' });
+    const ttl = await redis.pttl(counter);
+    expect(ttl).toBeGreaterThan(WINDOW_MS);
+    expect(ttl).toBeLessThanOrEqual(2 * WINDOW_MS);
+  });
+
+  it('counts nothing on a refusal', async () => {
+    const rules = [{ scope: 'tenant:none', rpm: 1, tpm: null }];
+    await limiter.admit(rules, 3, T0);
+    const counter = `${prefix}:rl:tenant:none:${Math.floor(T0 / WINDOW_MS)}`;
+    expect((await limiter.admit(rules, 3, T0 + 1)).ok).toBe(false);
+    expect(await redis.hgetall(counter)).toEqual({ r: '1', t: '3' });
+  });
+});
