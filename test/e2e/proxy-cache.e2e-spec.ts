@@ -217,3 +217,42 @@ describe('proxy response cache bounds and per-key settings (e2e, sqlite, no L2)'
     expect(bad.body.error.code).toBe('invalid_request');
   });
 });
+
+describe('proxy response cache with PROXY_CACHE_CHARGE=true (e2e, memory store)', () => {
+  let upstream: MockUpstream;
+  let dir: string;
+  let gateway: RunningGateway;
+
+  beforeAll(async () => {
+    upstream = await startMockUpstream();
+    dir = mkdtempSync(path.join(tmpdir(), 'ditto-cache-'));
+    const file = path.join(dir, 'gateway.json');
+    writeFileSync(file, JSON.stringify({ backends: [{ name: 'mock', base_url: upstream.url }], pricing: PRICES }));
+    gateway = await startGateway({ STORAGE_BACKEND: 'memory', GATEWAY_CONFIG: file, ADMIN_TOKEN, AUDIT_FLUSH_MS: '20', PROXY_CACHE_TTL_SECS: '60', PROXY_CACHE_CHARGE: 'true' });
+  });
+
+  afterAll(async () => {
+    await gateway?.close();
+    await upstream?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('charges a hit the stored usage, and refuses a hit the budget cannot pay', async () => {
+    const first = await post(gateway, (await createKey(gateway, { tenant_id: 'paying' })).token, '/v1/chat/completions', chat('Charge me twice.'));
+    const usage = JSON.parse(first.text).usage.total_tokens as number;
+    // Another key of the same tenant, with room for two hits' reservations (estimate = prompt + max_tokens = usage here) but not a third.
+    const key = await createKey(gateway, { tenant_id: 'paying', budget: { total_tokens: 2 * usage + 5 } });
+    const before = upstreamCalls(upstream);
+    expect((await post(gateway, key.token, '/v1/chat/completions', chat('Charge me twice.'))).cache).toBe('hit');
+    expect((await post(gateway, key.token, '/v1/chat/completions', chat('Charge me twice.'))).cache).toBe('hit');
+    expect(upstreamCalls(upstream)).toBe(before);
+    const budget = (await adminGet(gateway, `/admin/budgets/${encodeURIComponent(`key:${key.id}`)}`)).body;
+    expect(budget).toMatchObject({ spent_tokens: 2 * usage, reserved_tokens: 0 });
+    await within(2000, async () => (await adminGet(gateway, `/admin/audit?key_id=${key.id}&kind=proxy`)).body.items.length === 2);
+    const rows = (await adminGet(gateway, `/admin/audit?key_id=${key.id}&kind=proxy`)).body.items as any[];
+    expect(rows.every((r) => r.payload.cached === true && r.payload.charged.tokens === usage && r.payload.charged.basis === 'usage')).toBe(true);
+    const refused = await post(gateway, key.token, '/v1/chat/completions', chat('Charge me twice.'));
+    expect(refused.status).toBe(402);
+    expect(JSON.parse(refused.text).error.code).toBe('budget_exceeded');
+  });
+});
