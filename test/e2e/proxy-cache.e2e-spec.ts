@@ -31,6 +31,25 @@ async function createKey(gateway: RunningGateway, body: Record<string, unknown>)
   return { id: created.body.id as string, token: created.body.token as string };
 }
 
+/** One gateway (with its own mock upstream and temp dir) on `env`; SQLITE_PATH, when given, is a file name in the temp dir. */
+async function startOne(env: Record<string, string>): Promise<{ gateway: RunningGateway; upstream: MockUpstream; close(): Promise<void> }> {
+  const upstream = await startMockUpstream();
+  const dir = mkdtempSync(path.join(tmpdir(), 'ditto-cache-'));
+  const file = path.join(dir, 'gateway.json');
+  writeFileSync(file, JSON.stringify({ backends: [{ name: 'mock', base_url: upstream.url }], pricing: PRICES }));
+  const sqlite = env.SQLITE_PATH ? { SQLITE_PATH: path.join(dir, env.SQLITE_PATH) } : {};
+  const gateway = await startGateway({ ...env, ...sqlite, GATEWAY_CONFIG: file, ADMIN_TOKEN, AUDIT_FLUSH_MS: '20' });
+  return {
+    gateway,
+    upstream,
+    close: async () => {
+      await gateway.close();
+      await upstream.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
 const upstreamCalls = (upstream: MockUpstream, pathname = '/v1/chat/completions') => upstream.requests.filter((r) => r.url === pathname).length;
 
 describe('proxy response cache across two replicas on redis (e2e)', () => {
@@ -156,31 +175,16 @@ describe('proxy response cache across two replicas on redis (e2e)', () => {
 });
 
 describe('proxy response cache bounds and per-key settings (e2e, sqlite, no L2)', () => {
-  let upstream: MockUpstream;
-  let dir: string;
+  let one: Awaited<ReturnType<typeof startOne>>;
   let gateway: RunningGateway;
 
   beforeAll(async () => {
-    upstream = await startMockUpstream();
-    dir = mkdtempSync(path.join(tmpdir(), 'ditto-cache-'));
-    const file = path.join(dir, 'gateway.json');
-    writeFileSync(file, JSON.stringify({ backends: [{ name: 'mock', base_url: upstream.url }], pricing: PRICES }));
-    gateway = await startGateway({
-      STORAGE_BACKEND: 'sqlite',
-      SQLITE_PATH: path.join(dir, 'ditto.sqlite'),
-      GATEWAY_CONFIG: file,
-      ADMIN_TOKEN,
-      // Off by default: only keys with their own cache setting are cached.
-      PROXY_CACHE_TTL_SECS: '0',
-      PROXY_CACHE_MAX_ENTRY_BYTES: '2000',
-    });
+    // Off by default: only keys with their own cache setting are cached.
+    one = await startOne({ STORAGE_BACKEND: 'sqlite', SQLITE_PATH: 'ditto.sqlite', PROXY_CACHE_TTL_SECS: '0', PROXY_CACHE_MAX_ENTRY_BYTES: '2000' });
+    gateway = one.gateway;
   });
 
-  afterAll(async () => {
-    await gateway?.close();
-    await upstream?.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => one?.close());
 
   it('is off unless the key turns it on, and expires entries after the key TTL', async () => {
     const plain = await createKey(gateway, { tenant_id: 't' });
@@ -219,23 +223,16 @@ describe('proxy response cache bounds and per-key settings (e2e, sqlite, no L2)'
 });
 
 describe('proxy response cache with PROXY_CACHE_CHARGE=true (e2e, memory store)', () => {
+  let one: Awaited<ReturnType<typeof startOne>>;
   let upstream: MockUpstream;
-  let dir: string;
   let gateway: RunningGateway;
 
   beforeAll(async () => {
-    upstream = await startMockUpstream();
-    dir = mkdtempSync(path.join(tmpdir(), 'ditto-cache-'));
-    const file = path.join(dir, 'gateway.json');
-    writeFileSync(file, JSON.stringify({ backends: [{ name: 'mock', base_url: upstream.url }], pricing: PRICES }));
-    gateway = await startGateway({ STORAGE_BACKEND: 'memory', GATEWAY_CONFIG: file, ADMIN_TOKEN, AUDIT_FLUSH_MS: '20', PROXY_CACHE_TTL_SECS: '60', PROXY_CACHE_CHARGE: 'true' });
+    one = await startOne({ STORAGE_BACKEND: 'memory', PROXY_CACHE_TTL_SECS: '60', PROXY_CACHE_CHARGE: 'true' });
+    ({ gateway, upstream } = one);
   });
 
-  afterAll(async () => {
-    await gateway?.close();
-    await upstream?.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => one?.close());
 
   it('charges a hit the stored usage, and refuses a hit the budget cannot pay', async () => {
     const first = await post(gateway, (await createKey(gateway, { tenant_id: 'paying' })).token, '/v1/chat/completions', chat('Charge me twice.'));
