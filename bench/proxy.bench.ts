@@ -15,6 +15,8 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import autocannon from 'autocannon';
+import Redis from 'ioredis';
+import { Client } from 'pg';
 import { recordRun } from './record';
 
 const DURATION_S = Number(process.env.BENCH_DURATION_S ?? 10);
@@ -97,8 +99,10 @@ async function main(): Promise<void> {
   const targets: Array<{ name: string; url: string; auth: boolean }> = [
     { name: 'bare', url: `http://127.0.0.1:${barePort}/v1/chat/completions`, auth: false },
   ];
+  const stores: Array<{ prefix: string; schema: string }> = [];
   for (const backend of BACKENDS) {
     const prefix = `ditto-bench-${randomUUID().slice(0, 8)}`;
+    stores.push({ prefix, schema: `bench_${prefix.slice(-8).replace(/-/g, '')}` });
     const env: Record<string, string> = {
       PORT: '0',
       HOST: '127.0.0.1',
@@ -110,7 +114,7 @@ async function main(): Promise<void> {
       REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379',
       REDIS_PREFIX: prefix,
       POSTGRES_DSN: process.env.TEST_POSTGRES_DSN ?? 'postgres://postgres@127.0.0.1:5432/ditto_test',
-      POSTGRES_SCHEMA: `bench_${prefix.slice(-8).replace(/-/g, '')}`,
+      POSTGRES_SCHEMA: stores[stores.length - 1].schema,
     };
     const url = await start('../src/main.js', [], env, /listening on (http:\/\/[0-9a-z.:]+)/);
     targets.push({ name: `gateway (${backend})`, url: `${url}/v1/chat/completions`, auth: true });
@@ -138,6 +142,27 @@ async function main(): Promise<void> {
     `${machine}; non-streaming chat completion (max_tokens 16) against the mock upstream, budgets on (key + tenant scope, token and cost ledgers); ${DURATION_S} s per measurement after a 2 s warm-up, median of ${ROUNDS} interleaved rounds; every process on the same 2 cores.\n\n${table}`,
   );
   rmSync(dir, { recursive: true, force: true });
+  // The gateways flush their audit queues on the way out: drop the stores once they are gone.
+  await Promise.all(children.map((child) => (child.exitCode === null ? new Promise((resolve) => child.once('exit', resolve).kill('SIGTERM')) : null)));
+  await dropStores(stores);
+}
+
+/** Removes what the gateways wrote (a run leaves hundreds of thousands of audit rows behind otherwise). */
+async function dropStores(stores: Array<{ prefix: string; schema: string }>): Promise<void> {
+  if (BACKENDS.includes('redis')) {
+    const redis = new Redis(process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379');
+    for (const { prefix } of stores) {
+      const keys = await redis.keys(`${prefix}:*`);
+      for (let i = 0; i < keys.length; i += 1000) await redis.del(...keys.slice(i, i + 1000));
+    }
+    redis.disconnect();
+  }
+  if (BACKENDS.includes('postgres')) {
+    const client = new Client({ connectionString: process.env.TEST_POSTGRES_DSN ?? 'postgres://postgres@127.0.0.1:5432/ditto_test' });
+    await client.connect();
+    for (const { schema } of stores) await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    await client.end();
+  }
 }
 
 void main()

@@ -63,7 +63,8 @@ local function charge_scopes(scopes, first, amount, names, names_first, res_key,
   for i, s in ipairs(scopes) do
     s.reserved = s.reserved + amount
     write_scope(KEYS[first + i - 1], s, now)
-    redis.call('ZADD', index, 0, names[names_first + i - 1])
+    -- Every writer indexes the scopes it creates and nothing removes them: only a new one needs it.
+    if not s.exists then redis.call('ZADD', index, 0, names[names_first + i - 1]) end
   end
   write_reservation(res_key, fmt(amount), fmt(now), names, names_first)
   redis.call('ZADD', res_zset, fmt(now), id)
@@ -74,18 +75,20 @@ end
 -- are derived from the stored reservation, which the caller cannot know without a second round trip;
 -- fine on standalone Redis/Valkey (not Redis Cluster).
 local function settle_reservation(res_key, res_zset, index, scope_prefix, id, actual, now)
-  local r = redis.call('HMGET', res_key, 'n', 'amount')
-  if not r[1] then return 0 end
-  local amount = tonumber(r[2])
-  for i = 1, tonumber(r[1]) do
-    local name = redis.call('HGET', res_key, 'scope:' .. i)
+  local flat = redis.call('HGETALL', res_key)
+  if #flat == 0 then return 0 end
+  local r = {}
+  for i = 1, #flat, 2 do r[flat[i]] = flat[i + 1] end
+  local amount = tonumber(r.amount)
+  for i = 1, tonumber(r.n) do
+    local name = r['scope:' .. i]
     local key = scope_prefix .. name
     local s = roll(read_scope(key), now)
     -- Never below 0: putScope (migration) may have rewritten the totals under a live reservation.
     s.reserved = math.max(0, s.reserved - amount)
     if actual then s.spent = s.spent + actual end
     write_scope(key, s, now)
-    redis.call('ZADD', index, 0, name)
+    if not s.exists then redis.call('ZADD', index, 0, name) end
   end
   redis.call('DEL', res_key)
   redis.call('ZREM', res_zset, id)
