@@ -1,7 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Redis } from 'ioredis';
-import { Usage } from '../proxy/usage';
 import { quit } from '../storage/backends/redis/redis.backend';
 import { withoutPassword } from '../storage/redact';
 import { CachePurgeFilter, CachedResponse } from './domain/cached-response';
@@ -16,16 +15,7 @@ const PURGE_BATCH = 500;
 const MAX_RETRY_DELAY_MS = 2000;
 
 /** The JSON stored beside the raw body. */
-interface StoredMeta {
-  status: number;
-  headers: Record<string, string>;
-  usage: Usage | null;
-  keyId: string;
-  tenantId: string | null;
-  model: string | null;
-  storedAt: number;
-  expiresAt: number;
-}
+type StoredMeta = Omit<CachedResponse, 'body'>;
 
 function isStoredMeta(value: unknown): value is StoredMeta {
   const v = value as StoredMeta | null;

@@ -15,6 +15,14 @@ function isScopeCursor(v: unknown): v is { scope: string } {
   return typeof v === 'object' && v !== null && typeof (v as { scope?: unknown }).scope === 'string';
 }
 
+/** The scope a page of a scope-ordered list starts after (null: from the first); 400 for a cursor that is not one. */
+export function scopeAfter(cursor: string | null): string | null {
+  if (cursor === null) return null;
+  const decoded = decodeCursor(cursor, isScopeCursor);
+  if (decoded === null) throw new GatewayError(ErrorCode.InvalidRequest, 'invalid cursor', 'cursor');
+  return decoded.scope;
+}
+
 function asScope(scope: string, reply: unknown): LedgerScope {
   const scoped = scopeFromFields(scope, reply as string[]);
   if (scoped === null) throw new Error(`ledger script answered no scope for "${scope}"`);
@@ -142,12 +150,7 @@ function redisLedgerOn(Port: abstract new () => Ledger) {
 
     async list(prefix: string | null, limit: number, cursor: string | null, now = Date.now()): Promise<Page<LedgerScope>> {
       const pageSize = Math.max(1, limit);
-      let after: string | null = null;
-      if (cursor !== null) {
-        const decoded = decodeCursor(cursor, isScopeCursor);
-        if (decoded === null) throw new GatewayError(ErrorCode.InvalidRequest, 'invalid cursor', 'cursor');
-        after = decoded.scope;
-      }
+      const after = scopeAfter(cursor);
       const from = prefix && (after === null || after < prefix) ? `[${prefix}` : after === null ? '-' : `(${after}`;
       const names = await this.redis.zrangebylex(this.k.scopes, from, '+', 'LIMIT', 0, pageSize + 1);
       // The index is sorted, so the names with the prefix are one run starting at `from`.

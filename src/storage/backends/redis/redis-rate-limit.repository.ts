@@ -1,13 +1,9 @@
 import { ChainableCommander, Redis } from 'ioredis';
-import { ErrorCode, GatewayError } from '../../../common/errors/gateway-error';
-import { Page, decodeCursor, encodeCursor } from '../../../common/page';
+import { Page, encodeCursor } from '../../../common/page';
 import { ScopeRateLimit, ScopeRateLimitRepository } from '../../../rate-limits/scope-rate-limit.repository';
 import { RedisKeys } from './redis-keys';
+import { scopeAfter } from './redis-ledger';
 import { rateLimitFromJson, rateLimitToJson } from './redis-rate-limit.mapper';
-
-function isScopeCursor(v: unknown): v is { scope: string } {
-  return typeof v === 'object' && v !== null && typeof (v as { scope?: unknown }).scope === 'string';
-}
 
 /**
  * Scope rate limits as JSON in one hash (scope -> limits) plus a lex-ordered zset of the scopes for
@@ -39,12 +35,7 @@ export class RedisRateLimitRepository extends ScopeRateLimitRepository {
 
   async list(limit: number, cursor: string | null): Promise<Page<ScopeRateLimit>> {
     const pageSize = Math.max(1, limit);
-    let after: string | null = null;
-    if (cursor !== null) {
-      const decoded = decodeCursor(cursor, isScopeCursor);
-      if (decoded === null) throw new GatewayError(ErrorCode.InvalidRequest, 'invalid cursor', 'cursor');
-      after = decoded.scope;
-    }
+    const after = scopeAfter(cursor);
     const { records, scopes } = this.keys.rateLimits;
     const names = await this.redis.zrangebylex(scopes, after === null ? '-' : `(${after}`, '+', 'LIMIT', 0, pageSize + 1);
     const pageNames = names.slice(0, pageSize);
