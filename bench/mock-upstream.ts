@@ -14,6 +14,8 @@ export interface MockRequest {
   url: string;
   headers: IncomingMessage['headers'];
   body: any;
+  /** The body's bytes as text, exactly as received. */
+  raw: string;
 }
 
 export interface MockOptions {
@@ -70,7 +72,7 @@ export async function startMockUpstream(options: MockOptions = {}): Promise<Mock
       } catch {
         /* not JSON: keep the text */
       }
-      requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body });
+      requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body, raw });
       if (mock.options.hang) return;
       const answer = () => respond(req, res, body, mock.options);
       if (mock.options.delayMs) setTimeout(answer, mock.options.delayMs);

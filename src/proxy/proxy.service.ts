@@ -1,8 +1,8 @@
 import { once } from 'node:events';
 import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable, Transform } from 'node:stream';
 import { Injectable, Logger } from '@nestjs/common';
-import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Dispatcher } from 'undici';
 import { AccountingService, Charge } from '../budgets/accounting.service';
 import { estimateRequest } from '../budgets/token-estimate';
@@ -13,12 +13,14 @@ import { RateLimitRule } from '../rate-limits/domain/rate-decision';
 import { RateLimitsService, rateLimitError, rateLimitHeaders } from '../rate-limits/rate-limits.service';
 import { ERROR_HTTP } from '../common/errors/error-status';
 import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
+import { sendRawError } from '../common/errors/gateway-exception.filter';
 import { AppConfig } from '../config/app-config';
 import { BackendConfig } from '../config/gateway-file';
 import { VirtualKey } from '../virtual-keys/domain/virtual-key';
 import { VirtualKeyIndex } from '../virtual-keys/virtual-key-index';
 import { BackendRouter } from './backend-router';
 import { upstreamTarget } from './path-safety';
+import { ProxyBody } from './proxy-body';
 import { ProxyEvent, ProxyEvents } from './proxy-event';
 import { SseUsageTap } from './sse-usage-tap';
 import { UpstreamPools } from './upstream-pools';
@@ -40,9 +42,14 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 type JsonObject = Record<string, unknown>;
 
+type Headers = Record<string, string | string[]>;
+
 interface Exchange {
-  request: FastifyRequest;
-  reply: FastifyReply;
+  request: IncomingMessage;
+  response: ServerResponse;
+  body: ProxyBody;
+  /** Headers of the gateway's own (request id, cache, rate limits), sent with whatever the answer is. */
+  headers: Headers;
   event: ProxyEvent;
   abort: AbortController;
   started: number;
@@ -92,12 +99,15 @@ export class ProxyService {
     private readonly config: AppConfig,
   ) {}
 
-  async handle(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  /** Answers the request, errors included (OpenAI error bodies); never throws. */
+  async handle(request: IncomingMessage, response: ServerResponse, body: ProxyBody): Promise<void> {
     const requestId = incomingRequestId(request) ?? randomUUID();
-    void reply.header('x-ditto-request-id', requestId);
+    const url = request.url ?? '/';
     const exchange: Exchange = {
       request,
-      reply,
+      response,
+      body,
+      headers: { 'x-ditto-request-id': requestId },
       abort: new AbortController(),
       started: performance.now(),
       relayed: false,
@@ -108,29 +118,32 @@ export class ProxyService {
       cacheStore: null,
       rate: null,
       event: {
-        requestId, keyId: null, tenantId: null, method: request.method, path: (request.raw.url ?? '').split('?')[0],
+        requestId, keyId: null, tenantId: null, method: request.method ?? 'GET', path: url.split('?')[0],
         model: null, backend: null, status: 0, usage: null, latencyMs: 0, upstreamMs: null, stream: false, aborted: false, attempts: [], error: null,
         scopes: [], charged: null, cache: null, bodies: null,
       },
     };
-    reply.raw.once('close', () => {
-      if (!reply.raw.writableFinished) {
+    response.once('close', () => {
+      if (!response.writableFinished) {
         exchange.event.aborted = !exchange.relayed;
         exchange.abort.abort();
       }
     });
+    let failure: { error: unknown } | null = null;
     try {
       await this.forward(exchange);
     } catch (error) {
       const code = error instanceof GatewayError ? error.code : ErrorCode.InternalError;
       exchange.event.status = ERROR_HTTP[code].status;
       exchange.event.error = code;
-      if (!exchange.event.aborted) throw error;
+      if (!exchange.event.aborted) failure = { error };
     } finally {
       exchange.event.latencyMs = sinceMs(exchange.started);
       if (exchange.charge) await this.settle(exchange, exchange.charge);
       if (exchange.rate) this.correctTokenRate(exchange.rate, exchange.event.charged?.tokens ?? 0);
-      if (exchange.responseBody) exchange.event.bodies = loggedBodies(request.body, exchange.responseBody);
+      if (exchange.responseBody) exchange.event.bodies = loggedBodies(body, exchange.responseBody);
+      // An error is answered once its request is settled (a client that reads the ledger next sees it settled).
+      if (failure) sendRawError(request, response, exchange.headers, failure.error, this.logger);
       this.events.emit(exchange.event);
     }
   }
@@ -153,11 +166,11 @@ export class ProxyService {
 
   private async forward(exchange: Exchange): Promise<void> {
     const { request, event } = exchange;
-    const target = upstreamTarget(request.raw.url ?? '');
+    const target = upstreamTarget(request.url ?? '');
     const key = this.index.authenticate(presentedKey(request));
     event.keyId = key.id;
     event.tenantId = key.tenantId;
-    const json = isJsonObject(request.body) ? request.body : null;
+    const json = exchange.body.kind === 'json' && isJsonObject(exchange.body.value) ? exchange.body.value : null;
     const model = typeof json?.model === 'string' ? json.model : null;
     event.model = model;
     if (model !== null && !modelAllowed(key.models, model)) {
@@ -202,7 +215,7 @@ export class ProxyService {
     modelsFilter: VirtualKey | null,
   ): Promise<void> {
     const { request, event, abort } = exchange;
-    const rawBody = json === null ? this.rawBody(request) : null;
+    const rawBody = exchange.body.kind === 'stream' ? this.rawBody(request, exchange.body.stream) : null;
     // A streamed request body can be sent once only.
     const attempts = rawBody ? 1 : Math.min(this.config.proxy.maxAttempts, backends.length);
     let timedOut = false;
@@ -210,7 +223,7 @@ export class ProxyService {
       const backend = backends[i];
       const upstream = this.pools.for(backend);
       event.backend = backend.name;
-      const payload = json === null ? rawBody?.stream : JSON.stringify(withModelMap(json, backend));
+      const payload = rawBody?.stream ?? jsonPayload(exchange.body, json, backend);
       let response: Dispatcher.ResponseData;
       exchange.dispatched = true;
       exchange.upstreamStarted = performance.now();
@@ -218,7 +231,7 @@ export class ProxyService {
         response = await upstream.pool.request({
           path: upstream.basePath + target,
           method: request.method as Dispatcher.HttpMethod,
-          headers: upstreamHeaders(request, backend, event.requestId, typeof payload === 'string'),
+          headers: upstreamHeaders(request, backend, event.requestId, json !== null),
           body: payload ?? null,
           signal: abort.signal,
           headersTimeout: backend.timeout_ms,
@@ -249,16 +262,15 @@ export class ProxyService {
 
   /** Sends status, headers and body as they arrive; reads usage on the way. */
   private async relay(exchange: Exchange, response: Dispatcher.ResponseData, backend: BackendConfig, strip: boolean): Promise<void> {
-    const { reply, event, abort } = exchange;
+    const { event, abort } = exchange;
     const contentType = String(response.headers['content-type'] ?? '');
     const sse = contentType.includes('text/event-stream');
     const tap = sse ? new SseUsageTap(strip) : null;
     const collected: Buffer[] | null = !sse && contentType.includes('json') ? [] : null;
     let collectedBytes = 0;
 
-    reply.hijack();
-    const raw = reply.raw;
-    raw.writeHead(response.statusCode, { ...(reply.getHeaders() as Record<string, string>), ...responseHeaders(response.headers, event.requestId, backend.name, strip && sse) });
+    const raw = exchange.response;
+    raw.writeHead(response.statusCode, responseHeaders(exchange.headers, response.headers, backend.name, strip && sse));
     // SSE: headers go out at once (clients wait for them); otherwise with the first body bytes, in one packet.
     if (sse) raw.flushHeaders();
     event.status = response.statusCode;
@@ -289,16 +301,17 @@ export class ProxyService {
 
   /** `GET /v1/models` for a key with an allow-list: only the models it may use. */
   private async relayFilteredModels(exchange: Exchange, response: Dispatcher.ResponseData, key: VirtualKey): Promise<void> {
-    const { reply, event } = exchange;
+    const { event } = exchange;
     const body = (await response.body.json().catch(() => null)) as { data?: Array<{ id?: unknown }> } | null;
     event.status = response.statusCode;
     event.upstreamMs = sinceMs(exchange.upstreamStarted);
     if (response.statusCode !== 200 || !Array.isArray(body?.data)) {
-      await reply.status(response.statusCode).send(body);
+      sendJson(exchange, response.statusCode, body);
       return;
     }
     const data = body.data.filter((m) => typeof m.id === 'string' && modelAllowed(key.models, m.id));
-    await reply.header('x-ditto-backend', event.backend).status(200).send({ ...body, data });
+    exchange.headers['x-ditto-backend'] = event.backend ?? '';
+    sendJson(exchange, 200, { ...body, data });
   }
 
   /**
@@ -316,7 +329,7 @@ export class ProxyService {
     }
     const admittedAt = Date.now();
     const decision = await this.rateLimits.admit(key, tokens, rules);
-    void exchange.reply.headers(rateLimitHeaders(decision));
+    Object.assign(exchange.headers, rateLimitHeaders(decision));
     if (!decision.ok) throw rateLimitError(decision);
     exchange.rate = { rules, tokens, admittedAt };
   }
@@ -332,12 +345,12 @@ export class ProxyService {
    * `no-cache` bypass, where to store the response). Sets `x-ditto-cache` whenever the cache applies.
    */
   private async lookUpCache(exchange: Exchange, key: VirtualKey, backends: BackendConfig[], json: JsonObject | null): Promise<CachedResponse | null> {
-    const { request, reply, event } = exchange;
+    const { request, event } = exchange;
     const ttlMs = this.cache.ttlMsFor(key);
     // The URL as sent: a query string makes a request uncacheable (the key is built from the path).
-    if (ttlMs === 0 || !isCacheableRequest(request.method, request.raw.url ?? '', json)) return null;
+    if (ttlMs === 0 || !isCacheableRequest(event.method, request.url ?? '', json)) return null;
     const hash = cacheKey({
-      method: request.method,
+      method: event.method,
       path: event.path,
       backends: backends.map((b) => b.name),
       scope: cacheScope(key, this.config.cache.scope),
@@ -346,7 +359,7 @@ export class ProxyService {
     const bypass = cacheBypassed(request.headers);
     const found = bypass ? null : await this.cache.lookup(hash);
     event.cache = bypass ? 'bypass' : found ? 'hit' : 'miss';
-    void reply.header('x-ditto-cache', event.cache);
+    exchange.headers['x-ditto-cache'] = event.cache;
     // `no-store` and the explicit bypass keep the answer out of the cache; `no-cache` only skips the lookup.
     const store = !bypass || (!/no-store/i.test(String(request.headers['cache-control'] ?? '')) && request.headers['x-ditto-cache-bypass'] !== '1');
     if (!found && store) exchange.cacheStore = { hash, ttlMs };
@@ -355,11 +368,12 @@ export class ProxyService {
 
   /** Answers from the cache: the stored status, headers and body; usage as stored (settled as such when charged). */
   private async replay(exchange: Exchange, entry: CachedResponse): Promise<void> {
-    const { reply, event } = exchange;
+    const { event } = exchange;
     event.status = entry.status;
     event.usage = entry.usage;
     exchange.relayed = true;
-    await reply.code(entry.status).headers(entry.headers).send(entry.body);
+    exchange.response.writeHead(entry.status, { ...exchange.headers, ...entry.headers, 'content-length': entry.body.length });
+    exchange.response.end(entry.body);
   }
 
   /** Keeps a relayed 2xx JSON answer for later identical requests (the cache bounds its size). */
@@ -381,12 +395,8 @@ export class ProxyService {
   }
 
   /** The request body as a stream (non-JSON uploads), bounded by BODY_LIMIT_BYTES. */
-  private rawBody(request: FastifyRequest): { stream: Readable; tooLarge(): boolean } | null {
-    if (!(request.body instanceof Readable)) return null;
+  private rawBody(request: IncomingMessage, body: Readable): { stream: Readable; tooLarge(): boolean } {
     const limit = this.config.server.bodyLimitBytes;
-    if (Number(request.headers['content-length'] ?? 0) > limit) {
-      throw new GatewayError(ErrorCode.RequestTooLarge, `request body is larger than ${limit} bytes`);
-    }
     let seen = 0;
     let exceeded = false;
     const counter = new Transform({
@@ -398,16 +408,16 @@ export class ProxyService {
         } else done(null, chunk);
       },
     });
-    return { stream: request.body.pipe(counter), tooLarge: () => exceeded };
+    return { stream: body.pipe(counter), tooLarge: () => exceeded };
   }
 }
 
-function incomingRequestId(request: FastifyRequest): string | null {
+function incomingRequestId(request: IncomingMessage): string | null {
   const id = request.headers['x-request-id'];
   return typeof id === 'string' && REQUEST_ID.test(id) ? id : null;
 }
 
-function presentedKey(request: FastifyRequest): string {
+function presentedKey(request: IncomingMessage): string {
   const authorization = request.headers.authorization;
   const bearer = typeof authorization === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(authorization)?.[1] : undefined;
   const apiKey = request.headers['x-api-key'];
@@ -417,16 +427,30 @@ function presentedKey(request: FastifyRequest): string {
 }
 
 function isJsonObject(value: unknown): value is JsonObject {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Readable) && !Buffer.isBuffer(value);
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-function withModelMap(body: JsonObject, backend: BackendConfig): JsonObject {
-  const mapped = typeof body.model === 'string' ? backend.model_map[body.model] : undefined;
-  return mapped === undefined ? body : { ...body, model: mapped };
+/**
+ * The JSON body to send upstream: the client's text as it came when the gateway changes nothing
+ * (no model map, output cap or `include_usage`), else the changed object serialised; null without one.
+ */
+function jsonPayload(body: ProxyBody, json: JsonObject | null, backend: BackendConfig): string | null {
+  if (body.kind !== 'json') return null;
+  if (json === null) return body.text;
+  const mapped = typeof json.model === 'string' ? backend.model_map[json.model] : undefined;
+  const sent = mapped === undefined ? json : { ...json, model: mapped };
+  return sent === body.value ? body.text : JSON.stringify(sent);
 }
 
-function upstreamHeaders(request: FastifyRequest, backend: BackendConfig, requestId: string, json: boolean): Record<string, string | string[]> {
-  const headers: Record<string, string | string[]> = {};
+/** Sends a JSON answer of the gateway's own making (the filtered model list, an upstream error as read). */
+function sendJson(exchange: Exchange, status: number, body: unknown): void {
+  const text = JSON.stringify(body) ?? 'null';
+  exchange.response.writeHead(status, { ...exchange.headers, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  exchange.response.end(text);
+}
+
+function upstreamHeaders(request: IncomingMessage, backend: BackendConfig, requestId: string, json: boolean): Headers {
+  const headers: Headers = {};
   for (const [name, value] of Object.entries(request.headers)) {
     if (value !== undefined && !DROPPED_REQUEST_HEADERS.has(name)) headers[name] = value;
   }
@@ -436,19 +460,15 @@ function upstreamHeaders(request: FastifyRequest, backend: BackendConfig, reques
   return { ...headers, ...(backend.headers ?? {}) };
 }
 
-function responseHeaders(
-  upstream: Dispatcher.ResponseData['headers'],
-  requestId: string,
-  backend: string,
-  bodyRewritten: boolean,
-): Record<string, string | string[]> {
-  const headers: Record<string, string | string[]> = {};
+/** The upstream's response headers (hop-by-hop ones dropped) with the gateway's own on top. */
+function responseHeaders(own: Headers, upstream: Dispatcher.ResponseData['headers'], backend: string, bodyRewritten: boolean): Headers {
+  const headers: Headers = {};
   for (const [name, value] of Object.entries(upstream)) {
     if (value === undefined || DROPPED_RESPONSE_HEADERS.has(name)) continue;
     if (bodyRewritten && name === 'content-length') continue;
     headers[name] = value;
   }
-  headers['x-ditto-request-id'] = requestId;
+  Object.assign(headers, own);
   headers['x-ditto-backend'] = backend;
   return headers;
 }
@@ -467,10 +487,13 @@ function keepHead(kept: { chunks: Buffer[]; bytes: number }, chunk: Buffer): voi
 }
 
 /** AUDIT_LOG_BODIES: the client's request body (JSON as sent, else nothing) and the head of the response. */
-function loggedBodies(requestBody: unknown, response: { chunks: Buffer[] }): { request: unknown; response: string } {
-  const json = isJsonObject(requestBody) ? JSON.stringify(requestBody) : null;
+function loggedBodies(body: ProxyBody, response: { chunks: Buffer[] }): { request: unknown; response: string } {
+  let request: unknown = null;
+  if (body.kind === 'json' && isJsonObject(body.value)) {
+    request = body.text.length <= LOGGED_BODY_MAX_BYTES ? body.value : `${body.text.slice(0, LOGGED_BODY_MAX_BYTES)}…`;
+  }
   return {
-    request: json === null ? null : json.length <= LOGGED_BODY_MAX_BYTES ? requestBody : `${json.slice(0, LOGGED_BODY_MAX_BYTES)}…`,
+    request,
     response: Buffer.concat(response.chunks).toString('utf8'),
   };
 }

@@ -237,6 +237,8 @@ describe('OpenAI-compatible proxy (e2e)', () => {
         body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x'.repeat(4096) }] }),
       });
       expect(big.status).toBe(413);
+      // The rest of a refused body is not read: the connection is closed instead.
+      expect(big.headers.get('connection')).toBe('close');
       expect(((await big.json()) as any).error.code).toBe('request_too_large');
       const upload = await fetch(`${small.url}/v1/files`, {
         method: 'POST',
@@ -248,6 +250,30 @@ describe('OpenAI-compatible proxy (e2e)', () => {
       await small.close();
     }
     expect(primary.requests).toHaveLength(0);
+  });
+
+  it('refuses malformed, empty and prototype-poisoning JSON bodies with 400, without contacting the upstream', async () => {
+    const post = (body: string) =>
+      fetch(`${gateway.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json; charset=utf-8', authorization: `Bearer ${KEY}` }, body });
+    for (const body of ['{"model": "gpt-4o-mini", ', '', '{"model":"gpt-4o-mini","__proto__":{"admin":true}}', '{"constructor":{"prototype":{"admin":true}}}']) {
+      const answer = await post(body);
+      expect(answer.status).toBe(400);
+      const error = ((await answer.json()) as any).error;
+      expect(error).toMatchObject({ type: 'invalid_request_error', code: 'invalid_request' });
+      expect(error.message).toMatch(/JSON|empty|prototype|constructor/i);
+      expect(answer.headers.get('x-ditto-request-id')).toBeNull();
+    }
+    expect(primary.requests).toHaveLength(0);
+  });
+
+  it('forwards a JSON body it does not change byte for byte, and a JSON body that is not an object as sent', async () => {
+    const text = '{ "model" : "gpt-4o-mini",\n  "messages": [{"role": "user", "content": "caf\\u00e9"}], "max_tokens": 2 }';
+    const answer = await fetch(`${gateway.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` }, body: text });
+    expect(answer.status).toBe(200);
+    expect(primary.requests[0].raw).toBe(text);
+    const array = await fetch(`${gateway.url}/v1/custom/batch`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` }, body: '[1, 2]' });
+    expect(array.status).toBe(200);
+    expect(primary.requests[1]).toMatchObject({ url: '/v1/custom/batch', raw: '[1, 2]' });
   });
 
   it('never logs or audits the virtual key or the upstream key', async () => {

@@ -1,4 +1,5 @@
 import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Logger } from '@nestjs/common';
+import type { ServerResponse } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ERROR_HTTP, OpenAiErrorBody } from './error-status';
 import { ErrorCode, GatewayError } from './gateway-error';
@@ -36,7 +37,25 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, exceptio
   void reply.status(status).header('content-type', 'application/json; charset=utf-8').send(body);
 }
 
-function errorResponse(exception: unknown, request: FastifyRequest, logger: Logger): { status: number; body: OpenAiErrorBody } {
+/**
+ * The same answer on a bare Node response (the `/v1/*` proxy, which bypasses Fastify), with `headers`
+ * (request id, rate-limit headers) added to it.
+ */
+export function sendRawError(
+  request: { method?: string; url?: string },
+  response: ServerResponse,
+  headers: Record<string, string | string[]>,
+  exception: unknown,
+  logger: Logger,
+): void {
+  const { status, body } = errorResponse(exception, { method: request.method ?? 'GET', url: request.url ?? '/' }, logger);
+  if (response.headersSent) return;
+  const text = JSON.stringify(body);
+  response.writeHead(status, { ...headers, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  response.end(text);
+}
+
+function errorResponse(exception: unknown, request: { method: string; url: string }, logger: Logger): { status: number; body: OpenAiErrorBody } {
   if (exception instanceof GatewayError) {
     const { status, type } = ERROR_HTTP[exception.code];
     return { status, body: { error: { message: exception.message, type: exception.type ?? type, code: exception.code, param: exception.param } } };
