@@ -5,7 +5,10 @@ import { StorageBackend } from '../../src/storage/storage-backend';
  * these and calls `describeStorageContract(target)` from `./contract`.
  */
 export interface ContractTarget {
+  /** The backend's name (as it reports it). */
   name: string;
+  /** Tells apart two targets of one backend in test names (e.g. an in-memory SQLite database). */
+  variant?: string;
   /** True when several instances opened on one store see each other's data (sqlite, postgres,
    * mongodb, redis). False for memory and state, which are single-process. */
   shared: boolean;

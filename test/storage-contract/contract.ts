@@ -71,7 +71,7 @@ const T0 = 1_700_000_000_000 - (1_700_000_000_000 % HOUR) + 1000;
  * `<name>.contract-spec.ts` that builds a ContractTarget.
  */
 export function describeStorageContract(target: ContractTarget): void {
-  describe(`storage contract: ${target.name}`, () => {
+  describe(`storage contract: ${target.name}${target.variant ? ` (${target.variant})` : ''}`, () => {
     let store: { open(): Promise<StorageBackend>; teardown(): Promise<void> };
     const opened: StorageBackend[] = [];
     let a: StorageBackend;

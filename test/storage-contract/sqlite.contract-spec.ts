@@ -32,6 +32,16 @@ const target: ContractTarget = {
 describeStorageContract(target);
 describeJobLockContract(target, { freedBy: 'ttl' });
 
+// SQLITE_PATH=:memory: exists on the main connection only, so its ledger and audit writes run there
+// (InThreadSqliteWriter) instead of in the writer thread: the same contract, single-instance.
+describeStorageContract({
+  name: 'sqlite',
+  variant: ':memory:',
+  shared: false,
+  persistent: false,
+  prepare: async () => ({ open: () => openTypeormBackend('sqlite', sqliteOptions(':memory:')), teardown: async () => undefined }),
+});
+
 describe('sqlite backend', () => {
   let dir: string;
   beforeEach(() => {
@@ -67,6 +77,31 @@ describe('sqlite backend', () => {
       expect(await reopened.budgets.get('key:last')).toMatchObject({ reserved: 5 });
     } finally {
       await reopened.close();
+    }
+  });
+
+  // better-sqlite3 waits for a busy database synchronously: on the event loop that would stall every
+  // request of the process. Ledger and audit writes run in the writer thread, so it keeps running.
+  it('keeps the event loop running while a ledger write waits for another connection to let go of the file', async () => {
+    const file = path.join(dir, 'ditto.sqlite');
+    const backend = await openTypeormBackend('sqlite', sqliteOptions(file));
+    const Database = require('better-sqlite3') as new (file: string) => { exec(sql: string): void; close(): void };
+    const other = new Database(file);
+    try {
+      other.exec('BEGIN IMMEDIATE');
+      const reserved = backend.accounting!.reserve('waits', ['key:w'], { tokens: 5, usdMicros: 0 });
+      let ticks = 0;
+      const ticker = setInterval(() => ticks++, 10);
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      clearInterval(ticker);
+      other.exec('COMMIT');
+      await expect(reserved).resolves.toEqual({ ok: true });
+      // Blocked, the loop would not have ticked at all until the COMMIT above.
+      expect(ticks).toBeGreaterThan(20);
+      expect(await backend.budgets.get('key:w')).toMatchObject({ reserved: 5 });
+    } finally {
+      other.close();
+      await backend.close();
     }
   });
 

@@ -7,7 +7,7 @@ import { AuditLogEntity } from './entities/audit-log.entity';
 import { AUDIT_COLUMNS, auditValues, toAuditRecord } from './mappers/audit-record.mapper';
 import { TypeormStore, prefixUpperBound } from './typeorm-store';
 
-/** Rows per INSERT statement: 500 × 7 parameters stays below SQLite's 32766 and PostgreSQL's 65535. */
+/** Rows per INSERT statement on PostgreSQL: 500 × 7 parameters stays below its 65535. */
 const INSERT_CHUNK = 500;
 
 export class TypeormAuditLogRepository extends AuditLogRepository {
@@ -20,6 +20,11 @@ export class TypeormAuditLogRepository extends AuditLogRepository {
 
   async append(records: AuditRecord[]): Promise<void> {
     if (records.length === 0) return;
+    // SQLite: one prepared insert per row, committed with the turn's ledger writes (SqliteWriter).
+    if (this.store.dialect === 'sqlite') {
+      await this.store.sqliteWrite({ type: 'audit', rows: records.map(auditValues) });
+      return;
+    }
     await this.store.transaction(async (s) => {
       for (let start = 0; start < records.length; start += INSERT_CHUNK) {
         const chunk = records.slice(start, start + INSERT_CHUNK);

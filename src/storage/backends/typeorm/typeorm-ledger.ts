@@ -5,42 +5,21 @@ import { ErrorCode, GatewayError } from '../../../common/errors/gateway-error';
 import { Page, decodeCursor, encodeCursor } from '../../../common/page';
 import { LedgerReservationEntity } from './entities/ledger-reservation.entity';
 import { LedgerScopeEntity } from './entities/ledger-scope.entity';
+import { ledgerSql } from './ledger-sql';
 import { SettledRow, reservationValues, settledAmount, toLedgerScope, toReservation } from './mappers/ledger.mapper';
-import { SqlSession, SyncSession, TypeormStore, prefixUpperBound } from './typeorm-store';
+import { LedgerKind, SqliteReserveResult } from './sqlite-group-commit';
+import { SqlSession, TypeormStore, prefixUpperBound } from './typeorm-store';
 
-/** Rows of the two ledgers live in the same tables, told apart by this column. */
-export type LedgerKind = 'tokens' | 'usd_micros';
+export type { LedgerKind };
 
 const isString = (v: unknown): v is string => typeof v === 'string';
-
-type Refusal = Extract<ReserveResult, { ok: false }>;
-
-/** Thrown inside a reserve transaction to roll it back, carrying what to report; never leaves this file. */
-class Refused extends Error {
-  constructor(
-    readonly kind: LedgerKind,
-    readonly result: Refusal,
-  ) {
-    super(`scope ${result.scope} refused the reservation`);
-  }
-}
-
-/** A scope row as raw SQL returns it. */
-interface ScopeRow {
-  limit_value: number | null;
-  spent: number;
-  reserved: number;
-  period_ms: number | null;
-  window_start: number;
-  updated_at: number;
-}
 
 /**
  * The token ledger and the cost ledger (one instance per kind). On PostgreSQL reserve and settle are one
  * call each to a PL/pgSQL function (one round trip; migration 1767398400000) with the same logic as
- * below. On SQLite (in-process) they run synchronously on the raw connection, one BEGIN IMMEDIATE
- * transaction of prepared statements per call (TypeormStore.sqliteTransaction). Every check-and-update
- * is one SQL statement inside one transaction, so the invariant holds across any number of connections:
+ * below. On SQLite they are writes of the store's SqliteWriter (group commits of prepared statements,
+ * off the event loop; sqlite-group-commit.ts has the logic). Every check-and-update is one SQL statement
+ * inside one transaction, so the invariant holds across any number of connections:
  * - reserve: insert the reservation row (a duplicate id means "already outstanding": answer ok), then one
  *   guarded UPDATE per scope in sorted order (a fixed lock order, so two reservations on the same scopes
  *   cannot deadlock), creating missing scopes on the way; a scope whose guarded UPDATE matches no row
@@ -67,76 +46,31 @@ export class TypeormLedger extends Ledger {
   async reserve(reservationId: string, scopes: string[], amount: number, now = Date.now()): Promise<ReserveResult> {
     const distinct = [...new Set(scopes)];
     if (this.store.dialect === 'postgres') return this.reserveOnPostgres(reservationId, distinct, amount, now);
-    try {
-      await this.store.sqliteTransaction((s) => this.reserveIn(s, reservationId, distinct, amount, now));
-      return { ok: true };
-    } catch (error) {
-      if (error instanceof Refused) return error.result;
-      throw error;
-    }
-  }
-
-  /**
-   * SQLite: this ledger's part of a reserve inside the caller's transaction (also used by
-   * SqliteAccountingLedger to reserve both ledgers in one). Throws Refused, which rolls it back.
-   */
-  reserveIn(s: SyncSession, reservationId: string, scopes: string[], amount: number, now: number): void {
-    const reservation = { id: reservationId, scopes, amount, createdAt: now };
-    if (s.run(this.sql.insertReservation, reservationValues(this.kind, reservation)) === 0) return;
-    const taken: string[] = [];
-    for (const scope of [...scopes].sort()) {
-      const reserveOn = () => s.run(this.sql.reserve, [this.kind, scope, amount, now]) > 0;
-      // Scopes usually exist: try first, create only when nothing matched, then try once more (it
-      // exists and refuses).
-      if (!reserveOn()) {
-        s.run(this.sql.createScope, [this.kind, scope, now]);
-        if (!reserveOn()) throw new Refused(this.kind, this.refusalIn(s, scopes, amount, now, scope, taken));
-      }
-      taken.push(scope);
-    }
-  }
-
-  /** SQLite: commit (`actual`) or release (null) inside the caller's transaction; false when unknown. */
-  settleIn(s: SyncSession, reservationId: string, actual: number | null, now: number): boolean {
-    const row = s.get<SettledRow>(this.sql.takeReservation, [this.kind, reservationId]);
-    if (!row) return false;
-    const { scopes, amount } = settledAmount(row);
-    for (const scope of [...scopes].sort()) {
-      if (actual === null) s.run(this.sql.unreserve, [this.kind, scope, amount, now]);
-      else s.run(this.sql.commit, [this.kind, scope, amount, actual, now]);
-    }
-    return true;
-  }
-
-  /**
-   * What a refused reserve reports: the first scope in the caller's order that cannot take `amount`,
-   * read inside the transaction before it rolls back (minus what this reserve already took), else the
-   * scope whose guarded update refused.
-   */
-  private refusalIn(s: SyncSession, scopes: string[], amount: number, now: number, refused: string, taken: string[]): Refusal {
-    const read = (scope: string): LedgerScope | null => {
-      const row = s.get<ScopeRow>(this.sql.selectScope, [this.kind, scope]);
-      if (!row) return null;
-      const current = rolledOver(
-        { scope, limit: row.limit_value, spent: row.spent, reserved: row.reserved, periodMs: row.period_ms, windowStart: row.window_start, updatedAt: row.updated_at },
-        now,
-      );
-      return { ...current, reserved: current.reserved - (taken.includes(scope) ? amount : 0) };
-    };
-    const refuses = (row: LedgerScope | null): row is LedgerScope & { limit: number } =>
-      row !== null && row.limit !== null && row.spent + row.reserved + amount > row.limit;
-    const row = scopes.map(read).find(refuses) ?? read(refused);
-    return { ok: false, scope: row?.scope ?? refused, limit: row?.limit ?? 0, spent: row?.spent ?? 0, reserved: row?.reserved ?? 0 };
+    const result = (await this.store.sqliteWrite({
+      type: 'reserve',
+      id: reservationId,
+      scopes: distinct,
+      now,
+      ledgers: [{ kind: this.kind, amount }],
+    })) as SqliteReserveResult;
+    if (result.ok) return result;
+    const { ledger: _ledger, ...refusal } = result;
+    return refusal;
   }
 
   async commit(reservationId: string, actual: number, now = Date.now()): Promise<boolean> {
     if (this.store.dialect === 'postgres') return this.settleOnPostgres(reservationId, actual, now);
-    return this.store.sqliteTransaction((s) => this.settleIn(s, reservationId, actual, now));
+    return this.settleOnSqlite(reservationId, actual, now);
   }
 
   async release(reservationId: string, now = Date.now()): Promise<boolean> {
     if (this.store.dialect === 'postgres') return this.settleOnPostgres(reservationId, null, now);
-    return this.store.sqliteTransaction((s) => this.settleIn(s, reservationId, null, now));
+    return this.settleOnSqlite(reservationId, null, now);
+  }
+
+  private async settleOnSqlite(reservationId: string, actual: number | null, now: number): Promise<boolean> {
+    const [settled] = (await this.store.sqliteWrite({ type: 'settle', id: reservationId, now, ledgers: [{ kind: this.kind, actual }] })) as boolean[];
+    return settled;
   }
 
   async listReservations(createdBefore: number): Promise<Reservation[]> {
@@ -292,71 +226,35 @@ export class TypeormLedger extends Ledger {
   }
 }
 
-/** ledger.ts `rolledOver` in SQL: the row's window has ended at `now`. In an UPDATE every expression
- * sees the row as it was, so all SET clauses agree on whether it rolled over. */
-const rolled = (now: string) => `(period_ms IS NOT NULL AND ${now} >= window_start + period_ms)`;
-
-/** The ledger's statements on SQLite (reserve/commit/release run them synchronously) and, for the
- * operations that are not PL/pgSQL functions, on PostgreSQL. `$n` parameters. */
-const ledgerSql = (scopes: string, reservations: string) => ({
-  /** $1 kind, $2 id, $3 scopes JSON, $4 amount, $5 created_at. Changes no row when the id is outstanding. */
-  insertReservation: `INSERT INTO ${reservations} (kind, id, scopes, amount, created_at) VALUES ($1, $2, $3, $4, $5)
-    ON CONFLICT (kind, id) DO NOTHING`,
-  /** $1 kind, $2 id. Of concurrent settles of one id, only one gets the row back. */
-  takeReservation: `DELETE FROM ${reservations} WHERE kind = $1 AND id = $2 RETURNING scopes, amount`,
-  /** $1 kind, $2 scope. */
-  selectScope: `SELECT limit_value, spent, reserved, period_ms, window_start, updated_at FROM ${scopes} WHERE kind = $1 AND scope = $2`,
-  /** $1 kind, $2 scope, $3 now: an unlimited scope, unless it exists. */
-  createScope: `INSERT INTO ${scopes} (kind, scope, limit_value, spent, reserved, period_ms, window_start, updated_at)
-    VALUES ($1, $2, NULL, 0, 0, NULL, 0, $3) ON CONFLICT (kind, scope) DO NOTHING`,
-  /** Guarded reserve on one scope: $1 kind, $2 scope, $3 amount, $4 now. Changes no row when it refuses. */
-  reserve: `UPDATE ${scopes} SET
-    spent = CASE WHEN ${rolled('$4')} THEN 0 ELSE spent END,
-    window_start = CASE WHEN ${rolled('$4')} THEN $4 - $4 % period_ms ELSE window_start END,
-    reserved = reserved + $3,
-    updated_at = $4
-  WHERE kind = $1 AND scope = $2
-    AND (limit_value IS NULL OR (CASE WHEN ${rolled('$4')} THEN 0 ELSE spent END) + reserved + $3 <= limit_value)`,
-  /** Commit on one scope: $1 kind, $2 scope, $3 reserved amount, $4 actual, $5 now. */
-  commit: `UPDATE ${scopes} SET
-    spent = (CASE WHEN ${rolled('$5')} THEN 0 ELSE spent END) + $4,
-    window_start = CASE WHEN ${rolled('$5')} THEN $5 - $5 % period_ms ELSE window_start END,
-    reserved = CASE WHEN reserved > $3 THEN reserved - $3 ELSE 0 END,
-    updated_at = $5
-  WHERE kind = $1 AND scope = $2`,
-  /** Release on one scope (spend untouched, so no window arithmetic): $1 kind, $2 scope, $3 amount, $4 now. */
-  unreserve: `UPDATE ${scopes} SET reserved = CASE WHEN reserved > $3 THEN reserved - $3 ELSE 0 END, updated_at = $4
-    WHERE kind = $1 AND scope = $2`,
-});
-
-/** SQLite: both ledgers reserved, and settled, in ONE transaction (one queue hop, one commit). */
+/** SQLite: both ledgers reserved, and settled, in ONE write each (one group commit, one transaction). */
 export class SqliteAccountingLedger extends AccountingLedger {
-  constructor(
-    private readonly store: TypeormStore,
-    private readonly tokens: TypeormLedger,
-    private readonly costs: TypeormLedger,
-  ) {
+  constructor(private readonly store: TypeormStore) {
     super();
   }
 
   async reserve(reservationId: string, scopes: string[], amounts: LedgerAmounts, now = Date.now()): Promise<AccountingReserveResult> {
-    const distinct = [...new Set(scopes)];
-    try {
-      await this.store.sqliteTransaction((s) => {
-        this.tokens.reserveIn(s, reservationId, distinct, amounts.tokens, now);
-        this.costs.reserveIn(s, reservationId, distinct, amounts.usdMicros, now);
-      });
-      return { ok: true };
-    } catch (error) {
-      if (error instanceof Refused) return { ...error.result, ledger: error.kind };
-      throw error;
-    }
+    return (await this.store.sqliteWrite({
+      type: 'reserve',
+      id: reservationId,
+      scopes: [...new Set(scopes)],
+      now,
+      ledgers: [
+        { kind: 'tokens', amount: amounts.tokens },
+        { kind: 'usd_micros', amount: amounts.usdMicros },
+      ],
+    })) as SqliteReserveResult;
   }
 
-  settle(reservationId: string, actual: LedgerAmounts | null, now = Date.now()): Promise<AccountingSettled> {
-    return this.store.sqliteTransaction((s) => ({
-      tokens: this.tokens.settleIn(s, reservationId, actual?.tokens ?? null, now),
-      usdMicros: this.costs.settleIn(s, reservationId, actual?.usdMicros ?? null, now),
-    }));
+  async settle(reservationId: string, actual: LedgerAmounts | null, now = Date.now()): Promise<AccountingSettled> {
+    const [tokens, usdMicros] = (await this.store.sqliteWrite({
+      type: 'settle',
+      id: reservationId,
+      now,
+      ledgers: [
+        { kind: 'tokens', actual: actual?.tokens ?? null },
+        { kind: 'usd_micros', actual: actual?.usdMicros ?? null },
+      ],
+    })) as boolean[];
+    return { tokens, usdMicros };
   }
 }

@@ -1,4 +1,6 @@
 import { DataSource, EntityManager, QueryFailedError, QueryRunner, SelectQueryBuilder } from 'typeorm';
+import { compileParams, SqliteDatabase, SqliteWrite } from './sqlite-group-commit';
+import { SqliteWriter } from './sqlite-writer';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -54,36 +56,6 @@ export function quoteIdentifier(name: string): string {
 }
 
 /** better-sqlite3 binds `?` positionally and cannot reuse `?NNN`: expand `$n` in order of appearance. */
-/** The part of better-sqlite3's API that sqliteTransaction uses. */
-interface SqliteStatement {
-  run(...params: unknown[]): { changes: number };
-  get(...params: unknown[]): unknown;
-  all(...params: unknown[]): unknown[];
-}
-
-interface SqliteDatabase {
-  readonly inTransaction: boolean;
-  prepare(sql: string): SqliteStatement;
-}
-
-/** Synchronous statements inside sqliteTransaction; SQL uses `$1`-style parameters like SqlSession. */
-export interface SyncSession {
-  /** Rows changed. */
-  run(sql: string, params?: readonly unknown[]): number;
-  get<T>(sql: string, params?: readonly unknown[]): T | undefined;
-  all<T>(sql: string, params?: readonly unknown[]): T[];
-}
-
-/** `$n` parameters → SQLite's `?` and, per `?`, which parameter it takes (so `$1` may appear twice). */
-function compileParams(sql: string): { text: string; order: number[] } {
-  const order: number[] = [];
-  const text = sql.replace(/\$(\d+)/g, (_, n: string) => {
-    order.push(Number(n) - 1);
-    return '?';
-  });
-  return { text, order };
-}
-
 function positional(sql: string, params: readonly unknown[]): [string, unknown[]] {
   const { text, order } = compileParams(sql);
   return [text, order.map((i) => params[i])];
@@ -115,10 +87,8 @@ export function prefixUpperBound(prefix: string): string | null {
  * never deadlock upgrading a read lock); on PostgreSQL each call borrows a pooled connection.
  */
 export class TypeormStore {
-  /** Prepared statements of sqliteTransaction, by SQL text (one connection per store). */
-  private readonly statements = new Map<string, { prepared: SqliteStatement; order: number[] }>();
-  /** sqliteTransaction calls waiting for the next group commit. */
-  private batch: Array<{ work: (session: SyncSession) => unknown; resolve: (value: unknown) => void; reject: (error: unknown) => void }> = [];
+  /** SQLite: where the hot-path writes go (set once the schema is migrated). */
+  private writer: SqliteWriter | null = null;
 
   constructor(
     readonly dataSource: DataSource,
@@ -173,83 +143,34 @@ export class TypeormStore {
     });
   }
 
-  /**
-   * SQLite only: runs `work` synchronously on the raw better-sqlite3 connection inside BEGIN IMMEDIATE …
-   * COMMIT, queued with every other access to the file. The hot ledger operations use it: prepared
-   * statements instead of an async TypeORM call per statement.
-   *
-   * Group commit: every `work` submitted during one event-loop turn (under load, the reserves and
-   * settles of many requests) runs in ONE transaction, each inside its own savepoint. A `work` that
-   * throws is rolled back to its savepoint alone and rejects; the others are kept. Nothing resolves
-   * before the COMMIT has succeeded, and if the COMMIT fails every `work` of the batch rejects. A
-   * transaction's fixed cost (the lock, the WAL frames written at COMMIT) is paid once per batch
-   * instead of once per call, which was most of a governed request's cost on SQLite (docs/benchmarks.md).
-   */
-  sqliteTransaction<T>(work: (session: SyncSession) => T): Promise<T> {
-    if (this.serial === null) throw new Error('sqliteTransaction is for SQLite only');
-    return new Promise<T>((resolve, reject) => {
-      this.batch.push({ work, resolve: resolve as (value: unknown) => void, reject });
-      if (this.batch.length === 1) setImmediate(() => void this.serial!.run(() => this.runBatch()));
-    });
+  /** SQLite: routes the hot-path writes (ledger reserve/settle, audit appends) through `writer` from now on. */
+  useWriter(writer: SqliteWriter): void {
+    this.writer = writer;
   }
 
-  private async runBatch(): Promise<void> {
-    const batch = this.batch;
-    if (batch.length === 0) return;
-    this.batch = [];
-    const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
-    let db: SqliteDatabase | null = null;
-    try {
-      db = (this.dataSource.driver as unknown as { databaseConnection: SqliteDatabase }).databaseConnection;
-      const session = this.syncSession(db);
-      session.run('BEGIN IMMEDIATE');
-      for (const { work } of batch) outcomes.push(batch.length === 1 ? this.runAlone(session, work) : this.runInSavepoint(session, work));
-      session.run('COMMIT');
-    } catch (error) {
-      try {
-        if (db?.inTransaction) db.prepare('ROLLBACK').run();
-      } catch {
-        // The connection is gone (closed store): nothing left to undo.
-      }
-      for (const { reject } of batch) reject(error);
-      return;
-    }
-    batch.forEach(({ resolve, reject }, i) => {
-      const outcome = outcomes[i];
-      if (outcome.ok) resolve(outcome.value);
-      else reject(outcome.error);
-    });
+  /** SQLite: one hot-path write, committed with the others of its event-loop turn (SqliteWriter). */
+  sqliteWrite(write: SqliteWrite): Promise<unknown> {
+    if (this.writer === null) throw new Error('sqliteWrite is for SQLite only');
+    return this.writer.submit(write);
   }
 
-  /** A batch of one: a throw rolls back the whole transaction (nothing else is in it). */
-  private runAlone(session: SyncSession, work: (session: SyncSession) => unknown): { ok: true; value: unknown } {
-    return { ok: true, value: work(session) };
-  }
-
-  private runInSavepoint(session: SyncSession, work: (session: SyncSession) => unknown): { ok: true; value: unknown } | { ok: false; error: unknown } {
-    session.run('SAVEPOINT ditto_work');
-    try {
-      const value = work(session);
-      session.run('RELEASE ditto_work');
-      return { ok: true, value };
-    } catch (error) {
-      session.run('ROLLBACK TO ditto_work');
-      session.run('RELEASE ditto_work');
-      return { ok: false, error };
-    }
+  /** SQLite: runs `work` on the main connection's raw better-sqlite3 handle, queued with every other access. */
+  rawSqlite<T>(work: (db: SqliteDatabase) => T): Promise<T> {
+    if (this.serial === null) throw new Error('rawSqlite is for SQLite only');
+    return this.serial.run(async () => work((this.dataSource.driver as unknown as { databaseConnection: SqliteDatabase }).databaseConnection));
   }
 
   async ping(): Promise<void> {
     await this.session((s) => s.rows('SELECT 1 AS ok'));
   }
 
-  /** Destroys the DataSource once queued work (a group commit still waiting for its turn included) has finished. */
+  /** Destroys the DataSource once the writer has committed what it holds and queued work has finished. */
   async close(): Promise<void> {
+    await this.writer?.close();
     const destroy = async () => {
       if (this.dataSource.isInitialized) await this.dataSource.destroy();
     };
     if (!this.serial) return destroy();
-    if (this.batch.length > 0) void this.serial.run(() => this.runBatch());
     await this.serial.run(destroy);
   }
 
@@ -260,32 +181,6 @@ export class TypeormStore {
     } finally {
       await runner.release();
     }
-  }
-
-  private syncSession(db: SqliteDatabase): SyncSession {
-    const bind = (sql: string, params: readonly unknown[]) => {
-      let entry = this.statements.get(sql);
-      if (entry === undefined) {
-        const { text, order } = compileParams(sql);
-        entry = { prepared: db.prepare(text), order };
-        this.statements.set(sql, entry);
-      }
-      return { prepared: entry.prepared, values: entry.order.map((i) => params[i]) };
-    };
-    return {
-      run: (sql, params = []) => {
-        const { prepared, values } = bind(sql, params);
-        return prepared.run(...values).changes;
-      },
-      get: <T>(sql: string, params: readonly unknown[] = []) => {
-        const { prepared, values } = bind(sql, params);
-        return prepared.get(...values) as T | undefined;
-      },
-      all: <T>(sql: string, params: readonly unknown[] = []) => {
-        const { prepared, values } = bind(sql, params);
-        return prepared.all(...values) as T[];
-      },
-    };
   }
 
   private wrap(runner: QueryRunner): SqlSession {

@@ -23,6 +23,8 @@ import { PostgresCacheTtlAndRateLimits1767484800000 } from './migrations/postgre
 import { SqliteInitialSchema1767225600000 } from './migrations/sqlite/1767225600000-initial-schema';
 import { SqliteJobLeases1767312000000 } from './migrations/sqlite/1767312000000-job-leases';
 import { SqliteCacheTtlAndRateLimits1767484800000 } from './migrations/sqlite/1767484800000-cache-ttl-and-rate-limits';
+import { AUDIT_COLUMNS } from './mappers/audit-record.mapper';
+import { InThreadSqliteWriter, SqliteWriter, WorkerSqliteWriter } from './sqlite-writer';
 import { TypeormAuditLogRepository } from './typeorm-audit-log.repository';
 import { PgModule, PostgresChangeFeed, SqliteChangeFeed } from './typeorm-change-feed';
 import { PostgresJobLock, SqliteJobLock } from './typeorm-job-lock';
@@ -75,7 +77,7 @@ class TypeormBackend implements StorageBackend {
     this.costs = costs;
     // SQLite reserves and settles both ledgers in one transaction; PostgreSQL calls its two ledger
     // functions in parallel (ParallelAccountingLedger).
-    if (name === 'sqlite') this.accounting = new SqliteAccountingLedger(store, tokens, costs);
+    if (name === 'sqlite') this.accounting = new SqliteAccountingLedger(store);
     this.audit = new TypeormAuditLogRepository(store);
     this.rateLimits = new TypeormRateLimitRepository(store);
   }
@@ -132,6 +134,7 @@ async function openSqlite(options: StorageOptions): Promise<StorageBackend> {
       await dataSource.initialize();
       await dataSource.query('COMMIT');
     });
+    store.useWriter(await openSqliteWriter(store, file, inMemory));
     await store.ping();
     const changes = await SqliteChangeFeed.start(store, options.changePollMs);
     opened.unshift(changes);
@@ -141,6 +144,16 @@ async function openSqlite(options: StorageOptions): Promise<StorageBackend> {
     release();
     throw fail(causeOf(error));
   }
+}
+
+/**
+ * The hot-path writes' group commits (ledger, audit) run in a worker thread on their own connection;
+ * an in-memory database exists only on the main connection, so there they run on it.
+ */
+function openSqliteWriter(store: TypeormStore, file: string, inMemory: boolean): Promise<SqliteWriter> {
+  const tables = { scopes: store.table('ledger_scopes'), reservations: store.table('ledger_reservations'), audit: store.table('audit_log'), auditColumns: AUDIT_COLUMNS };
+  if (inMemory) return Promise.resolve(new InThreadSqliteWriter((work) => store.rawSqlite(work), tables));
+  return WorkerSqliteWriter.open({ file, busyTimeoutMs: SQLITE_BUSY_TIMEOUT_MS, tables });
 }
 
 /** Why the database directory cannot hold the file, or null when it exists (created if needed) and is writable. */
