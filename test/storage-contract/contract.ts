@@ -326,6 +326,11 @@ export function describeStorageContract(target: ContractTarget): void {
         expect(await both.reserve('b4', scopes, { tokens: 5, usdMicros: 5 }, T0)).toEqual({ ok: true });
         expect(await both.settle('b4', null, T0)).toEqual({ tokens: true, usdMicros: true });
         expect(await a.costs.get('tenant:both', T0)).toMatchObject({ reserved: 0, spent: 420 });
+        // A refused id left no trace in either ledger: tried again once it fits, it is charged on both.
+        expect(await both.reserve('b2', scopes, { tokens: 10, usdMicros: 500 }, T0)).toEqual({ ok: true });
+        expect(await a.budgets.get('key:both', T0)).toMatchObject({ reserved: 10 });
+        expect(await a.costs.get('tenant:both', T0)).toMatchObject({ reserved: 500 });
+        expect(await both.settle('b2', null, T0)).toEqual({ tokens: true, usdMicros: true });
       });
 
       // SQLite runs the calls of one event-loop turn as one transaction: a refused reserve must roll back

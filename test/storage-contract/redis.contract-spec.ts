@@ -1,7 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
+import { AccountingLedger } from '../../src/budgets/domain/accounting-ledger';
 import { RedisKeys } from '../../src/storage/backends/redis/redis-keys';
+import { RedisAccountingLedger } from '../../src/storage/backends/redis/redis-ledger';
+import { defineScripts } from '../../src/storage/backends/redis/redis-scripts';
 import { openRedisBackend } from '../../src/storage/backends/redis/redis.backend';
+import { StorageBackend } from '../../src/storage/storage-backend';
 import { describeStorageContract, sampleKey } from './contract';
 import { ContractTarget } from './contract-target';
 import { describeJobLockContract } from './job-lock.contract';
@@ -39,6 +43,23 @@ describeStorageContract(target);
 describeJobLockContract(target, { freedBy: 'ttl' });
 
 describe('redis backend', () => {
+  // Accounting calls wait for the end of the event-loop turn to go out together: closing the backend in
+  // the same turn must still send them, not fail them on a closed connection.
+  it('commits accounting calls submitted just before close', async () => {
+    const { open, teardown } = await target.prepare();
+    const backend = await open();
+    const reserved = backend.accounting!.reserve('last', ['key:last'], { tokens: 5, usdMicros: 7 });
+    await backend.close();
+    await expect(reserved).resolves.toEqual({ ok: true });
+    const reopened = await open();
+    try {
+      expect(await reopened.budgets.get('key:last')).toMatchObject({ reserved: 5 });
+    } finally {
+      await reopened.close();
+      await teardown();
+    }
+  });
+
   it('reads a key stored before the response cache as following the global TTL', async () => {
     const { open, teardown } = await target.prepare();
     const backend = await open();
@@ -54,5 +75,155 @@ describe('redis backend', () => {
       await backend.close();
       await teardown();
     }
+  });
+});
+
+/**
+ * The script calls (EVALSHA or EVAL) Redis executes on keys under `prefix` while `work` runs, as MONITOR
+ * shows them: what reaches the server, whoever else shares it (never CONFIG RESETSTAT on a shared server).
+ */
+async function scriptCallsDuring(prefix: string, work: () => Promise<void>): Promise<number> {
+  const raw = new Redis(testStorageOptions().redis.url);
+  const monitor = await raw.monitor();
+  try {
+    const done = `${prefix}:monitor-done`;
+    let calls = 0;
+    let seenDone: () => void = () => undefined;
+    const finished = new Promise<void>((resolve) => (seenDone = resolve));
+    monitor.on('monitor', (_time: string, args: string[]) => {
+      const command = args[0].toLowerCase();
+      if ((command === 'evalsha' || command === 'eval') && args.some((a) => a.startsWith(`${prefix}:`))) calls += 1;
+      // Redis reports commands in the order it runs them: once this one is seen, so is all of `work`.
+      if (command === 'echo' && args[1] === done) seenDone();
+    });
+    await work();
+    await raw.echo(done);
+    await finished;
+    return calls;
+  } finally {
+    monitor.disconnect();
+    raw.disconnect();
+  }
+}
+
+describe('redis accounting ledger: one script call per event-loop turn', () => {
+  const HOUR = 3_600_000;
+  const T0 = 1_700_000_000_000 - (1_700_000_000_000 % HOUR) + 1000;
+  let teardown: () => Promise<void>;
+  let backend: StorageBackend;
+  let accounting: AccountingLedger;
+  let prefix: string;
+
+  beforeEach(async () => {
+    const store = await target.prepare();
+    teardown = store.teardown;
+    backend = await store.open();
+    accounting = backend.accounting!;
+    prefix = (backend.details() as { prefix: string }).prefix;
+    // Loads the script, so the calls counted below are not a NOSCRIPT answer and its EVAL retry.
+    await accounting.settle('warm-up', null, T0);
+  });
+
+  afterEach(async () => {
+    await backend.close();
+    await teardown();
+  });
+
+  it('answers every reserve and settle of one turn from one script call, in submission order', async () => {
+    await backend.budgets.setLimit('key:turn', 1000, null, T0);
+    await backend.costs.setLimit('tenant:turn', 1_000_000, null, T0);
+    const scopes = ['key:turn', 'tenant:turn'];
+    expect(await accounting.reserve('held', scopes, { tokens: 300, usdMicros: 3000 }, T0)).toEqual({ ok: true });
+    const amounts = { tokens: 100, usdMicros: 1000 };
+    let answers: unknown[] = [];
+    const calls = await scriptCallsDuring(prefix, async () => {
+      answers = await Promise.all([
+        // Refused by the cost ledger: charges nothing on the token ledger either.
+        accounting.reserve('big', scopes, { tokens: 100, usdMicros: 2_000_000 }, T0),
+        // 700 tokens left: t0..t6 fit, t7..t9 are refused by what t0..t6 took in this same batch.
+        ...Array.from({ length: 10 }, (_, i) => accounting.reserve(`t${i}`, scopes, amounts, T0)),
+        accounting.settle('held', null, T0),
+        // The 300 released just before: t10..t12 fit, t13 does not.
+        ...Array.from({ length: 4 }, (_, i) => accounting.reserve(`t${10 + i}`, scopes, amounts, T0)),
+        accounting.settle('t0', { tokens: 42, usdMicros: 420 }, T0),
+        accounting.settle('never-reserved', { tokens: 1, usdMicros: 1 }, T0),
+      ]);
+    });
+    expect(calls).toBe(1);
+    const full = { ok: false, ledger: 'tokens', scope: 'key:turn', limit: 1000, spent: 0, reserved: 1000 };
+    expect(answers).toEqual([
+      { ok: false, ledger: 'usd_micros', scope: 'tenant:turn', limit: 1_000_000, spent: 0, reserved: 3000 },
+      ...Array.from({ length: 7 }, () => ({ ok: true })),
+      full,
+      full,
+      full,
+      { tokens: true, usdMicros: true },
+      { ok: true },
+      { ok: true },
+      { ok: true },
+      full,
+      { tokens: true, usdMicros: true },
+      { tokens: false, usdMicros: false },
+    ]);
+    // Charged: exactly the ten admitted (t0 of them committed), nothing of the refused or released.
+    expect(await backend.budgets.get('key:turn', T0)).toMatchObject({ spent: 42, reserved: 900 });
+    expect(await backend.costs.get('tenant:turn', T0)).toMatchObject({ spent: 420, reserved: 9000 });
+    const outstanding = (await backend.costs.listReservations(T0 + 1)).map((r) => r.id).sort();
+    expect(outstanding).toEqual(['t1', 't10', 't11', 't12', 't2', 't3', 't4', 't5', 't6']);
+  });
+
+  it('splits a turn of more than 256 calls into several script calls, still in submission order', async () => {
+    await backend.budgets.setLimit('key:many', 3000, null, T0);
+    let results: { ok: boolean }[] = [];
+    const calls = await scriptCallsDuring(prefix, async () => {
+      results = await Promise.all(
+        Array.from({ length: 600 }, (_, i) => accounting.reserve(`m${i}`, ['key:many'], { tokens: 10, usdMicros: 0 }, T0)),
+      );
+    });
+    expect(calls).toBe(3);
+    // The first 300 submitted fit, whichever call carried them.
+    expect(results.map((r) => r.ok)).toEqual(Array.from({ length: 600 }, (_, i) => i < 300));
+    expect(await backend.budgets.get('key:many', T0)).toMatchObject({ reserved: 3000 });
+  });
+
+  it('rejects every caller of a batch whose script call fails, and reserves nothing', async () => {
+    const redis = new Redis(testStorageOptions().redis.url, { enableAutoPipelining: true });
+    redis.on('error', () => undefined);
+    defineScripts(redis);
+    const ledger = new RedisAccountingLedger(redis, new RedisKeys(prefix));
+    await backend.budgets.setLimit('key:down', 1000, null, T0);
+    await redis.ping();
+    const calls = [
+      ...Array.from({ length: 5 }, (_, i) => ledger.reserve(`d${i}`, ['key:down', 'tenant:down'], { tokens: 10, usdMicros: 10 }, T0)),
+      ledger.settle('d0', { tokens: 1, usdMicros: 1 }, T0),
+    ];
+    // Gone before the batch is flushed at the end of this turn.
+    redis.disconnect();
+    const outcomes = await Promise.allSettled(calls);
+    expect(outcomes.map((o) => o.status)).toEqual(calls.map(() => 'rejected'));
+    // All with the one error of the call: here the lost connection's.
+    const errors = new Set(outcomes.map((o) => (o as PromiseRejectedResult).reason as Error));
+    expect([...errors].map((e) => e.message)).toEqual(['Connection is closed.']);
+    expect(await backend.budgets.get('key:down', T0)).toMatchObject({ reserved: 0 });
+    expect(await backend.budgets.listReservations(T0 + 1)).toEqual([]);
+    expect(await backend.costs.listReservations(T0 + 1)).toEqual([]);
+  });
+
+  it('fails only the call whose keys are broken, not the others of its batch', async () => {
+    const raw = new Redis(testStorageOptions().redis.url);
+    try {
+      await raw.set(`${new RedisKeys(prefix).ledger('tokens').scopePrefix}key:broken`, 'not a hash');
+    } finally {
+      raw.disconnect();
+    }
+    const outcomes = await Promise.allSettled([
+      accounting.reserve('before', ['key:fine'], { tokens: 10, usdMicros: 10 }, T0),
+      accounting.reserve('broken', ['key:broken'], { tokens: 10, usdMicros: 10 }, T0),
+      accounting.reserve('after', ['key:fine'], { tokens: 10, usdMicros: 10 }, T0),
+    ]);
+    expect(outcomes[0]).toEqual({ status: 'fulfilled', value: { ok: true } });
+    expect(outcomes[1]).toMatchObject({ status: 'rejected', reason: { message: expect.stringContaining('WRONGTYPE') } });
+    expect(outcomes[2]).toEqual({ status: 'fulfilled', value: { ok: true } });
+    expect(await backend.budgets.get('key:fine', T0)).toMatchObject({ reserved: 20 });
   });
 });

@@ -198,37 +198,53 @@ export class RedisCostLedger extends redisLedgerOn(CostLedger) {
   }
 }
 
+/** Operations per script call at most: a bigger batch goes out as several calls (in the same write),
+ * so no single script holds Redis for long. */
+const MAX_BATCH_OPS = 256;
+
+/** One reserve or settle waiting for the batch script. */
+interface BatchedOperation {
+  /** Its ARGV entries (lua/accounting-batch.lua). */
+  args: (string | number)[];
+  resolve(reply: unknown): void;
+  reject(error: unknown): void;
+}
+
 /**
- * Both ledgers in one script call each (lua/accounting-*.lua): reserve checks every scope of both
- * ledgers before charging any (all or none, atomically, without the compensating release the parallel
- * fallback needs), settle commits or releases both. One script per request step instead of two.
+ * Both ledgers at once (lua/accounting-batch.lua): a reserve checks every scope of both ledgers before
+ * charging any (all or none, atomically, without the compensating release the parallel fallback needs),
+ * a settle commits or releases both.
+ *
+ * Group commit, as SqliteWriter does for SQLite: the reserves and settles submitted
+ * during one event-loop turn (under load, those of many requests) go out as ONE script call, applied in
+ * submission order, each caller answered from its own reply. The gateway pays ioredis' per-command cost
+ * (and Redis its script dispatch) once per turn instead of once per call. If the call fails
+ * (connection lost, script refused) every caller of the batch rejects with that error; an operation
+ * that fails inside the script (a key of the wrong type…) rejects alone, as it did as a script of its own.
  */
 export class RedisAccountingLedger extends AccountingLedger {
-  private readonly tokens: ReturnType<RedisKeys['ledger']>;
-  private readonly costs: ReturnType<RedisKeys['ledger']>;
+  /** The KEYS of every batch call: per ledger, the reservations zset and the scope index. */
+  private readonly batchKeys: string[];
+  /** The ARGV every batch call starts with: per ledger, the scope and the reservation key prefix. */
+  private readonly batchPrefixes: string[];
+  /** Operations waiting for the next flush. */
+  private batch: BatchedOperation[] = [];
 
   constructor(
     private readonly redis: Redis,
     keys: RedisKeys,
   ) {
     super();
-    this.tokens = keys.ledger('tokens');
-    this.costs = keys.ledger('usd_micros');
+    const t = keys.ledger('tokens');
+    const c = keys.ledger('usd_micros');
+    this.batchKeys = [t.reservations, t.scopes, c.reservations, c.scopes];
+    this.batchPrefixes = [t.scopePrefix, t.reservationPrefix, c.scopePrefix, c.reservationPrefix];
   }
 
   async reserve(reservationId: string, scopes: string[], amounts: LedgerAmounts, now = Date.now()): Promise<AccountingReserveResult> {
     const unique = [...new Set(scopes)];
-    const { tokens: t, costs: c } = this;
-    const reply = (await runScript(
-      this.redis,
-      'accountingReserve',
-      [
-        ...this.reservationKeys(reservationId),
-        ...unique.map((s) => t.scopePrefix + s),
-        ...unique.map((s) => c.scopePrefix + s),
-      ],
-      [reservationId, now, amounts.tokens, amounts.usdMicros, ...unique],
-    )) as (number | string)[];
+    const args = ['r', reservationId, now, amounts.tokens, amounts.usdMicros, unique.length, ...unique];
+    const reply = (await this.submit(args)) as (number | string)[];
     if (Number(reply[0]) === 1) return { ok: true };
     return {
       ok: false,
@@ -241,20 +257,43 @@ export class RedisAccountingLedger extends AccountingLedger {
   }
 
   async settle(reservationId: string, actual: LedgerAmounts | null, now = Date.now()): Promise<AccountingSettled> {
-    const reply = (await runScript(this.redis, 'accountingSettle', this.reservationKeys(reservationId), [
-      reservationId,
-      now,
-      this.tokens.scopePrefix,
-      this.costs.scopePrefix,
-      actual?.tokens ?? '',
-      actual?.usdMicros ?? '',
-    ])) as number[];
+    const reply = (await this.submit(['s', reservationId, now, actual?.tokens ?? '', actual?.usdMicros ?? ''])) as number[];
     return { tokens: Number(reply[0]) === 1, usdMicros: Number(reply[1]) === 1 };
   }
 
-  /** Per ledger (tokens, then cost): the reservation hash, the reservations zset, the scope index. */
-  private reservationKeys(id: string): string[] {
-    const { tokens: t, costs: c } = this;
-    return [t.reservationPrefix + id, t.reservations, t.scopes, c.reservationPrefix + id, c.reservations, c.scopes];
+  /** Adds an operation to the batch (the first of a turn schedules its flush); resolves with its reply. */
+  private submit(args: (string | number)[]): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      this.batch.push({ args, resolve, reject });
+      if (this.batch.length === 1) setImmediate(() => void this.flush());
+    });
+  }
+
+  /** Sends what is waiting now; resolves once those calls are answered (close() waits for them). */
+  flush(): Promise<void> {
+    const batch = this.batch;
+    this.batch = [];
+    const sent: Promise<void>[] = [];
+    for (let i = 0; i < batch.length; i += MAX_BATCH_OPS) sent.push(this.send(batch.slice(i, i + MAX_BATCH_OPS)));
+    return Promise.all(sent).then(() => undefined);
+  }
+
+  /** One script call for `operations`; settles every caller, never rejects itself. */
+  private send(operations: BatchedOperation[]): Promise<void> {
+    const args: (string | number)[] = [...this.batchPrefixes];
+    for (const { args: own } of operations) for (const arg of own) args.push(arg);
+    return runScript(this.redis, 'accountingBatch', this.batchKeys, args).then(
+      (replies) => {
+        // An operation that failed in the script answers an error of its own (the others still applied).
+        operations.forEach(({ resolve, reject }, i) => {
+          const reply = (replies as unknown[])[i];
+          if (reply instanceof Error) reject(reply);
+          else resolve(reply);
+        });
+      },
+      (error: unknown) => {
+        for (const { reject } of operations) reject(error);
+      },
+    );
   }
 }

@@ -88,7 +88,8 @@ class RedisStorageBackend implements StorageBackend {
   }
 
   close(): Promise<void> {
-    this.closing ??= Promise.all([quit(this.subscriber), quit(this.commands)]).then(() => undefined);
+    // Accounting calls of this very turn are answered before QUIT instead of failing on a closed connection.
+    this.closing ??= this.accounting.flush().then(() => Promise.all([quit(this.subscriber), quit(this.commands)])).then(() => undefined);
     return this.closing;
   }
 }

@@ -4,12 +4,13 @@
 -- written back with %d because tostring() would switch to exponent notation.
 local function fmt(n) return string.format('%d', n) end
 
+-- (`updated` is not read: every write sets it to now.)
 local function read_scope(key)
-  local v = redis.call('HMGET', key, 'limit', 'spent', 'reserved', 'period', 'ws', 'updated')
+  local v = redis.call('HMGET', key, 'limit', 'spent', 'reserved', 'period', 'ws')
   if not v[2] then return { exists = false, spent = 0, reserved = 0, ws = 0 } end
   return {
     exists = true, limit = tonumber(v[1]), spent = tonumber(v[2]), reserved = tonumber(v[3]),
-    period = tonumber(v[4]), ws = tonumber(v[5]), updated = tonumber(v[6]),
+    period = tonumber(v[4]), ws = tonumber(v[5]),
   }
 end
 
@@ -18,6 +19,7 @@ local function roll(s, now)
   if s.period and now >= s.ws + s.period then
     s.spent = 0
     s.ws = now - now % s.period
+    s.rolled = true
   end
   return s
 end
@@ -27,6 +29,23 @@ local function write_scope(key, s, now)
   redis.call('HSET', key, 'limit', s.limit and fmt(s.limit) or '', 'spent', fmt(s.spent),
     'reserved', fmt(s.reserved), 'period', s.period and fmt(s.period) or '', 'ws', fmt(s.ws),
     'updated', fmt(now))
+end
+
+-- Reserve and settle change only the usage of a scope that exists: reserved and updated, spent when
+-- it changed or the window rolled over, ws when it rolled over. Writing just those (not all six fields)
+-- matters on the hot path, where each field costs a string.format and a conversion. A new scope is
+-- written whole.
+local function write_usage(key, s, now, spent_changed)
+  if not s.exists then return write_scope(key, s, now) end
+  s.updated = now
+  local fields = { 'reserved', fmt(s.reserved), 'updated', fmt(now) }
+  if spent_changed or s.rolled then
+    fields[5], fields[6] = 'spent', fmt(s.spent)
+  end
+  if s.rolled then
+    fields[#fields + 1], fields[#fields + 2] = 'ws', fmt(s.ws)
+  end
+  redis.call('HSET', key, unpack(fields))
 end
 
 local function scope_reply(s)
@@ -45,29 +64,28 @@ local function write_reservation(key, amount, created, names, first)
   redis.call('HSET', key, unpack(fields))
 end
 
--- Reserve, first half: reads (and rolls over) the n scopes at KEYS[first .. first+n-1]. Returns them,
--- or nil, the 1-based position of the first that cannot take amount, and that scope.
-local function check_scopes(first, n, amount, now)
+-- Reserve, first half: reads (and rolls over) the scope hashes keys[1 .. #keys]. Returns them, or nil,
+-- the 1-based position of the first that cannot take amount, and that scope.
+local function check_scopes(keys, amount, now)
   local scopes = {}
-  for i = 1, n do
-    local s = roll(read_scope(KEYS[first + i - 1]), now)
+  for i, key in ipairs(keys) do
+    local s = roll(read_scope(key), now)
     if s.limit and s.spent + s.reserved + amount > s.limit then return nil, i, s end
     scopes[i] = s
   end
   return scopes
 end
 
--- Reserve, second half: charges the checked scopes (named names[names_first ..]) and records the
--- reservation `id` under res_key and in the res_zset / index zsets.
-local function charge_scopes(scopes, first, amount, names, names_first, res_key, res_zset, index, id, now)
+-- Reserve, second half: charges the checked scopes (keys[i] holds the scope named names[i]) and
+-- records the reservation under res_key (the caller has added its id to the reservations zset).
+local function charge_scopes(scopes, keys, names, amount, res_key, index, now)
   for i, s in ipairs(scopes) do
     s.reserved = s.reserved + amount
-    write_scope(KEYS[first + i - 1], s, now)
+    write_usage(keys[i], s, now, false)
     -- Every writer indexes the scopes it creates and nothing removes them: only a new one needs it.
-    if not s.exists then redis.call('ZADD', index, 0, names[names_first + i - 1]) end
+    if not s.exists then redis.call('ZADD', index, 0, names[i]) end
   end
-  write_reservation(res_key, fmt(amount), fmt(now), names, names_first)
-  redis.call('ZADD', res_zset, fmt(now), id)
+  write_reservation(res_key, fmt(amount), fmt(now), names, 1)
 end
 
 -- Commit (actual) or release (actual nil) of reservation `id`: only the call that finds the reservation
@@ -87,7 +105,7 @@ local function settle_reservation(res_key, res_zset, index, scope_prefix, id, ac
     -- Never below 0: putScope (migration) may have rewritten the totals under a live reservation.
     s.reserved = math.max(0, s.reserved - amount)
     if actual then s.spent = s.spent + actual end
-    write_scope(key, s, now)
+    write_usage(key, s, now, actual ~= nil)
     if not s.exists then redis.call('ZADD', index, 0, name) end
   end
   redis.call('DEL', res_key)
