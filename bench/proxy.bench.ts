@@ -5,9 +5,11 @@
  * each in its own process, at 32 and 128 connections. Every process shares the machine's cores with the load
  * generator and the mock, so a single measurement swings with whatever else the machine does (the bare
  * proxy alone has ranged from 4,300 to 8,600 RPS between runs here): all targets run side by side and
- * are measured in BENCH_ROUNDS interleaved rounds (bare, gateway, gateway, bare, …), and each point is
- * the median of its rounds. Prints RPS, p50, p99 and the gateway/bare ratios; writes JSON under
- * bench/results/ and appends a section to docs/benchmarks.md.
+ * are measured in BENCH_ROUNDS interleaved rounds (bare, gateway, gateway, bare, …). A row shows the
+ * target's median round; its ratios are the medians of the per-round ratios (gateway / bare of the same
+ * round and connection count, measured within a minute of each other), so a slowdown of the whole host
+ * that lasts a round cancels out instead of landing on one side of the ratio. Prints RPS, p50, p99 and
+ * the ratios; writes JSON under bench/results/ and appends a section to docs/benchmarks.md.
  */
 import { ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -20,7 +22,7 @@ import { Client } from 'pg';
 import { recordRun } from './record';
 
 const DURATION_S = Number(process.env.BENCH_DURATION_S ?? 10);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const CONNECTIONS = [32, 128];
 const BACKENDS = (process.env.BENCH_BACKENDS ?? 'sqlite,redis').split(',');
 const KEY = `sk-ditto-bench${randomUUID().replace(/-/g, '')}`;
@@ -52,6 +54,7 @@ function start(script: string, args: string[], env: Record<string, string> = {},
 
 interface Measurement {
   target: string;
+  round: number;
   connections: number;
   rps: number;
   p50: number;
@@ -60,7 +63,7 @@ interface Measurement {
   non2xx: number;
 }
 
-async function load(target: string, url: string, connections: number, auth: boolean): Promise<Measurement> {
+async function load(target: string, round: number, url: string, connections: number, auth: boolean): Promise<Measurement> {
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   if (auth) headers.authorization = `Bearer ${KEY}`;
   // Warm-up, not measured.
@@ -68,6 +71,7 @@ async function load(target: string, url: string, connections: number, auth: bool
   const result = await autocannon({ url, method: 'POST', headers, body: BODY, connections, duration: DURATION_S });
   return {
     target,
+    round,
     connections,
     rps: Math.round(result.requests.average),
     p50: result.latency.p50,
@@ -80,6 +84,11 @@ async function load(target: string, url: string, connections: number, auth: bool
 /** The round with the median RPS (its latencies with it, so a row is one real measurement). */
 function median(of: Measurement[]): Measurement {
   return [...of].sort((a, b) => a.rps - b.rps)[Math.floor(of.length / 2)];
+}
+
+function medianOf(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
 }
 
 async function main(): Promise<void> {
@@ -124,27 +133,42 @@ async function main(): Promise<void> {
     for (const connections of CONNECTIONS) {
       // Alternate the order, so no target is always measured right after the same neighbour.
       const order = round % 2 === 0 ? targets : [...targets].reverse();
-      for (const t of order) rounds.push(await load(t.name, t.url, connections, t.auth));
+      for (const t of order) rounds.push(await load(t.name, round, t.url, connections, t.auth));
     }
   }
   const results = targets.flatMap((t) => CONNECTIONS.map((c) => median(rounds.filter((r) => r.target === t.name && r.connections === c))));
 
-  const bare = (c: number) => results.find((r) => r.target === 'bare' && r.connections === c)!;
+  // Per round: the gateway against the bare proxy of the same round and connection count.
+  const ratios = (r: Measurement, of: (m: Measurement) => number) =>
+    medianOf(
+      rounds
+        .filter((m) => m.target === r.target && m.connections === r.connections)
+        .map((m) => of(m) / of(rounds.find((b) => b.target === 'bare' && b.connections === m.connections && b.round === m.round)!)),
+    );
   const lines = results.map((r) => {
-    const b = bare(r.connections);
-    const ratio = r.target === 'bare' ? '' : ` | ${(r.rps / b.rps).toFixed(2)} | ${(r.p99 / b.p99).toFixed(2)}`;
-    return `| ${r.target} | ${r.connections} | ${r.rps} | ${r.p50} | ${r.p99} | ${r.errors + r.non2xx}${ratio || ' | 1.00 | 1.00'} |`;
+    const ratio = r.target === 'bare' ? ' | 1.00 | 1.00' : ` | ${ratios(r, (m) => m.rps).toFixed(2)} | ${ratios(r, (m) => m.p99).toFixed(2)}`;
+    return `| ${r.target} | ${r.connections} | ${r.rps} | ${r.p50} | ${r.p99} | ${r.errors + r.non2xx}${ratio} |`;
   });
   const table = ['| target | connections | RPS | p50 ms | p99 ms | errors | RPS / bare | p99 / bare |', '|---|---|---|---|---|---|---|---|', ...lines].join('\n');
   process.stdout.write(`${table}\n`);
 
   recordRun('Proxy', { durationS: DURATION_S, rounds: ROUNDS, results, allRounds: rounds }, (machine) =>
-    `${machine}; non-streaming chat completion (max_tokens 16) against the mock upstream, budgets on (key + tenant scope, token and cost ledgers); ${DURATION_S} s per measurement after a 2 s warm-up, median of ${ROUNDS} interleaved rounds; every process on the same 2 cores.\n\n${table}`,
+    `${machine}; non-streaming chat completion (max_tokens 16) against the mock upstream, budgets on (key + tenant scope, token and cost ledgers); ${DURATION_S} s per measurement after a 2 s warm-up, ${ROUNDS} interleaved rounds: RPS, p50 and p99 of each target's median round, ratios the median of the per-round ratios to the bare proxy; every process on the same 2 cores.\n\n${table}\n\nPer round (RPS): ${perRound(rounds)}`,
   );
   rmSync(dir, { recursive: true, force: true });
   // The gateways flush their audit queues on the way out: drop the stores once they are gone.
   await Promise.all(children.map((child) => (child.exitCode === null ? new Promise((resolve) => child.once('exit', resolve).kill('SIGTERM')) : null)));
   await dropStores(stores);
+}
+
+/** `target@connections a / b / c` for every target, in round order. */
+function perRound(rounds: Measurement[]): string {
+  const groups = new Map<string, number[]>();
+  for (const m of [...rounds].sort((a, b) => a.round - b.round)) {
+    const key = `${m.target} @${m.connections}`;
+    groups.set(key, [...(groups.get(key) ?? []), m.rps]);
+  }
+  return [...groups].map(([key, rps]) => `${key}: ${rps.join(' / ')}`).join('; ');
 }
 
 /** Removes what the gateways wrote (a run leaves hundreds of thousands of audit rows behind otherwise). */

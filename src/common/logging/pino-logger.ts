@@ -9,32 +9,39 @@ const SECRET_PATTERNS: Array<[RegExp, string]> = [
   [/(\/\/[^/\s:@]*:)[^@\s/]+@/g, '$1***@'],
 ];
 
+/** How long a log line may wait for others to share its write. */
+const LOG_BATCH_MS = 10;
+/** Buffered text that is written at once, whatever the time. */
+const LOG_BATCH_MAX_CHARS = 64 * 1024;
+
 /**
- * stdout, one write per event-loop turn: lines logged while handling a turn's I/O (an access line per
- * request, under load many per turn) are joined and written together from setImmediate. A write per
- * line made log output the largest single cost of a proxied request: synchronously a syscall each, and
- * through sonic-boom's asynchronous mode a thread-pool round trip each (docs/benchmarks.md). Nothing
- * waits for volume: a lone line goes out at the end of its turn. `flush()` writes at once (before exit).
+ * stdout, written at most every LOG_BATCH_MS: lines logged meanwhile (an access line per request, under
+ * load hundreds) are joined into one write. A write costs a syscall, and on a loaded machine one per
+ * line, or even one per event-loop turn, was a visible part of a proxied request's CPU
+ * (docs/benchmarks.md). A lone line goes out within LOG_BATCH_MS; 64 KiB of pending text goes out at
+ * once. `flush()` writes at once (before exit).
  */
-export class TurnBatchedStdout implements DestinationStream {
+export class BatchedStdout implements DestinationStream {
   private lines: string[] = [];
-  private scheduled = false;
+  private chars = 0;
+  private timer: NodeJS.Timeout | null = null;
 
   constructor(private readonly out: { write(text: string): unknown } = process.stdout) {}
 
   write(line: string): void {
     this.lines.push(line);
-    if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(() => this.flush());
-    }
+    this.chars += line.length;
+    if (this.chars >= LOG_BATCH_MAX_CHARS) this.flush();
+    else this.timer ??= setTimeout(() => this.flush(), LOG_BATCH_MS);
   }
 
   flush(done?: () => void): void {
-    this.scheduled = false;
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
     if (this.lines.length > 0) {
       const text = this.lines.length === 1 ? this.lines[0] : this.lines.join('');
       this.lines = [];
+      this.chars = 0;
       this.out.write(text);
     }
     done?.();
@@ -64,7 +71,7 @@ export class PinoLogger implements LoggerService {
 
   /** `format` pretty: human-readable lines (LOG_FORMAT=pretty, for a terminal); json otherwise. */
   constructor(level: string, destination?: DestinationStream, format: 'json' | 'pretty' = 'json') {
-    this.destination = destination ?? (format === 'pretty' ? pretty({ colorize: process.stdout.isTTY, translateTime: 'SYS:standard', messageKey: 'msg' }) : new TurnBatchedStdout());
+    this.destination = destination ?? (format === 'pretty' ? pretty({ colorize: process.stdout.isTTY, translateTime: 'SYS:standard', messageKey: 'msg' }) : new BatchedStdout());
     this.pino = pino(
       {
         level,
