@@ -10,8 +10,6 @@ import { SettledRow, reservationValues, settledAmount, toLedgerScope, toReservat
 import { LedgerKind, SqliteReserveResult } from './sqlite-group-commit';
 import { SqlSession, TypeormStore, prefixUpperBound } from './typeorm-store';
 
-export type { LedgerKind };
-
 const isString = (v: unknown): v is string => typeof v === 'string';
 
 /**
