@@ -106,7 +106,7 @@ async function scriptCallsDuring(prefix: string, work: () => Promise<void>): Pro
   }
 }
 
-describe('redis accounting ledger: one script call per event-loop turn', () => {
+describe('redis accounting ledger: batched script calls', () => {
   const HOUR = 3_600_000;
   const T0 = 1_700_000_000_000 - (1_700_000_000_000 % HOUR) + 1000;
   let teardown: () => Promise<void>;
@@ -129,7 +129,7 @@ describe('redis accounting ledger: one script call per event-loop turn', () => {
     await teardown();
   });
 
-  it('answers every reserve and settle of one turn from one script call, in submission order', async () => {
+  it('sends reserves in batches of four as they come, settles riding along, every call answered in submission order', async () => {
     await backend.budgets.setLimit('key:turn', 1000, null, T0);
     await backend.costs.setLimit('tenant:turn', 1_000_000, null, T0);
     const scopes = ['key:turn', 'tenant:turn'];
@@ -149,7 +149,9 @@ describe('redis accounting ledger: one script call per event-loop turn', () => {
         accounting.settle('never-reserved', { tokens: 1, usdMicros: 1 }, T0),
       ]);
     });
-    expect(calls).toBe(1);
+    // 15 reserves: three batches of four went out as they filled, the last three (and the two settles
+    // after them) at the end of the turn.
+    expect(calls).toBe(4);
     const full = { ok: false, ledger: 'tokens', scope: 'key:turn', limit: 1000, spent: 0, reserved: 1000 };
     expect(answers).toEqual([
       { ok: false, ledger: 'usd_micros', scope: 'tenant:turn', limit: 1_000_000, spent: 0, reserved: 3000 },
@@ -172,7 +174,7 @@ describe('redis accounting ledger: one script call per event-loop turn', () => {
     expect(outstanding).toEqual(['t1', 't10', 't11', 't12', 't2', 't3', 't4', 't5', 't6']);
   });
 
-  it('splits a turn of more than 256 calls into several script calls, still in submission order', async () => {
+  it('admits exactly the first reserves submitted, whichever batch carried them', async () => {
     await backend.budgets.setLimit('key:many', 3000, null, T0);
     let results: { ok: boolean }[] = [];
     const calls = await scriptCallsDuring(prefix, async () => {
@@ -180,10 +182,26 @@ describe('redis accounting ledger: one script call per event-loop turn', () => {
         Array.from({ length: 600 }, (_, i) => accounting.reserve(`m${i}`, ['key:many'], { tokens: 10, usdMicros: 0 }, T0)),
       );
     });
-    expect(calls).toBe(3);
-    // The first 300 submitted fit, whichever call carried them.
+    expect(calls).toBe(150);
     expect(results.map((r) => r.ok)).toEqual(Array.from({ length: 600 }, (_, i) => i < 300));
     expect(await backend.budgets.get('key:many', T0)).toMatchObject({ reserved: 3000 });
+  });
+
+  it('splits more than 256 waiting calls into several script calls, still in submission order', async () => {
+    await backend.budgets.setLimit('key:split', 1000, null, T0);
+    expect(await accounting.reserve('s1', ['key:split'], { tokens: 10, usdMicros: 0 }, T0)).toEqual({ ok: true });
+    let results: unknown[] = [];
+    const calls = await scriptCallsDuring(prefix, async () => {
+      // Settles wait for each other (no reserve sends them early): 600 in one turn, the real one last.
+      results = await Promise.all([
+        ...Array.from({ length: 599 }, (_, i) => accounting.settle(`unknown${i}`, { tokens: 1, usdMicros: 1 }, T0)),
+        accounting.settle('s1', { tokens: 7, usdMicros: 0 }, T0),
+      ]);
+    });
+    expect(calls).toBe(3);
+    expect(results.slice(0, 599).every((r) => JSON.stringify(r) === JSON.stringify({ tokens: false, usdMicros: false }))).toBe(true);
+    expect(results[599]).toEqual({ tokens: true, usdMicros: true });
+    expect(await backend.budgets.get('key:split', T0)).toMatchObject({ reserved: 0, spent: 7 });
   });
 
   it('rejects every caller of a batch whose script call fails, and reserves nothing', async () => {
@@ -193,8 +211,9 @@ describe('redis accounting ledger: one script call per event-loop turn', () => {
     const ledger = new RedisAccountingLedger(redis, new RedisKeys(prefix));
     await backend.budgets.setLimit('key:down', 1000, null, T0);
     await redis.ping();
+    // Three reserves (fewer than a batch that goes out at once) and a settle.
     const calls = [
-      ...Array.from({ length: 5 }, (_, i) => ledger.reserve(`d${i}`, ['key:down', 'tenant:down'], { tokens: 10, usdMicros: 10 }, T0)),
+      ...Array.from({ length: 3 }, (_, i) => ledger.reserve(`d${i}`, ['key:down', 'tenant:down'], { tokens: 10, usdMicros: 10 }, T0)),
       ledger.settle('d0', { tokens: 1, usdMicros: 1 }, T0),
     ];
     // Gone before the batch is flushed at the end of this turn.

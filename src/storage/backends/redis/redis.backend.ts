@@ -23,9 +23,9 @@ export async function openRedisBackend(options: StorageOptions): Promise<Storage
   let opened = false;
   const commands = new Redis(url, {
     lazyConnect: true,
-    // Commands issued in one event-loop turn (the reserves and settles of many requests) go out in one
-    // write and come back in one read.
-    enableAutoPipelining: true,
+    // No auto-pipelining: the hot path batches itself (RedisAccountingLedger), and deferring every
+    // write to the next tick only delayed the reserves that requests wait for (docs/benchmarks.md).
+    enableAutoPipelining: false,
     connectTimeout: timeoutMs,
     commandTimeout: timeoutMs,
     retryStrategy: (attempt) => (opened ? Math.min(attempt * 100, MAX_RETRY_DELAY_MS) : null),
