@@ -13,7 +13,7 @@ import { RateLimitRule } from '../rate-limits/domain/rate-decision';
 import { RateLimitsService, rateLimitError, rateLimitHeaders } from '../rate-limits/rate-limits.service';
 import { ERROR_HTTP } from '../common/errors/error-status';
 import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
-import { sendRawError } from '../common/errors/gateway-exception.filter';
+import { sendRawError, writeJson } from '../common/errors/gateway-exception.filter';
 import { AppConfig } from '../config/app-config';
 import { BackendConfig } from '../config/gateway-file';
 import { VirtualKey } from '../virtual-keys/domain/virtual-key';
@@ -339,12 +339,12 @@ export class ProxyService {
     event.status = response.statusCode;
     event.upstreamMs = sinceMs(exchange.upstreamStarted);
     if (response.statusCode !== 200 || !Array.isArray(body?.data)) {
-      sendJson(exchange, response.statusCode, body);
+      writeJson(exchange.response, response.statusCode, exchange.headers, body);
       return;
     }
     const data = body.data.filter((m) => typeof m.id === 'string' && modelAllowed(key.models, m.id));
     exchange.headers['x-ditto-backend'] = event.backend ?? '';
-    sendJson(exchange, 200, { ...body, data });
+    writeJson(exchange.response, 200, exchange.headers, { ...body, data });
   }
 
   /**
@@ -473,13 +473,6 @@ function jsonPayload(body: ProxyBody, json: JsonObject | null, backend: BackendC
   const mapped = typeof json.model === 'string' ? backend.model_map[json.model] : undefined;
   const sent = mapped === undefined ? json : { ...json, model: mapped };
   return sent === body.value ? body.text : JSON.stringify(sent);
-}
-
-/** Sends a JSON answer of the gateway's own making (the filtered model list, an upstream error as read). */
-function sendJson(exchange: Exchange, status: number, body: unknown): void {
-  const text = JSON.stringify(body) ?? 'null';
-  exchange.response.writeHead(status, { ...exchange.headers, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
-  exchange.response.end(text);
 }
 
 function upstreamHeaders(request: IncomingMessage, backend: BackendConfig, requestId: string, json: boolean): Headers {

@@ -49,8 +49,12 @@ export function sendRawError(
   logger: Logger,
 ): void {
   const { status, body } = errorResponse(exception, { method: request.method ?? 'GET', url: request.url ?? '/' }, logger);
-  if (response.headersSent) return;
-  const text = JSON.stringify(body);
+  if (!response.headersSent) writeJson(response, status, headers, body);
+}
+
+/** A whole JSON answer on a bare Node response, with `headers` added. */
+export function writeJson(response: ServerResponse, status: number, headers: Record<string, string | string[]>, body: unknown): void {
+  const text = JSON.stringify(body) ?? 'null';
   response.writeHead(status, { ...headers, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
   response.end(text);
 }
