@@ -119,7 +119,12 @@ export class AccountingService {
     if (!byTokens || !byCost) {
       this.logger.warn(`reservation ${charge.id} was reaped before its request ended (RESERVATION_TTL_SECS too short?); charging it now`);
       const late = `${charge.id}:late`;
-      await this.accounting.reserve(late, charge.scopes, { tokens: 0, usdMicros: 0 });
+      const opened = await this.accounting.reserve(late, charge.scopes, { tokens: 0, usdMicros: 0 });
+      // A scope already over its limit (usage beyond the estimate) refuses even an empty reservation:
+      // the late charge cannot be recorded then. Say so rather than lose it silently.
+      if (!opened.ok) {
+        this.logger.error(`reservation ${charge.id}: the late charge (${tokens} tokens, ${usdMicros} USD micros) could not be recorded: scope ${opened.scope} is over its limit`);
+      }
       await this.accounting.settle(late, { tokens: byTokens ? 0 : tokens, usdMicros: byCost ? 0 : usdMicros });
     }
     return { tokens, usdMicros, basis: usage === null ? 'estimate' : 'usage' };

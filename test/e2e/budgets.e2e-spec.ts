@@ -286,6 +286,28 @@ describe('budget settlement on every path (e2e, sqlite)', () => {
     expect((await adminGet(gateway, '/admin/budgets/tenant:admin-t', READ_TOKEN)).status).toBe(200);
   });
 
+  it('charges a request whose reservation was reaped while it ran, once it ends', async () => {
+    upstream.options = { chunkDelayMs: 40 };
+    const { scope: name, token } = await freshKey();
+    const response = await fetch(`${gateway.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'gpt-4o-mini', messages: MESSAGES, max_tokens: 10, stream: true }),
+    });
+    const reader = response.body!.getReader();
+    await reader.read();
+    // The reaper takes the reservation of the request still running (as if RESERVATION_TTL_SECS were too short).
+    const reaped = await admin(gateway, 'POST', '/admin/reservations/reap', { older_than_secs: 0 });
+    expect(reaped.body.tokens.count).toBeGreaterThanOrEqual(1);
+    expect((await scope(gateway, 'budgets', name)).reserved_tokens).toBe(0);
+    while (!(await reader.read()).done);
+    // Charged its real usage anyway, exactly once, and nothing left reserved.
+    await within(5000, async () => (await scope(gateway, 'budgets', name)).spent_tokens === PROMPT + 10);
+    await settled(gateway, name);
+    expect((await scope(gateway, 'budgets', name)).spent_tokens).toBe(PROMPT + 10);
+    expect((await scope(gateway, 'costs', name)).spent_usd_micros).toBe(PROMPT * 2 + 10 * 8);
+  });
+
   it('reaps reservations a crashed replica left behind, with a dry run first', async () => {
     const direct = await openBackend('sqlite', loadAppConfig(store.env).storage.options);
     try {
