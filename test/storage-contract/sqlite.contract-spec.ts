@@ -4,6 +4,10 @@ import * as path from 'node:path';
 import { DataSource } from 'typeorm';
 import { SqliteInitialSchema1767225600000 } from '../../src/storage/backends/typeorm/migrations/sqlite/1767225600000-initial-schema';
 import { SqliteJobLeases1767312000000 } from '../../src/storage/backends/typeorm/migrations/sqlite/1767312000000-job-leases';
+import type { Worker } from 'node:worker_threads';
+import { AUDIT_COLUMNS } from '../../src/storage/backends/typeorm/mappers/audit-record.mapper';
+import { WorkerSqliteWriter } from '../../src/storage/backends/typeorm/sqlite-writer';
+import { quoteIdentifier } from '../../src/storage/backends/typeorm/typeorm-store';
 import { openTypeormBackend } from '../../src/storage/backends/typeorm/typeorm.backend';
 import { describeStorageContract } from './contract';
 import { ContractTarget } from './contract-target';
@@ -102,6 +106,28 @@ describe('sqlite backend', () => {
     } finally {
       other.close();
       await backend.close();
+    }
+  });
+
+  it('starts a new writer thread when the last one has ended, instead of sending batches into the void', async () => {
+    const file = path.join(dir, 'ditto.sqlite');
+    await (await openTypeormBackend('sqlite', sqliteOptions(file))).close();
+    const tables = { scopes: quoteIdentifier('ledger_scopes'), reservations: quoteIdentifier('ledger_reservations'), audit: quoteIdentifier('audit_log'), auditColumns: AUDIT_COLUMNS };
+    const writer = await WorkerSqliteWriter.open({ file, busyTimeoutMs: 1000, tables });
+    const row = (id: string) => [id, 1, 'proxy', null, null, null, '{}'];
+    try {
+      await expect(writer.submit({ type: 'audit', rows: [row('first')] })).resolves.toBe(1);
+      // The thread ends while idle (crash, OOM): the next batch must still be answered.
+      await (await (writer as unknown as { worker: Promise<Worker> }).worker).terminate();
+      await expect(writer.submit({ type: 'audit', rows: [row('second')] })).resolves.toBe(1);
+    } finally {
+      await writer.close();
+    }
+    const reopened = await openTypeormBackend('sqlite', sqliteOptions(file));
+    try {
+      expect(await reopened.audit.count()).toBe(2);
+    } finally {
+      await reopened.close();
     }
   });
 

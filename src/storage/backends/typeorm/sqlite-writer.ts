@@ -122,18 +122,22 @@ export class WorkerSqliteWriter extends SqliteWriter {
   }
 
   private started(): Promise<Worker> {
-    this.worker ??= this.spawn().catch((error: Error) => {
-      this.worker = null;
-      throw error;
-    });
+    if (this.worker === null) {
+      // Forgotten once it fails to start or its thread ends, so the next batch starts a new one.
+      const started: Promise<Worker> = this.spawn(() => {
+        if (this.worker === started) this.worker = null;
+      });
+      started.catch(() => undefined);
+      this.worker = started;
+    }
     return this.worker;
   }
 
-  private spawn(): Promise<Worker> {
+  private spawn(gone: () => void): Promise<Worker> {
     const worker = startWorker(this.data);
     return new Promise((resolve, reject) => {
       const fail = (error: Error) => {
-        if (this.worker !== null) this.worker = null;
+        gone();
         for (const { reject: rejectBatch } of this.pending.values()) rejectBatch(error);
         this.pending.clear();
         reject(error);
@@ -153,9 +157,8 @@ export class WorkerSqliteWriter extends SqliteWriter {
         }
       });
       worker.once('error', (error) => fail(error));
-      worker.once('exit', (code) => {
-        if (this.pending.size > 0) fail(new Error(`the SQLite writer thread exited (${code}) with batches in flight`));
-      });
+      // Also when it ends idle: a batch posted to an ended thread would never be answered.
+      worker.once('exit', (code) => fail(new Error(`the SQLite writer thread exited (${code})`)));
     });
   }
 }

@@ -1,6 +1,6 @@
 import { DataSource, EntityManager, QueryFailedError, QueryRunner, SelectQueryBuilder } from 'typeorm';
 import { compileParams, SqliteDatabase, SqliteWrite } from './sqlite-group-commit';
-import { SqliteWriter } from './sqlite-writer';
+import type { SqliteWriter } from './sqlite-writer';
 
 export type Dialect = 'sqlite' | 'postgres';
 
