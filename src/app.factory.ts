@@ -1,3 +1,4 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Socket } from 'node:net';
 import { LoggerService, ValidationError, ValidationPipe } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
@@ -6,19 +7,33 @@ import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { AppModule } from './app.module';
 import { ErrorCode, GatewayError } from './common/errors/gateway-error';
 import { AppConfig } from './config/app-config';
+import { FrontDoor } from './common/http/front-door';
+import { ProxyRoutes } from './proxy/proxy.routes';
+
+/** Bodies of the admin API are small: never more than Fastify's own default, 1 MiB (nor BODY_LIMIT_BYTES). */
+const ADMIN_BODY_LIMIT_BYTES = 1024 * 1024;
 
 /**
  * Builds the application (not listening yet): Fastify, validation, OpenAPI for the admin API.
  * main.ts and the e2e tests both start the gateway through here.
  */
 export async function createApp(config: AppConfig, logger: LoggerService): Promise<NestFastifyApplication> {
+  // Every request enters through the front door: one canonical URL, timeouts, and /v1 served apart.
+  const door = new FrontDoor({ headersTimeoutMs: config.server.headersTimeoutMs, bodyTimeoutMs: config.server.bodyTimeoutMs });
   // return503OnClosing: false — during shutdown, requests on kept-alive connections are still served
   // (with `connection: close`) instead of a bare 503: the grace period of DESIGN §8.
-  const adapter = new FastifyAdapter({ bodyLimit: config.server.bodyLimitBytes, trustProxy: true, return503OnClosing: false });
+  const adapter = new FastifyAdapter({
+    bodyLimit: Math.min(ADMIN_BODY_LIMIT_BYTES, config.server.bodyLimitBytes),
+    trustProxy: true,
+    return503OnClosing: false,
+    serverFactory: (handler: (request: IncomingMessage, response: ServerResponse) => void) => door.createServer(handler),
+    clientErrorHandler: door.clientError,
+  });
   const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config), adapter, {
     logger,
     abortOnError: false,
   });
+  door.mount('/v1', app.get(ProxyRoutes).serve);
   const fastify = app.getHttpAdapter().getInstance();
   // A connection that never sent a byte has no request to finish, but the HTTP server does not count
   // it as idle and would wait for it (up to headersTimeout) on close: drop such connections first.
@@ -31,8 +46,6 @@ export async function createApp(config: AppConfig, logger: LoggerService): Promi
     for (const socket of sockets) if (socket.bytesRead === 0) socket.destroy();
     done();
   });
-  // Bodies that are not JSON (audio uploads, files) stay a stream for the proxy to forward as-is.
-  fastify.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
   app.useGlobalPipes(
     new ValidationPipe({
       whitelist: true,

@@ -1,27 +1,33 @@
 import { CanActivate, ExecutionContext, Injectable } from '@nestjs/common';
+import { Reflector } from '@nestjs/core';
 import type { FastifyRequest } from 'fastify';
 import { AppConfig } from '../config/app-config';
 import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
 import { constantTimeEquals } from './constant-time';
-
-const ADMIN_PATH = /^\/(admin|api\/auth)(\/|$|\?)/;
+import { PUBLIC_ROUTE } from './public.decorator';
 const READ_METHODS = new Set(['GET', 'HEAD']);
 
 /** Which admin token a request presented. */
 export type AdminActor = 'admin' | 'admin-read';
 
 /**
- * Global guard for `/admin/*` and `/api/auth/*` (DESIGN §5.2), fail-closed: with no token configured
- * the admin API does not exist (404 admin_disabled); otherwise a valid token is required, and the read
- * token only reads. Matching by path means a new admin controller is protected without opting in.
+ * Global guard of every route the Nest router serves (`/admin/*`, `/api/auth/*`, …), fail-closed: a
+ * route is an admin route unless its controller or handler is marked @Public(). It decides by the
+ * route that matched, never by the URL's spelling, so no encoding of a path reaches an admin handler
+ * without this check. With no token configured the admin API does not exist (404 admin_disabled);
+ * otherwise a valid token is required, and the read token only reads. (The `/v1` proxy does not pass
+ * through Nest: it checks virtual keys itself.)
  */
 @Injectable()
 export class AdminAuthGuard implements CanActivate {
-  constructor(private readonly config: AppConfig) {}
+  constructor(
+    private readonly config: AppConfig,
+    private readonly reflector: Reflector,
+  ) {}
 
   canActivate(context: ExecutionContext): boolean {
+    if (this.reflector.getAllAndOverride<boolean>(PUBLIC_ROUTE, [context.getHandler(), context.getClass()])) return true;
     const request = context.switchToHttp().getRequest<FastifyRequest & { adminActor?: AdminActor }>();
-    if (!ADMIN_PATH.test(request.url)) return true;
     const { token, readToken } = this.config.admin;
     if (token === null && readToken === null) {
       throw new GatewayError(ErrorCode.AdminDisabled, 'the admin API is disabled: set ADMIN_TOKEN to enable it');

@@ -1,4 +1,5 @@
-import { byteEstimate, estimatePromptTokens, estimateRequest } from './token-estimate';
+import { GatewayError } from '../common/errors/gateway-error';
+import { byteEstimate, estimatePromptTokens, estimateRequest, requestedOutput, withOutputCap } from './token-estimate';
 
 describe('token estimate', () => {
   it('counts chat messages with the model tokenizer and OpenAI chat-format overhead', () => {
@@ -36,5 +37,22 @@ describe('token estimate', () => {
     expect(estimateRequest('/responses', { model: 'gpt-4o', input: 'hi', max_output_tokens: 11 }, 1024)).toMatchObject({ outputTokens: 11 });
     expect(estimateRequest('/chat/completions', { model: 'gpt-4o', messages }, 1024)).toMatchObject({ outputTokens: 1024, outputField: null });
     expect(estimateRequest('/embeddings', { model: 'text-embedding-3-small', input: 'hi', max_tokens: 5 }, 1024).outputTokens).toBe(0);
+  });
+});
+
+describe('output limits', () => {
+  it('reads every output-limit field and reserves the largest', () => {
+    expect(requestedOutput({ max_tokens: 10, max_completion_tokens: 20 })).toEqual({ field: 'max_completion_tokens', tokens: 20 });
+    expect(requestedOutput({ max_tokens: 30, max_completion_tokens: 20, max_output_tokens: 5 })).toEqual({ field: 'max_tokens', tokens: 30 });
+    expect(requestedOutput({ max_tokens: null })).toBeNull();
+  });
+
+  it.each(['100', 1.5, -1, 1e300, true, {}])('refuses an output limit of %j', (value) => {
+    expect(() => requestedOutput({ max_tokens: 1, max_completion_tokens: value })).toThrow(GatewayError);
+  });
+
+  it('caps every present field, or adds the given one', () => {
+    expect(withOutputCap({ max_tokens: 500, max_completion_tokens: 50, max_output_tokens: 900 }, 100, 'max_tokens')).toEqual({ max_tokens: 100, max_completion_tokens: 50, max_output_tokens: 100 });
+    expect(withOutputCap({ model: 'x' }, 100, 'max_completion_tokens')).toEqual({ model: 'x', max_completion_tokens: 100 });
   });
 });

@@ -1,5 +1,6 @@
 import * as cl100k from 'gpt-tokenizer/cjs/encoding/cl100k_base';
 import * as o200k from 'gpt-tokenizer/cjs/encoding/o200k_base';
+import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
 
 type Json = Record<string, unknown>;
 type Counter = (text: string) => number;
@@ -125,13 +126,42 @@ export function estimatePromptTokens(path: string, body: Json, model: string | n
   return byteEstimate(JSON.stringify(body));
 }
 
-/** The output limit a request set, by API: `max_output_tokens` (Responses), `max_completion_tokens`, `max_tokens`. */
+/** Every field an upstream may read as the response's output limit, whichever API the path is. */
+export const OUTPUT_FIELDS: readonly OutputField[] = ['max_output_tokens', 'max_completion_tokens', 'max_tokens'];
+
+/**
+ * The output limit a request set: the largest of every output-limit field it carries (an upstream may
+ * honour any one of them), with the field that holds it; null when it sets none. A field that is
+ * present but not a non-negative integer is refused (400): an upstream could read it its own way.
+ */
 export function requestedOutput(body: Json): { field: OutputField; tokens: number } | null {
-  for (const field of ['max_output_tokens', 'max_completion_tokens', 'max_tokens'] as const) {
+  let largest: { field: OutputField; tokens: number } | null = null;
+  for (const field of OUTPUT_FIELDS) {
     const value = body[field];
-    if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return { field, tokens: value };
+    if (value === undefined || value === null) continue;
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+      throw new GatewayError(ErrorCode.InvalidRequest, `${field} must be a non-negative integer`, field);
+    }
+    if (largest === null || value > largest.tokens) largest = { field, tokens: value };
   }
-  return null;
+  return largest;
+}
+
+/**
+ * The body with no output limit above `cap`: every output-limit field present is lowered to it, and
+ * when none is present `field` is added, so no field the upstream might honour allows more.
+ */
+export function withOutputCap(body: Json, cap: number, field: OutputField): Json {
+  const capped: Json = { ...body };
+  let present = false;
+  for (const name of OUTPUT_FIELDS) {
+    const value = body[name];
+    if (typeof value !== 'number') continue;
+    present = true;
+    if (value > cap) capped[name] = cap;
+  }
+  if (!present) capped[field] = cap;
+  return capped;
 }
 
 /** Prompt and output estimate of one request; `defaultOutput` when it sets no output limit. */

@@ -10,6 +10,14 @@ export interface ServerConfig {
   port: number;
   host: string;
   bodyLimitBytes: number;
+  /** REQUEST_HEADERS_TIMEOUT_MS: request line and headers must arrive within this time. */
+  headersTimeoutMs: number;
+  /** REQUEST_BODY_TIMEOUT_MS: a JSON body must arrive whole, and an upload must not pause longer, than this. */
+  bodyTimeoutMs: number;
+  /** REQUEST_BODY_READS_MAX: JSON bodies being received at once, in total; more are refused (503). */
+  bodyReadsMax: number;
+  /** JSON_MAX_DEPTH: deeper nesting of arrays/objects in a JSON body is refused before parsing. */
+  jsonMaxDepth: number;
   logLevel: Env['LOG_LEVEL'];
   logFormat: Env['LOG_FORMAT'];
   /** METRICS_KEY_LABELS: label proxy metrics with the virtual key id (one series per key). */
@@ -112,6 +120,10 @@ export function loadAppConfig(raw: Record<string, string | undefined>): AppConfi
       port: env.PORT,
       host: env.HOST,
       bodyLimitBytes: env.BODY_LIMIT_BYTES,
+      headersTimeoutMs: env.REQUEST_HEADERS_TIMEOUT_MS,
+      bodyTimeoutMs: env.REQUEST_BODY_TIMEOUT_MS,
+      bodyReadsMax: env.REQUEST_BODY_READS_MAX,
+      jsonMaxDepth: env.JSON_MAX_DEPTH,
       logLevel: env.LOG_LEVEL,
       logFormat: env.LOG_FORMAT,
       metricsKeyLabels: env.METRICS_KEY_LABELS,
@@ -172,7 +184,7 @@ function redisScheme(url: string): string {
 }
 
 function defaultBackend(baseUrl: string, apiKey: string | undefined): BackendConfig {
-  return { name: 'default', base_url: baseUrl, api_key: apiKey, timeout_ms: 300_000, weight: 1, model_map: {} };
+  return { name: 'default', base_url: baseUrl, api_key: apiKey, timeout_ms: 300_000, weight: 1, model_map: {}, pass_client_headers: false };
 }
 
 /** `429,500-504` → {429, 500, 501, 502, 503, 504}. */

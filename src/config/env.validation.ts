@@ -45,6 +45,10 @@ export const envSchema = z.object({
   LOG_FORMAT: z.enum(['json', 'pretty']).default('json'),
   SHUTDOWN_GRACE_MS: integer(0, 10_000, 600_000),
   BODY_LIMIT_BYTES: integer(1024, 10 * 1024 * 1024),
+  REQUEST_HEADERS_TIMEOUT_MS: integer(1000, 10_000, 600_000),
+  REQUEST_BODY_TIMEOUT_MS: integer(100, 30_000, 3_600_000),
+  REQUEST_BODY_READS_MAX: integer(1, 256, 100_000),
+  JSON_MAX_DEPTH: integer(8, 64, 1000),
   METRICS_KEY_LABELS: boolean(false),
 
   STORAGE_BACKEND: z.enum(['auto', ...BACKEND_NAMES]).default('auto'),

@@ -13,6 +13,8 @@ const backendSchema = z.strictObject({
   base_url: z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' }),
   api_key: z.string().optional(),
   headers: z.record(z.string(), z.string()).optional(),
+  // Forward the client's OpenAI-Organization / OpenAI-Project headers (off: the backend's key decides who is billed).
+  pass_client_headers: z.boolean().default(false),
   timeout_ms: positiveInt.default(300_000),
   weight: nonNegativeInt.default(1),
   model_map: z.record(z.string(), z.string()).default({}),

@@ -1,10 +1,12 @@
 import { Controller, Get, HttpCode } from '@nestjs/common';
 import { ApiExcludeController } from '@nestjs/swagger';
+import { Public } from '../admin/public.decorator';
 import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
 import { ActiveStorage } from '../storage/active-storage';
 import { DrainState } from './drain-state';
 
 @ApiExcludeController()
+@Public()
 @Controller()
 export class HealthController {
   constructor(

@@ -1,48 +1,158 @@
 import type { IncomingMessage } from 'node:http';
-import { Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
+import { Injectable } from '@nestjs/common';
 import sjson from 'secure-json-parse';
 import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
+import { hasBody } from '../common/http/front-door';
+import { AppConfig, ServerConfig } from '../config/app-config';
+import { RouteRule } from './openai-routes';
 
 /**
  * A proxied request's body as the gateway sees it:
- * - `json`: an `application/json` body, read whole (up to BODY_LIMIT_BYTES) and parsed; `text` is the
- *   body as sent, forwarded unchanged when the gateway does not rewrite it;
- * - `stream`: any other body (audio, files), left unread for the proxy to stream upstream;
- * - `none`: GET/HEAD, or no body at all.
+ * - `json`: any body that is not an upload, read whole and parsed as JSON whatever its content-type
+ *   says; `text` is the body as sent, forwarded unchanged when the gateway does not rewrite it;
+ * - `stream`: a multipart upload on a route that takes one, streamed upstream as it arrives;
+ * - `none`: no body.
  */
-export type ProxyBody = { kind: 'none' } | { kind: 'json'; value: unknown; text: string } | { kind: 'stream'; stream: Readable };
+export type ProxyBody = { kind: 'none' } | { kind: 'json'; value: unknown; text: string } | { kind: 'stream'; stream: Readable; tooLarge(): boolean };
 
-const NONE: ProxyBody = { kind: 'none' };
-
-/**
- * Reads the body of a `/v1/*` request the way Fastify's default parsers did for the admin API: JSON
- * parsed with prototype-poisoning protection (a `__proto__` or `constructor.prototype` key is refused),
- * an empty or malformed JSON body is 400 `invalid_request`, a body over `limit` bytes is 413
- * `request_too_large` (from its content-length without reading it, else as soon as it crosses the limit).
- */
-export async function readProxyBody(request: IncomingMessage, limit: number): Promise<ProxyBody> {
-  if (request.method === 'GET' || request.method === 'HEAD') return NONE;
-  const length = request.headers['content-length'];
-  if (length === undefined && request.headers['transfer-encoding'] === undefined) return NONE;
-  if (Number(length) > limit) throw tooLarge(limit);
-  if (!isJsonMediaType(request.headers['content-type'])) return length === '0' ? NONE : { kind: 'stream', stream: request };
-  const text = await readText(request, limit);
-  if (text.length === 0) throw new GatewayError(ErrorCode.InvalidRequest, "the body cannot be empty when content-type is 'application/json'");
-  try {
-    return { kind: 'json', value: sjson.parse(text, null, { protoAction: 'error', constructorAction: 'error' }), text };
-  } catch (error) {
-    throw new GatewayError(ErrorCode.InvalidRequest, `the body is not valid JSON: ${(error as Error).message}`);
+/** The client went away before its body was complete: nobody to answer. */
+export class ClientClosed extends Error {
+  constructor() {
+    super('the client closed the connection before the body was complete');
   }
 }
 
-/** `application/json`, with or without parameters (`; charset=utf-8`). */
-function isJsonMediaType(contentType: string | undefined): boolean {
-  if (contentType === undefined) return false;
-  const end = contentType.indexOf(';');
-  return (end === -1 ? contentType : contentType.slice(0, end)).trim().toLowerCase() === 'application/json';
+const NONE: ProxyBody = { kind: 'none' };
+const BODYLESS_METHODS = new Set(['GET', 'HEAD', 'DELETE']);
+
+/**
+ * Reads `/v1` bodies after the key check, fail-closed:
+ * - a JSON body is recognised by its content, not its label: `text/plain`, `application/*+json`, a form
+ *   type or no content-type at all are parsed like `application/json`, so the model allow-list, the
+ *   output cap and the budget see every body; what does not parse is 400 (declared or undeclared JSON)
+ *   or 415 (another label), before any upstream request;
+ * - `multipart/form-data` is streamed, on the routes that take uploads only (415 elsewhere);
+ * - GET/HEAD/DELETE carry no body (400);
+ * - bounds: BODY_LIMIT_BYTES (413, from content-length without reading when it says so), the whole
+ *   JSON body within REQUEST_BODY_TIMEOUT_MS and an upload never idle longer (408), at most
+ *   REQUEST_BODY_READS_MAX JSON bodies being received at once (503 server_busy), and JSON nesting
+ *   deeper than JSON_MAX_DEPTH refused (400) before it is parsed;
+ * - prototype poisoning (`__proto__`, `constructor.prototype` keys) is refused (400).
+ */
+@Injectable()
+export class ProxyBodyReader {
+  private readonly limits: ServerConfig;
+  /** JSON bodies being received right now. */
+  private reading = 0;
+
+  constructor(config: AppConfig) {
+    this.limits = config.server;
+  }
+
+  async read(request: IncomingMessage, route: RouteRule): Promise<ProxyBody> {
+    const method = request.method ?? 'GET';
+    const type = mediaType(request.headers['content-type']);
+    if (!hasBody(request)) {
+      // Clients often send a JSON content-type on every request: only a POST that says so needs a body.
+      if (method === 'POST' && type !== '' && declaredJson(type)) throw new GatewayError(ErrorCode.InvalidRequest, `the body cannot be empty when content-type is '${type}'`);
+      return NONE;
+    }
+    if (BODYLESS_METHODS.has(method)) throw new GatewayError(ErrorCode.InvalidRequest, `a ${method} request cannot carry a body`);
+    const { bodyLimitBytes } = this.limits;
+    if (Number(request.headers['content-length']) > bodyLimitBytes) throw tooLarge(bodyLimitBytes);
+    if (type === 'multipart/form-data') {
+      if (!route.uploads) throw new GatewayError(ErrorCode.UnsupportedMediaType, 'this endpoint takes a JSON body, not multipart/form-data');
+      return this.upload(request);
+    }
+    if (this.reading >= this.limits.bodyReadsMax) {
+      throw new GatewayError(ErrorCode.ServerBusy, `the gateway is receiving ${this.reading} request bodies already (REQUEST_BODY_READS_MAX); retry shortly`);
+    }
+    this.reading++;
+    let text: string;
+    try {
+      text = await readText(request, bodyLimitBytes, this.limits.bodyTimeoutMs);
+    } finally {
+      this.reading--;
+    }
+    return { kind: 'json', value: parseJson(text, type, this.limits.jsonMaxDepth), text };
+  }
+
+  /** A multipart body as a stream, bounded by BODY_LIMIT_BYTES and by REQUEST_BODY_TIMEOUT_MS between chunks. */
+  private upload(request: IncomingMessage): ProxyBody {
+    const { bodyLimitBytes: limit, bodyTimeoutMs: idleMs } = this.limits;
+    let seen = 0;
+    let exceeded = false;
+    const counter: Transform = new Transform({
+      transform(chunk: Buffer, _encoding, done) {
+        idle.refresh();
+        seen += chunk.length;
+        if (seen > limit) {
+          exceeded = true;
+          done(new Error('body too large'));
+        } else done(null, chunk);
+      },
+      flush(done) {
+        clearTimeout(idle);
+        done();
+      },
+    });
+    const idle = setTimeout(() => counter.destroy(new GatewayError(ErrorCode.RequestTimeout, `the upload paused longer than ${idleMs} ms`)), idleMs);
+    idle.unref();
+    counter.once('close', () => clearTimeout(idle));
+    return { kind: 'stream', stream: request.pipe(counter), tooLarge: () => exceeded };
+  }
 }
 
-function readText(request: IncomingMessage, limit: number): Promise<string> {
+/** The media type of a content-type header, lower-cased, without parameters; '' when absent. */
+function mediaType(contentType: string | undefined): string {
+  if (contentType === undefined) return '';
+  const end = contentType.indexOf(';');
+  return (end === -1 ? contentType : contentType.slice(0, end)).trim().toLowerCase();
+}
+
+/** Whether the client said (or did not say otherwise) that the body is JSON. */
+function declaredJson(type: string): boolean {
+  return type === '' || type === 'application/json' || /^application\/[a-z0-9.+-]+\+json$/.test(type);
+}
+
+function parseJson(text: string, type: string, maxDepth: number): unknown {
+  if (text.length === 0) throw new GatewayError(ErrorCode.InvalidRequest, 'the request body is empty; this endpoint takes a JSON body');
+  if (nestingExceeds(text, maxDepth)) {
+    throw new GatewayError(ErrorCode.InvalidRequest, `the JSON body is nested deeper than ${maxDepth} levels (JSON_MAX_DEPTH)`);
+  }
+  try {
+    return sjson.parse(text, null, { protoAction: 'error', constructorAction: 'error' });
+  } catch (error) {
+    if (declaredJson(type)) throw new GatewayError(ErrorCode.InvalidRequest, `the body is not valid JSON: ${(error as Error).message}`);
+    throw new GatewayError(ErrorCode.UnsupportedMediaType, `this endpoint takes a JSON body (multipart/form-data on upload endpoints); the '${type}' body is not JSON`);
+  }
+}
+
+/**
+ * Whether JSON text opens more than `max` arrays/objects at once, found with one pass over the text
+ * (strings skipped) before the parser or any recursive walk sees it.
+ */
+export function nestingExceeds(text: string, max: number): boolean {
+  if (text.length <= max) return false;
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      // Skip the string, escapes included.
+      for (i++; i < text.length; i++) {
+        const s = text.charCodeAt(i);
+        if (s === 0x5c) i++;
+        else if (s === 0x22) break;
+      }
+    } else if (c === 0x7b || c === 0x5b) {
+      if (++depth > max) return true;
+    } else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return false;
+}
+
+function readText(request: IncomingMessage, limit: number, timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let bytes = 0;
@@ -57,26 +167,27 @@ function readText(request: IncomingMessage, limit: number): Promise<string> {
       done();
       resolve(chunks.length === 1 ? chunks[0].toString('utf8') : Buffer.concat(chunks, bytes).toString('utf8'));
     };
-    const onError = (error: Error) => {
-      done();
-      reject(error);
-    };
-    // The client went away before the whole body arrived: nothing to forward.
-    const onClose = () => {
+    // An aborted request emits 'error' (ECONNRESET) and 'close': either way the client is gone.
+    const onGone = () => {
       if (request.complete) return;
       done();
-      reject(new GatewayError(ErrorCode.InvalidRequest, 'the client closed the connection before the body was complete'));
+      reject(new ClientClosed());
     };
+    const timer = setTimeout(() => {
+      done();
+      reject(new GatewayError(ErrorCode.RequestTimeout, `the request body did not arrive within ${timeoutMs} ms (REQUEST_BODY_TIMEOUT_MS)`));
+    }, timeoutMs);
     const done = () => {
+      clearTimeout(timer);
       request.off('data', onData);
       request.off('end', onEnd);
-      request.off('error', onError);
-      request.off('close', onClose);
+      request.off('error', onGone);
+      request.off('close', onGone);
     };
     request.on('data', onData);
     request.on('end', onEnd);
-    request.on('error', onError);
-    request.on('close', onClose);
+    request.on('error', onGone);
+    request.on('close', onGone);
   });
 }
 

@@ -5,6 +5,7 @@ import { CacheModule } from '../cache/cache.module';
 import { RateLimitsModule } from '../rate-limits/rate-limits.module';
 import { VirtualKeysModule } from '../virtual-keys/virtual-keys.module';
 import { BackendRouter } from './backend-router';
+import { ProxyBodyReader } from './proxy-body';
 import { ProxyAccessLogListener } from './proxy-access-log.listener';
 import { ProxyAuditListener } from './proxy-audit.listener';
 import { ProxyEvents } from './proxy-event';
@@ -15,7 +16,7 @@ import { UpstreamPools } from './upstream-pools';
 
 @Module({
   imports: [AuditModule, BudgetsModule, CacheModule, RateLimitsModule, VirtualKeysModule],
-  providers: [ProxyRoutes, ProxyService, BackendRouter, UpstreamPools, ProxyEvents, ProxyAuditListener, ProxyMetricsListener, ProxyAccessLogListener],
+  providers: [ProxyRoutes, ProxyService, ProxyBodyReader, BackendRouter, UpstreamPools, ProxyEvents, ProxyAuditListener, ProxyMetricsListener, ProxyAccessLogListener],
   exports: [ProxyEvents],
 })
 export class ProxyModule {}

@@ -1,11 +1,10 @@
 import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Readable, Transform } from 'node:stream';
 import { Injectable, Logger } from '@nestjs/common';
 import { Dispatcher } from 'undici';
 import { AccountingService, Charge } from '../budgets/accounting.service';
-import { estimateRequest } from '../budgets/token-estimate';
+import { estimateRequest, withOutputCap } from '../budgets/token-estimate';
 import { cacheBypassed, cacheKey, cacheScope, isCacheableRequest } from '../cache/cache-key';
 import { CachedResponse } from '../cache/domain/cached-response';
 import { ResponseCacheService } from '../cache/response-cache.service';
@@ -14,25 +13,28 @@ import { RateLimitsService, rateLimitError, rateLimitHeaders } from '../rate-lim
 import { ERROR_HTTP } from '../common/errors/error-status';
 import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
 import { sendRawError, writeJson } from '../common/errors/gateway-exception.filter';
+import { closeAfterAnswer } from '../common/http/early-answer';
 import { AppConfig } from '../config/app-config';
 import { BackendConfig } from '../config/gateway-file';
 import { VirtualKey } from '../virtual-keys/domain/virtual-key';
 import { VirtualKeyIndex } from '../virtual-keys/virtual-key-index';
 import { BackendRouter } from './backend-router';
+import { routeRule } from './openai-routes';
 import { upstreamTarget } from './path-safety';
-import { ProxyBody } from './proxy-body';
+import { ClientClosed, ProxyBody, ProxyBodyReader } from './proxy-body';
 import { ProxyEvent, ProxyEvents } from './proxy-event';
 import { SseUsageTap } from './sse-usage-tap';
 import { UpstreamPools } from './upstream-pools';
 import { Usage, usageFrom } from './usage';
 
-/** Request headers never forwarded: hop-by-hop, the client's credentials, and what the gateway sets. */
-const DROPPED_REQUEST_HEADERS = new Set([
-  'connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding',
-  'upgrade', 'host', 'content-length', 'authorization', 'x-api-key', 'x-admin-token', 'cookie',
-  // Identity responses only: the gateway reads usage out of the body.
-  'accept-encoding',
-]);
+/**
+ * Client request headers the upstream may see; everything else stays at the gateway (credentials of
+ * any spelling, cookies, hop-by-hop and proxy headers, anything unknown). The gateway adds its own:
+ * content-type for JSON, x-request-id, and the backend's key and configured headers.
+ */
+const FORWARDED_REQUEST_HEADERS = ['accept', 'user-agent', 'idempotency-key', 'openai-beta'];
+/** Who is billed upstream: forwarded only to backends with `pass_client_headers`. */
+const BILLING_REQUEST_HEADERS = ['openai-organization', 'openai-project'];
 const DROPPED_RESPONSE_HEADERS = new Set(['connection', 'keep-alive', 'transfer-encoding', 'proxy-authenticate', 'trailer', 'upgrade']);
 /** Paths whose streams report usage only when asked with `stream_options.include_usage`. */
 const INCLUDE_USAGE_PATHS = new Set(['/chat/completions', '/completions']);
@@ -70,6 +72,8 @@ interface Exchange {
   /** A rate-limited key's admission: the tokens counted for tpm, corrected to the charge when it ends. */
   rate: { rules: RateLimitRule[]; tokens: number; admittedAt: number } | null;
 }
+
+const NO_BODY: ProxyBody = { kind: 'none' };
 
 /** AUDIT_LOG_BODIES keeps at most this much of each body. */
 const LOGGED_BODY_MAX_BYTES = 64 * 1024;
@@ -123,6 +127,7 @@ export class ProxyService {
 
   constructor(
     private readonly index: VirtualKeyIndex,
+    private readonly bodies: ProxyBodyReader,
     private readonly accounting: AccountingService,
     private readonly cache: ResponseCacheService,
     private readonly rateLimits: RateLimitsService,
@@ -133,13 +138,13 @@ export class ProxyService {
   ) {}
 
   /** Answers the request, errors included (OpenAI error bodies); never throws. */
-  async handle(request: IncomingMessage, response: ServerResponse, body: ProxyBody): Promise<void> {
+  async handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
     const requestId = incomingRequestId(request) ?? randomUUID();
     const url = request.url ?? '/';
     const exchange: Exchange = {
       request,
       response,
-      body,
+      body: NO_BODY,
       headers: { 'x-ditto-request-id': requestId },
       abort: new ClientGone(),
       started: performance.now(),
@@ -166,7 +171,12 @@ export class ProxyService {
     try {
       await this.forward(exchange);
     } catch (error) {
+      if (error instanceof ClientClosed) {
+        exchange.event.aborted = true;
+        this.logger.debug(`request ${requestId}: ${error.message}`);
+      }
       const code = error instanceof GatewayError ? error.code : ErrorCode.InternalError;
+      if (code === ErrorCode.ServerBusy) exchange.headers['retry-after'] = '1';
       exchange.event.status = ERROR_HTTP[code].status;
       exchange.event.error = code;
       if (!exchange.event.aborted) failure = { error };
@@ -174,9 +184,12 @@ export class ProxyService {
       exchange.event.latencyMs = sinceMs(exchange.started);
       if (exchange.charge) await this.settle(exchange, exchange.charge);
       if (exchange.rate) this.correctTokenRate(exchange.rate, exchange.event.charged?.tokens ?? 0);
-      if (exchange.responseBody) exchange.event.bodies = loggedBodies(body, exchange.responseBody);
+      if (exchange.responseBody) exchange.event.bodies = loggedBodies(exchange.body, exchange.responseBody);
       // An error is answered once its request is settled (a client that reads the ledger next sees it settled).
-      if (failure) sendRawError(request, response, exchange.headers, failure.error, this.logger);
+      if (failure) {
+        closeAfterAnswer(request, response);
+        sendRawError(request, response, exchange.headers, failure.error, this.logger);
+      }
       this.events.emit(exchange.event);
     }
   }
@@ -199,10 +212,19 @@ export class ProxyService {
 
   private async forward(exchange: Exchange): Promise<void> {
     const { request, event } = exchange;
-    const target = upstreamTarget(request.url ?? '');
+    const target = upstreamTarget(request.url ?? '/v1');
+    const targetPath = target.split('?')[0];
+    const route = routeRule(targetPath);
+    if (!route.methods.includes(event.method)) {
+      exchange.headers.allow = route.methods.join(', ');
+      throw new GatewayError(ErrorCode.MethodNotAllowed, `${event.method} is not allowed on /v1${targetPath}; allowed: ${exchange.headers.allow}`);
+    }
+    // The key is checked from the headers before a byte of the body is read (or `100 Continue` sent).
     const key = this.index.authenticate(presentedKey(request));
     event.keyId = key.id;
     event.tenantId = key.tenantId;
+    if (/^100-continue$/i.test(request.headers.expect ?? '')) exchange.response.writeContinue();
+    exchange.body = await this.bodies.read(request, route);
     const json = exchange.body.kind === 'json' && isJsonObject(exchange.body.value) ? exchange.body.value : null;
     const model = typeof json?.model === 'string' ? json.model : null;
     event.model = model;
@@ -214,7 +236,6 @@ export class ProxyService {
       throw new GatewayError(ErrorCode.BackendError, model ? `no backend is configured for model '${model}'` : 'no backend is configured');
     }
     event.stream = json?.stream === true;
-    const targetPath = target.split('?')[0];
     await this.admitRate(exchange, key, targetPath, json);
     const cached = await this.lookUpCache(exchange, key, backends, json);
     if (cached !== null && !this.config.cache.charge) return this.replay(exchange, cached);
@@ -223,7 +244,7 @@ export class ProxyService {
       const admission = await this.accounting.admit(key, targetPath, json, model);
       exchange.charge = admission.charge;
       event.scopes = admission.charge.scopes;
-      if (admission.outputCap && body) body = { ...body, [admission.outputCap.field]: admission.outputCap.tokens };
+      if (admission.outputCap && body) body = withOutputCap(body, admission.outputCap.tokens, admission.outputCap.field);
     }
     // PROXY_CACHE_CHARGE: a hit is admitted like any request (it may be refused) and settled with its stored usage.
     if (cached !== null) return this.replay(exchange, cached);
@@ -248,7 +269,7 @@ export class ProxyService {
     modelsFilter: VirtualKey | null,
   ): Promise<void> {
     const { request, event, abort } = exchange;
-    const rawBody = exchange.body.kind === 'stream' ? this.rawBody(request, exchange.body.stream) : null;
+    const rawBody = exchange.body.kind === 'stream' ? exchange.body : null;
     // A streamed request body can be sent once only.
     const attempts = rawBody ? 1 : Math.min(this.config.proxy.maxAttempts, backends.length);
     let timedOut = false;
@@ -264,7 +285,7 @@ export class ProxyService {
         response = await upstream.pool.request({
           path: upstream.basePath + target,
           method: request.method as Dispatcher.HttpMethod,
-          headers: upstreamHeaders(request, backend, event.requestId, json !== null),
+          headers: upstreamHeaders(request, backend, event.requestId, exchange.body.kind === 'json'),
           body: payload ?? null,
           signal: abort,
           headersTimeout: backend.timeout_ms,
@@ -273,6 +294,8 @@ export class ProxyService {
       } catch (error) {
         if (event.aborted) return;
         if (rawBody?.tooLarge()) throw new GatewayError(ErrorCode.RequestTooLarge, `request body is larger than ${this.config.server.bodyLimitBytes} bytes`);
+        // The upload itself failed (paused too long): the client's fault, not the backend's.
+        if (error instanceof GatewayError) throw error;
         const outcome = describeFailure(error);
         timedOut = outcome === 'timeout';
         event.attempts.push({ backend: backend.name, outcome });
@@ -426,23 +449,6 @@ export class ProxyService {
       expiresAt: now + cacheStore.ttlMs,
     });
   }
-
-  /** The request body as a stream (non-JSON uploads), bounded by BODY_LIMIT_BYTES. */
-  private rawBody(request: IncomingMessage, body: Readable): { stream: Readable; tooLarge(): boolean } {
-    const limit = this.config.server.bodyLimitBytes;
-    let seen = 0;
-    let exceeded = false;
-    const counter = new Transform({
-      transform(chunk: Buffer, _encoding, done) {
-        seen += chunk.length;
-        if (seen > limit) {
-          exceeded = true;
-          done(new Error('body too large'));
-        } else done(null, chunk);
-      },
-    });
-    return { stream: body.pipe(counter), tooLarge: () => exceeded };
-  }
 }
 
 function incomingRequestId(request: IncomingMessage): string | null {
@@ -477,10 +483,15 @@ function jsonPayload(body: ProxyBody, json: JsonObject | null, backend: BackendC
 
 function upstreamHeaders(request: IncomingMessage, backend: BackendConfig, requestId: string, json: boolean): Headers {
   const headers: Headers = {};
-  for (const [name, value] of Object.entries(request.headers)) {
-    if (value !== undefined && !DROPPED_REQUEST_HEADERS.has(name)) headers[name] = value;
-  }
+  const copy = (name: string) => {
+    const value = request.headers[name];
+    if (value !== undefined) headers[name] = value;
+  };
+  FORWARDED_REQUEST_HEADERS.forEach(copy);
+  if (backend.pass_client_headers) BILLING_REQUEST_HEADERS.forEach(copy);
+  // JSON bodies go upstream as JSON whatever the client called them; an upload keeps its multipart type (and boundary).
   if (json) headers['content-type'] = 'application/json';
+  else copy('content-type');
   headers['x-request-id'] = requestId;
   if (backend.api_key) headers.authorization = `Bearer ${backend.api_key}`;
   return { ...headers, ...(backend.headers ?? {}) };

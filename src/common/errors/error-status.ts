@@ -16,6 +16,11 @@ export const ERROR_HTTP: Record<ErrorCode, { status: number; type: string }> = {
   // OpenAI answers its rate limits with type `requests` or `tokens` (the limit that was hit).
   [ErrorCode.RateLimited]: { status: 429, type: 'requests' },
   [ErrorCode.RequestTooLarge]: { status: 413, type: 'invalid_request_error' },
+  [ErrorCode.RequestTimeout]: { status: 408, type: 'invalid_request_error' },
+  [ErrorCode.HeadersTooLarge]: { status: 431, type: 'invalid_request_error' },
+  [ErrorCode.MethodNotAllowed]: { status: 405, type: 'invalid_request_error' },
+  [ErrorCode.UnsupportedMediaType]: { status: 415, type: 'invalid_request_error' },
+  [ErrorCode.ServerBusy]: { status: 503, type: 'api_error' },
   [ErrorCode.NotFound]: { status: 404, type: 'invalid_request_error' },
   [ErrorCode.Conflict]: { status: 409, type: 'invalid_request_error' },
   [ErrorCode.BackendError]: { status: 502, type: 'api_error' },

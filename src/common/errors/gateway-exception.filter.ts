@@ -9,9 +9,11 @@ const CODE_BY_STATUS: Record<number, ErrorCode> = {
   401: ErrorCode.AdminUnauthorized,
   403: ErrorCode.AdminForbidden,
   404: ErrorCode.NotFound,
+  405: ErrorCode.MethodNotAllowed,
+  408: ErrorCode.RequestTimeout,
   409: ErrorCode.Conflict,
   413: ErrorCode.RequestTooLarge,
-  415: ErrorCode.InvalidRequest,
+  415: ErrorCode.UnsupportedMediaType,
   429: ErrorCode.RateLimited,
   503: ErrorCode.StorageUnavailable,
 };
