@@ -6,6 +6,7 @@ import { redactUrl } from '../storage/redact';
 import { CacheController } from './cache.controller';
 import { l2RedisUrl } from './l2-url';
 import { openRedisResponseCacheStore } from './redis-response-cache.store';
+import { RequestCache } from './request-cache';
 import { ResponseCacheService } from './response-cache.service';
 import { ResponseCacheStore } from './response-cache.store';
 
@@ -45,7 +46,8 @@ async function openL2(config: AppConfig, storage: ActiveStorage): Promise<Respon
   providers: [
     { provide: ResponseCacheStore, useFactory: openL2, inject: [AppConfig, ActiveStorage] },
     ResponseCacheService,
+    RequestCache,
   ],
-  exports: [ResponseCacheService],
+  exports: [ResponseCacheService, RequestCache],
 })
 export class CacheModule {}

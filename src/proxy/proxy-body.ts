@@ -66,7 +66,9 @@ export class ProxyBodyReader {
       return this.upload(request);
     }
     if (this.reading >= this.limits.bodyReadsMax) {
-      throw new GatewayError(ErrorCode.ServerBusy, `the gateway is receiving ${this.reading} request bodies already (REQUEST_BODY_READS_MAX); retry shortly`);
+      throw new GatewayError(ErrorCode.ServerBusy, `the gateway is receiving ${this.reading} request bodies already (REQUEST_BODY_READS_MAX); retry shortly`, null, null, {
+        'retry-after': '1',
+      });
     }
     this.reading++;
     let text: string;

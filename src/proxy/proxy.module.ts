@@ -12,11 +12,25 @@ import { ProxyEvents } from './proxy-event';
 import { ProxyMetricsListener } from './proxy-metrics.listener';
 import { ProxyRoutes } from './proxy.routes';
 import { ProxyService } from './proxy.service';
+import { ResponseRelay } from './relay';
+import { UpstreamDispatcher } from './upstream-dispatch';
 import { UpstreamPools } from './upstream-pools';
 
 @Module({
   imports: [AuditModule, BudgetsModule, CacheModule, RateLimitsModule, VirtualKeysModule],
-  providers: [ProxyRoutes, ProxyService, ProxyBodyReader, BackendRouter, UpstreamPools, ProxyEvents, ProxyAuditListener, ProxyMetricsListener, ProxyAccessLogListener],
+  providers: [
+    ProxyRoutes,
+    ProxyService,
+    ProxyBodyReader,
+    BackendRouter,
+    UpstreamPools,
+    UpstreamDispatcher,
+    ResponseRelay,
+    ProxyEvents,
+    ProxyAuditListener,
+    ProxyMetricsListener,
+    ProxyAccessLogListener,
+  ],
   exports: [ProxyEvents],
 })
 export class ProxyModule {}

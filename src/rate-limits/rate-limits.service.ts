@@ -20,6 +20,15 @@ const LOAD_PAGE = 1000;
 
 type Limits = Pick<ScopeRateLimit, 'rpm' | 'tpm'>;
 
+/** A request admitted under rate limits: what was counted, to correct once its real usage is known. */
+export interface RateAdmission {
+  rules: RateLimitRule[];
+  tokens: number;
+  admittedAt: number;
+  /** The `x-ratelimit-*` headers of the admission, for the response. */
+  headers: Record<string, string>;
+}
+
 /**
  * Requests- and tokens-per-minute limits, checked before the budget reserve (DESIGN §1): a key's own
  * `limits` on `key:<id>`, and the limits set with `PUT /admin/limits/:scope` on any of its scopes.
@@ -103,6 +112,29 @@ export class RateLimitsService implements OnModuleInit, OnApplicationShutdown {
       this.refused.inc({ scope_type: decision.scope.slice(0, decision.scope.indexOf(':')), kind: decision.kind });
     }
     return decision;
+  }
+
+  /**
+   * The proxy's rate-limit stage. A key without rules is not looked at further (no round trip):
+   * null. Otherwise one admission counting the request and, when a tpm rule applies, `tokens()` (its
+   * estimate, computed only then); 429 `rate_limited` carrying the `x-ratelimit-*` and `retry-after`
+   * headers when a limit is reached.
+   */
+  async admitRequest(key: VirtualKey, tokens: () => number): Promise<RateAdmission | null> {
+    const rules = this.rulesFor(key);
+    if (rules.length === 0) return null;
+    const counted = rules.some((rule) => rule.tpm !== null) ? tokens() : 0;
+    const admittedAt = Date.now();
+    const decision = await this.admit(key, counted, rules);
+    const headers = rateLimitHeaders(decision);
+    if (!decision.ok) throw rateLimitError(decision, headers);
+    return { rules, tokens: counted, admittedAt, headers };
+  }
+
+  /** tpm counts the estimate at admission; once the request is charged, the difference is given back (or added). */
+  finishRequest(admission: RateAdmission, charged: number): void {
+    if (admission.tokens === charged || !admission.rules.some((rule) => rule.tpm !== null)) return;
+    void this.adjust(admission.rules, charged - admission.tokens, admission.admittedAt);
   }
 
   /**
@@ -248,7 +280,7 @@ export function rateLimitHeaders(decision: RateDecision): Record<string, string>
 }
 
 /** The 429 `rate_limited` of a refusal, naming the scope and the limit it hit (OpenAI's `type`: `requests` or `tokens`). */
-export function rateLimitError(decision: RateDecision): GatewayError {
+export function rateLimitError(decision: RateDecision, headers: Record<string, string> = {}): GatewayError {
   const kind = decision.kind ?? 'requests';
   const limit = kind === 'requests' ? decision.limitRequests : decision.limitTokens;
   let message = `Rate limit reached for ${decision.scope ?? 'this key'}: ${limit ?? 0} ${kind} per minute.`;
@@ -257,5 +289,5 @@ export function rateLimitError(decision: RateDecision): GatewayError {
   } else {
     message += ` Please try again in ${Math.max(1, Math.ceil(decision.retryAfterMs / 1000))}s.`;
   }
-  return new GatewayError(ErrorCode.RateLimited, message, null, kind);
+  return new GatewayError(ErrorCode.RateLimited, message, null, kind, headers);
 }

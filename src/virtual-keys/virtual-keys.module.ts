@@ -1,6 +1,7 @@
 import { Module } from '@nestjs/common';
 import { AuditModule } from '../audit/audit.module';
 import { BudgetsModule } from '../budgets/budgets.module';
+import { KeyAdmission } from './key-admission';
 import { VirtualKeyIndex } from './virtual-key-index';
 import { VirtualKeysBootstrap } from './virtual-keys.bootstrap';
 import { VirtualKeysController } from './virtual-keys.controller';
@@ -9,7 +10,7 @@ import { VirtualKeysService } from './virtual-keys.service';
 @Module({
   imports: [AuditModule, BudgetsModule],
   controllers: [VirtualKeysController],
-  providers: [VirtualKeysBootstrap, VirtualKeyIndex, VirtualKeysService],
-  exports: [VirtualKeyIndex],
+  providers: [VirtualKeysBootstrap, VirtualKeyIndex, VirtualKeysService, KeyAdmission],
+  exports: [VirtualKeyIndex, KeyAdmission],
 })
 export class VirtualKeysModule {}

@@ -38,6 +38,8 @@ export class GatewayError extends Error {
     readonly param: string | null = null,
     /** OpenAI's error `type` when it is not the code's usual one (rate limits: `requests` or `tokens`). */
     readonly type: string | null = null,
+    /** Response headers the answer needs (`allow` on a 405, `retry-after` on a 429 or 503). */
+    readonly headers: Record<string, string> = {},
   ) {
     super(message);
     this.name = 'GatewayError';

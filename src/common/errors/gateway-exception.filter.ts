@@ -36,6 +36,7 @@ export class GatewayExceptionFilter implements ExceptionFilter {
 export function sendError(request: FastifyRequest, reply: FastifyReply, exception: unknown, logger: Logger): void {
   const { status, body } = errorResponse(exception, request, logger);
   if (reply.sent || reply.raw.headersSent) return;
+  if (exception instanceof GatewayError) void reply.headers(exception.headers);
   void reply.status(status).header('content-type', 'application/json; charset=utf-8').send(body);
 }
 
@@ -51,7 +52,8 @@ export function sendRawError(
   logger: Logger,
 ): void {
   const { status, body } = errorResponse(exception, { method: request.method ?? 'GET', url: request.url ?? '/' }, logger);
-  if (!response.headersSent) writeJson(response, status, headers, body);
+  if (response.headersSent) return;
+  writeJson(response, status, exception instanceof GatewayError ? { ...headers, ...exception.headers } : headers, body);
 }
 
 /** A whole JSON answer on a bare Node response, with `headers` added. */

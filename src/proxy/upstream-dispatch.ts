@@ -1,0 +1,122 @@
+import type { IncomingMessage } from 'node:http';
+import { Injectable } from '@nestjs/common';
+import { Dispatcher } from 'undici';
+import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
+import { AppConfig } from '../config/app-config';
+import { BackendConfig } from '../config/gateway-file';
+import { Exchange, Headers } from './exchange';
+import { ProxyBody } from './proxy-body';
+import { UpstreamPools } from './upstream-pools';
+
+type JsonObject = Record<string, unknown>;
+
+/**
+ * Client request headers the upstream may see; everything else stays at the gateway (credentials of
+ * any spelling, cookies, hop-by-hop and proxy headers, anything unknown). The gateway adds its own:
+ * content-type for JSON, x-request-id, and the backend's key and configured headers.
+ */
+const FORWARDED_REQUEST_HEADERS = ['accept', 'user-agent', 'idempotency-key', 'openai-beta'];
+/** Who is billed upstream: forwarded only to backends with `pass_client_headers`. */
+const BILLING_REQUEST_HEADERS = ['openai-organization', 'openai-project'];
+
+/** The backend that answered, and its answer (status and headers in, body not read yet). */
+export interface UpstreamAnswer {
+  backend: BackendConfig;
+  response: Dispatcher.ResponseData;
+}
+
+/**
+ * The proxy's upstream stage: sends the request to the routed backends in order, moving on after a
+ * connect error, a timeout or a retryable status (PROXY_RETRY_STATUSES) up to PROXY_MAX_ATTEMPTS
+ * backends, and answers the first usable response. A streamed (upload) body can be sent once only.
+ * All failed: 502 backend_error or 504 backend_timeout naming each attempt.
+ */
+@Injectable()
+export class UpstreamDispatcher {
+  constructor(
+    private readonly pools: UpstreamPools,
+    private readonly config: AppConfig,
+  ) {}
+
+  /** Null when the client went away before an answer came. */
+  async dispatch(exchange: Exchange, backends: BackendConfig[], target: string, json: JsonObject | null): Promise<UpstreamAnswer | null> {
+    const { request, event, abort } = exchange;
+    const upload = exchange.body.kind === 'stream' ? exchange.body : null;
+    const attempts = upload ? 1 : Math.min(this.config.proxy.maxAttempts, backends.length);
+    let timedOut = false;
+    for (let i = 0; i < attempts; i++) {
+      const backend = backends[i];
+      const upstream = this.pools.for(backend);
+      event.backend = backend.name;
+      let response: Dispatcher.ResponseData;
+      exchange.dispatched = true;
+      exchange.upstreamStarted = performance.now();
+      try {
+        response = await upstream.pool.request({
+          path: upstream.basePath + target,
+          method: request.method as Dispatcher.HttpMethod,
+          headers: upstreamHeaders(request, backend, event.requestId, exchange.body.kind === 'json'),
+          body: upload?.stream ?? jsonPayload(exchange.body, json, backend),
+          signal: abort,
+          headersTimeout: backend.timeout_ms,
+          bodyTimeout: backend.timeout_ms,
+        });
+      } catch (error) {
+        if (event.aborted) return null;
+        if (upload?.tooLarge()) throw new GatewayError(ErrorCode.RequestTooLarge, `request body is larger than ${this.config.server.bodyLimitBytes} bytes`);
+        // The upload itself failed (paused too long): the client's fault, not the backend's.
+        if (error instanceof GatewayError) throw error;
+        const outcome = describeFailure(error);
+        timedOut = outcome === 'timeout';
+        event.attempts.push({ backend: backend.name, outcome });
+        continue;
+      }
+      if (this.config.proxy.retryStatuses.has(response.statusCode) && i < attempts - 1) {
+        event.attempts.push({ backend: backend.name, outcome: `status ${response.statusCode}` });
+        await response.body.dump().catch(() => undefined);
+        continue;
+      }
+      return { backend, response };
+    }
+    const tried = event.attempts.map((a) => `${a.backend}: ${a.outcome}`).join('; ');
+    throw timedOut
+      ? new GatewayError(ErrorCode.BackendTimeout, `the upstream did not answer in time (${tried})`)
+      : new GatewayError(ErrorCode.BackendError, `no backend could answer (${tried})`);
+  }
+}
+
+/**
+ * The JSON body to send upstream: the client's text as it came when the gateway changes nothing
+ * (no model map, output cap or `include_usage`), else the changed object serialised; null without one.
+ */
+function jsonPayload(body: ProxyBody, json: JsonObject | null, backend: BackendConfig): string | null {
+  if (body.kind !== 'json') return null;
+  if (json === null) return body.text;
+  const mapped = typeof json.model === 'string' ? backend.model_map[json.model] : undefined;
+  const sent = mapped === undefined ? json : { ...json, model: mapped };
+  return sent === body.value ? body.text : JSON.stringify(sent);
+}
+
+function upstreamHeaders(request: IncomingMessage, backend: BackendConfig, requestId: string, json: boolean): Headers {
+  const headers: Headers = {};
+  const copy = (name: string) => {
+    const value = request.headers[name];
+    if (value !== undefined) headers[name] = value;
+  };
+  FORWARDED_REQUEST_HEADERS.forEach(copy);
+  if (backend.pass_client_headers) BILLING_REQUEST_HEADERS.forEach(copy);
+  // JSON bodies go upstream as JSON whatever the client called them; an upload keeps its multipart type (and boundary).
+  if (json) headers['content-type'] = 'application/json';
+  else copy('content-type');
+  headers['x-request-id'] = requestId;
+  if (backend.api_key) headers.authorization = `Bearer ${backend.api_key}`;
+  return { ...headers, ...(backend.headers ?? {}) };
+}
+
+/** A short, secret-free reason an attempt failed: `timeout`, `connect ECONNREFUSED`, … */
+export function describeFailure(error: unknown): string {
+  const code = (error as { code?: string })?.code ?? '';
+  if (/TIMEOUT/i.test(code)) return 'timeout';
+  if (code.startsWith('E')) return `connect ${code}`;
+  return code ? code.toLowerCase() : (error as Error)?.name ?? 'error';
+}
