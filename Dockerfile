@@ -24,11 +24,10 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 
-COPY tsconfig.json tsconfig.build.json ./
-COPY scripts ./scripts
+COPY nest-cli.json tsconfig.json tsconfig.build.json ./
 COPY src ./src
 COPY bench ./bench
-# tsc -> dist/src/**.js (rootDir "."), then scripts/copy-assets.js copies src/**/*.lua|sql beside it.
+# nest build (nest-cli.json): tsc -> dist/src/**.js (rootDir "."), with src/**/*.lua copied beside it.
 RUN npm run build
 RUN npm prune --omit=dev --no-audit --no-fund
 

@@ -338,6 +338,8 @@ describe('Dockerfile (e2e: deployment files)', () => {
       .filter((f) => include.some((re) => re.test(f)) && !exclude.some((re) => re.test(f)));
     const assets = walk('src').filter((f) => /\.(lua|sql)$/.test(f));
     const buildScripts = [...String(packageJson.scripts.build).matchAll(/node (\S+\.js)/g)].map((m) => m[1]);
+    // `nest build` reads nest-cli.json (the tsconfig it uses, and the assets it copies).
+    if (/\bnest build\b/.test(packageJson.scripts.build)) buildScripts.push('nest-cli.json');
     const needed = [...sources, ...assets, ...buildScripts, 'package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json'];
     expect(sources.length).toBeGreaterThan(10);
     expect(assets.length).toBeGreaterThan(0);
