@@ -1,5 +1,5 @@
 import { GatewayError } from '../common/errors/gateway-error';
-import { byteEstimate, estimatePromptTokens, estimateRequest, requestedOutput, withOutputCap } from './token-estimate';
+import { byteEstimate, estimatePromptTokens, estimateRequest, requestedOutput } from './token-estimate';
 
 describe('token estimate', () => {
   it('counts chat messages with the model tokenizer and OpenAI chat-format overhead', () => {
@@ -49,10 +49,5 @@ describe('output limits', () => {
 
   it.each(['100', 1.5, -1, 1e300, true, {}])('refuses an output limit of %j', (value) => {
     expect(() => requestedOutput({ max_tokens: 1, max_completion_tokens: value })).toThrow(GatewayError);
-  });
-
-  it('caps every present field, or adds the given one', () => {
-    expect(withOutputCap({ max_tokens: 500, max_completion_tokens: 50, max_output_tokens: 900 }, 100, 'max_tokens')).toEqual({ max_tokens: 100, max_completion_tokens: 50, max_output_tokens: 100 });
-    expect(withOutputCap({ model: 'x' }, 100, 'max_completion_tokens')).toEqual({ model: 'x', max_completion_tokens: 100 });
   });
 });

@@ -147,23 +147,6 @@ export function requestedOutput(body: Json): { field: OutputField; tokens: numbe
   return largest;
 }
 
-/**
- * The body with no output limit above `cap`: every output-limit field present is lowered to it, and
- * when none is present `field` is added, so no field the upstream might honour allows more.
- */
-export function withOutputCap(body: Json, cap: number, field: OutputField): Json {
-  const capped: Json = { ...body };
-  let present = false;
-  for (const name of OUTPUT_FIELDS) {
-    const value = body[name];
-    if (typeof value !== 'number') continue;
-    present = true;
-    if (value > cap) capped[name] = cap;
-  }
-  if (!present) capped[field] = cap;
-  return capped;
-}
-
 /** Prompt and output estimate of one request; `defaultOutput` when it sets no output limit. */
 export function estimateRequest(path: string, body: Json, defaultOutput: number): RequestEstimate {
   const requested = requestedOutput(body);

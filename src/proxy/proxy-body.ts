@@ -5,6 +5,7 @@ import sjson from 'secure-json-parse';
 import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
 import { hasBody } from '../common/http/front-door';
 import { AppConfig, ServerConfig } from '../config/app-config';
+import { MemberSpan, scanJson } from './json-text';
 import { RouteRule } from './openai-routes';
 
 /**
@@ -14,7 +15,11 @@ import { RouteRule } from './openai-routes';
  * - `stream`: a multipart upload on a route that takes one, streamed upstream as it arrives;
  * - `none`: no body.
  */
-export type ProxyBody = { kind: 'none' } | { kind: 'json'; value: unknown; text: string } | { kind: 'stream'; stream: Readable; tooLarge(): boolean };
+export type ProxyBody =
+  | { kind: 'none' }
+  /** `members`: where the top-level object's members sit in `text` (null when the body is not an object). */
+  | { kind: 'json'; value: unknown; text: string; members: MemberSpan[] | null }
+  | { kind: 'stream'; stream: Readable; tooLarge(): boolean };
 
 /** The client went away before its body was complete: nobody to answer. */
 export class ClientClosed extends Error {
@@ -77,7 +82,7 @@ export class ProxyBodyReader {
     } finally {
       this.reading--;
     }
-    return { kind: 'json', value: parseJson(text, type, this.limits.jsonMaxDepth), text };
+    return parseJson(text, type, this.limits.jsonMaxDepth);
   }
 
   /** A multipart body as a stream, bounded by BODY_LIMIT_BYTES and by REQUEST_BODY_TIMEOUT_MS between chunks. */
@@ -118,40 +123,20 @@ function declaredJson(type: string): boolean {
   return type === '' || type === 'application/json' || /^application\/[a-z0-9.+-]+\+json$/.test(type);
 }
 
-function parseJson(text: string, type: string, maxDepth: number): unknown {
+function parseJson(text: string, type: string, maxDepth: number): ProxyBody {
   if (text.length === 0) throw new GatewayError(ErrorCode.InvalidRequest, 'the request body is empty; this endpoint takes a JSON body');
-  if (nestingExceeds(text, maxDepth)) {
-    throw new GatewayError(ErrorCode.InvalidRequest, `the JSON body is nested deeper than ${maxDepth} levels (JSON_MAX_DEPTH)`);
-  }
+  const scan = scanJson(text, maxDepth);
+  if (scan.tooDeep) throw new GatewayError(ErrorCode.InvalidRequest, `the JSON body is nested deeper than ${maxDepth} levels (JSON_MAX_DEPTH)`);
+  let value: unknown;
   try {
-    return sjson.parse(text, null, { protoAction: 'error', constructorAction: 'error' });
+    value = sjson.parse(text, null, { protoAction: 'error', constructorAction: 'error' });
   } catch (error) {
     if (declaredJson(type)) throw new GatewayError(ErrorCode.InvalidRequest, `the body is not valid JSON: ${(error as Error).message}`);
     throw new GatewayError(ErrorCode.UnsupportedMediaType, `this endpoint takes a JSON body (multipart/form-data on upload endpoints); the '${type}' body is not JSON`);
   }
-}
-
-/**
- * Whether JSON text opens more than `max` arrays/objects at once, found with one pass over the text
- * (strings skipped) before the parser or any recursive walk sees it.
- */
-export function nestingExceeds(text: string, max: number): boolean {
-  if (text.length <= max) return false;
-  let depth = 0;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c === 0x22) {
-      // Skip the string, escapes included.
-      for (i++; i < text.length; i++) {
-        const s = text.charCodeAt(i);
-        if (s === 0x5c) i++;
-        else if (s === 0x22) break;
-      }
-    } else if (c === 0x7b || c === 0x5b) {
-      if (++depth > max) return true;
-    } else if (c === 0x7d || c === 0x5d) depth--;
-  }
-  return false;
+  // Parsers disagree on which of two equal keys counts: the gateway could govern one value while the upstream uses the other.
+  if (scan.duplicate !== null) throw new GatewayError(ErrorCode.InvalidRequest, `the JSON body has the key '${scan.duplicate}' twice`, scan.duplicate);
+  return { kind: 'json', value, text, members: scan.members };
 }
 
 function readText(request: IncomingMessage, limit: number, timeoutMs: number): Promise<string> {

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Injectable, Logger } from '@nestjs/common';
 import { AccountingService } from '../budgets/accounting.service';
-import { estimateRequest, withOutputCap } from '../budgets/token-estimate';
+import { OUTPUT_FIELDS, OutputField, estimateRequest } from '../budgets/token-estimate';
 import { RequestCache } from '../cache/request-cache';
 import { ERROR_HTTP } from '../common/errors/error-status';
 import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
@@ -13,6 +13,7 @@ import { RateLimitsService } from '../rate-limits/rate-limits.service';
 import { KeyAdmission } from '../virtual-keys/key-admission';
 import { BackendRouter } from './backend-router';
 import { Exchange, LOGGED_BODY_MAX_BYTES } from './exchange';
+import { MemberEdit, setMember } from './json-text';
 import { routeRule } from './openai-routes';
 import { upstreamTarget } from './path-safety';
 import { ClientClosed, ProxyBodyReader } from './proxy-body';
@@ -108,24 +109,25 @@ export class ProxyService {
       if (cached.entry && !this.config.cache.charge) return this.relay.replay(exchange, cached.entry);
     }
 
-    let body = json;
+    // Changes to the client's JSON, made in its text (every other byte reaches the upstream as sent).
+    const edits = new Map<string, MemberEdit>();
     if (post) {
       const admission = await this.accounting.admit(key, path, json, model);
       exchange.charge = admission.charge;
       event.scopes = admission.charge.scopes;
-      if (admission.outputCap && body) body = withOutputCap(body, admission.outputCap.tokens, admission.outputCap.field);
+      if (admission.outputCap && json) capOutput(edits, json, admission.outputCap.tokens, admission.outputCap.field);
     }
     if (cached?.entry) return this.relay.replay(exchange, cached.entry);
 
     let strip = false;
-    if (event.stream && body && INCLUDE_USAGE_PATHS.has(path)) {
-      const options = isJsonObject(body.stream_options) ? body.stream_options : {};
+    if (event.stream && json && INCLUDE_USAGE_PATHS.has(path)) {
+      const options = isJsonObject(json.stream_options) ? json.stream_options : {};
       if (options.include_usage !== true) {
-        body = { ...body, stream_options: { ...options, include_usage: true } };
+        edits.set('stream_options', (current) => setMember(current !== null && isJsonObject(json.stream_options) ? current : null, 'include_usage', 'true'));
         strip = true;
       }
     }
-    const answer = await this.upstream.dispatch(exchange, backends, target, body);
+    const answer = await this.upstream.dispatch(exchange, backends, target, json, edits);
     if (answer === null) return;
     if (request.method === 'GET' && path === '/models' && key.models.length > 0) await this.relay.relayModels(exchange, answer, key);
     else await this.relay.relay(exchange, answer, strip);
@@ -174,6 +176,16 @@ export class ProxyService {
       this.logger.error(`settling request ${event.requestId} failed (the reaper will release its reservation): ${(error as Error).message}`);
     }
   }
+}
+
+/**
+ * Strict mode's cap as edits: every output-limit field the body carries is lowered to `cap` (an
+ * upstream may honour any of them); when it carries none, `field` is added.
+ */
+function capOutput(edits: Map<string, MemberEdit>, json: JsonObject, cap: number, field: OutputField): void {
+  const present = OUTPUT_FIELDS.filter((name) => typeof json[name] === 'number');
+  if (present.length === 0) edits.set(field, () => String(cap));
+  for (const name of present) if ((json[name] as number) > cap) edits.set(name, () => String(cap));
 }
 
 function incomingRequestId(request: IncomingMessage): string | null {

@@ -5,6 +5,7 @@ import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
 import { AppConfig } from '../config/app-config';
 import { BackendConfig } from '../config/gateway-file';
 import { Exchange, Headers } from './exchange';
+import { MemberEdit, editJson } from './json-text';
 import { ProxyBody } from './proxy-body';
 import { UpstreamPools } from './upstream-pools';
 
@@ -39,7 +40,13 @@ export class UpstreamDispatcher {
   ) {}
 
   /** Null when the client went away before an answer came. */
-  async dispatch(exchange: Exchange, backends: BackendConfig[], target: string, json: JsonObject | null): Promise<UpstreamAnswer | null> {
+  async dispatch(
+    exchange: Exchange,
+    backends: BackendConfig[],
+    target: string,
+    json: JsonObject | null,
+    edits: ReadonlyMap<string, MemberEdit>,
+  ): Promise<UpstreamAnswer | null> {
     const { request, event, abort } = exchange;
     const upload = exchange.body.kind === 'stream' ? exchange.body : null;
     const attempts = upload ? 1 : Math.min(this.config.proxy.maxAttempts, backends.length);
@@ -56,7 +63,7 @@ export class UpstreamDispatcher {
           path: upstream.basePath + target,
           method: request.method as Dispatcher.HttpMethod,
           headers: upstreamHeaders(request, backend, event.requestId, exchange.body.kind === 'json'),
-          body: upload?.stream ?? jsonPayload(exchange.body, json, backend),
+          body: upload?.stream ?? jsonPayload(exchange.body, json, edits, backend),
           signal: abort,
           headersTimeout: backend.timeout_ms,
           bodyTimeout: backend.timeout_ms,
@@ -86,15 +93,15 @@ export class UpstreamDispatcher {
 }
 
 /**
- * The JSON body to send upstream: the client's text as it came when the gateway changes nothing
- * (no model map, output cap or `include_usage`), else the changed object serialised; null without one.
+ * The JSON body to send upstream: the client's text, with the gateway's edits (output cap,
+ * `include_usage`, the backend's `model_map`) made in place; null without a body.
  */
-function jsonPayload(body: ProxyBody, json: JsonObject | null, backend: BackendConfig): string | null {
+function jsonPayload(body: ProxyBody, json: JsonObject | null, edits: ReadonlyMap<string, MemberEdit>, backend: BackendConfig): string | null {
   if (body.kind !== 'json') return null;
-  if (json === null) return body.text;
-  const mapped = typeof json.model === 'string' ? backend.model_map[json.model] : undefined;
-  const sent = mapped === undefined ? json : { ...json, model: mapped };
-  return sent === body.value ? body.text : JSON.stringify(sent);
+  const mapped = typeof json?.model === 'string' ? backend.model_map[json.model] : undefined;
+  if (body.members === null || (edits.size === 0 && mapped === undefined)) return body.text;
+  if (mapped === undefined) return editJson(body.text, body.members, edits);
+  return editJson(body.text, body.members, new Map([...edits, ['model', () => JSON.stringify(mapped)]]));
 }
 
 function upstreamHeaders(request: IncomingMessage, backend: BackendConfig, requestId: string, json: boolean): Headers {

@@ -10,6 +10,7 @@ const ALLOWLISTED = 'sk-ditto-frontdoor-allowlisted-0123456789';
 const BUDGETED = 'sk-ditto-frontdoor-budgeted-0123456789ab';
 const OPEN = 'sk-ditto-frontdoor-open-0123456789abcdefg';
 const STRICT = 'sk-ditto-frontdoor-strict-0123456789abcde';
+const STRICT_BYTES = 'sk-ditto-frontdoor-strictbytes-0123456789';
 const UPSTREAM_KEY = 'sk-upstream-frontdoor-secret';
 
 /** One body per governed endpoint; `big` makes the prompt alone larger than a 5,000-token budget. */
@@ -53,6 +54,7 @@ describe('front door: governed /v1 bodies, headers, methods and shapes (e2e)', (
           { id: 'budgeted', token: BUDGETED, budget: { total_tokens: 5000 } },
           { id: 'open', token: OPEN },
           { id: 'strict', token: STRICT, budget: { total_tokens: 300 } },
+          { id: 'strict-bytes', token: STRICT_BYTES, budget: { total_tokens: 300 } },
         ],
       }),
     );
@@ -172,6 +174,32 @@ describe('front door: governed /v1 bodies, headers, methods and shapes (e2e)', (
       expect([bad, answer.status]).toEqual([bad, 400]);
       expect(upstream.requests).toHaveLength(0);
     }
+  });
+
+  it('a JSON body with a top-level key twice is refused: parsers disagree on which one counts', async () => {
+    for (const body of [
+      '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"x"}],"max_tokens":99999,"max_tokens":1}',
+      '{"model":"gpt-4o","model":"gpt-4o-mini","messages":[]}',
+      '{"model":"gpt-4o-mini","messages":[],"max_tokens":1,"\\u006dax_tokens":99999}',
+    ]) {
+      upstream.requests.length = 0;
+      const answer = await send(gateway, ALLOWLISTED, '/v1/chat/completions', body, 'application/json');
+      expect([body, answer.status]).toEqual([body, 400]);
+      expect(upstream.requests).toHaveLength(0);
+    }
+  });
+
+  it('edits the JSON text in place: numbers, key order and escapes reach the upstream byte for byte', async () => {
+    const text = '{"stream":true,  "seed": 12345678901234567890, "temperature": 1.0, "model": "gpt-4o-mini", "max_tokens": 5000,\n "messages": [{"content": "caf\\u00e9 \\ud83d\\ude00", "role": "user"}], "top_p": 1e-3}';
+    const answer = await send(strict, STRICT_BYTES, '/v1/chat/completions', text, 'application/json');
+    expect(answer.status).toBe(200);
+    const cap = upstream.requests[0].body.max_tokens;
+    expect(cap).toBeLessThanOrEqual(300);
+    expect(upstream.requests[0].raw).toBe(text.replace('"max_tokens": 5000', `"max_tokens": ${cap}`).replace(/}$/, ',"stream_options":{"include_usage":true}}'));
+    upstream.requests.length = 0;
+    const plain = '{ "model" : "gpt-4o-mini", "n": 1.0, "seed": 98765432109876543210, "messages": [{"role": "user", "content": "\\u00e9"}], "stream": true, "stream_options": {"x": 1.50} }';
+    expect((await send(gateway, OPEN, '/v1/chat/completions', plain, 'application/json')).status).toBe(200);
+    expect(upstream.requests[0].raw).toBe(plain.replace('{"x": 1.50}', '{"x": 1.50,"include_usage":true}'));
   });
 
   it('the estimate reserves the largest output limit of the request, whichever field holds it', async () => {
