@@ -29,6 +29,8 @@ export interface MockOptions {
   hang?: boolean;
   /** Include cached prompt tokens in usage (prompt_tokens_details.cached_tokens). */
   cachedTokens?: number;
+  /** Extra headers on every answer (e.g. the upstream's own x-request-id and x-ratelimit-*). */
+  responseHeaders?: Record<string, string>;
   /** Natural length of a reply: a request's max_tokens caps it, like a real model that stops on its
    * own. Unset: every reply is exactly max_tokens long (16 without one). */
   replyTokens?: number;
@@ -110,6 +112,7 @@ function json(res: ServerResponse, status: number, body: unknown): void {
 }
 
 function respond(req: IncomingMessage, res: ServerResponse, body: any, options: MockOptions): void {
+  for (const [name, value] of Object.entries(options.responseHeaders ?? {})) res.setHeader(name, value);
   if (options.failStatus) {
     json(res, options.failStatus, { error: { message: `mock failure ${options.failStatus}`, type: 'server_error', code: null, param: null } });
     return;

@@ -65,7 +65,8 @@ export class Exchange {
     readonly requestId: string,
     logBodies: boolean,
   ) {
-    this.headers = { 'x-ditto-request-id': requestId };
+    // x-request-id is what OpenAI's SDKs read (`requestID`); x-ditto-request-id stays for existing clients.
+    this.headers = { 'x-request-id': requestId, 'x-ditto-request-id': requestId };
     this.responseHead = logBodies ? { chunks: [], bytes: 0 } : null;
     this.event = {
       requestId,

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Injectable, Logger } from '@nestjs/common';
 import { AccountingService } from '../budgets/accounting.service';
@@ -8,6 +7,7 @@ import { ERROR_HTTP } from '../common/errors/error-status';
 import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
 import { sendRawError } from '../common/errors/gateway-exception.filter';
 import { closeAfterAnswer } from '../common/http/early-answer';
+import { requestIdOf } from '../common/http/request-id';
 import { AppConfig } from '../config/app-config';
 import { RateLimitsService } from '../rate-limits/rate-limits.service';
 import { KeyAdmission } from '../virtual-keys/key-admission';
@@ -25,7 +25,6 @@ type JsonObject = Record<string, unknown>;
 
 /** Paths whose streams report usage only when asked with `stream_options.include_usage`. */
 const INCLUDE_USAGE_PATHS = new Set(['/chat/completions', '/completions']);
-const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /**
  * Forwards `/v1/*` to the routed backend (docs/architecture.md, docs/proxy.md). One request, top to
@@ -58,7 +57,7 @@ export class ProxyService {
 
   /** Answers the request, errors included (OpenAI error bodies); never throws. */
   async handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
-    const exchange = new Exchange(request, response, incomingRequestId(request) ?? randomUUID(), this.config.proxy.logBodies);
+    const exchange = new Exchange(request, response, requestIdOf(request.headers), this.config.proxy.logBodies);
     let failure: { error: unknown } | null = null;
     try {
       await this.forward(exchange);
@@ -186,11 +185,6 @@ function capOutput(edits: Map<string, MemberEdit>, json: JsonObject, cap: number
   const present = OUTPUT_FIELDS.filter((name) => typeof json[name] === 'number');
   if (present.length === 0) edits.set(field, () => String(cap));
   for (const name of present) if ((json[name] as number) > cap) edits.set(name, () => String(cap));
-}
-
-function incomingRequestId(request: IncomingMessage): string | null {
-  const id = request.headers['x-request-id'];
-  return typeof id === 'string' && REQUEST_ID.test(id) ? id : null;
 }
 
 function isJsonObject(value: unknown): value is JsonObject {

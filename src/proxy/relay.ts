@@ -94,15 +94,23 @@ export class ResponseRelay {
   }
 }
 
-/** The upstream's response headers (hop-by-hop ones dropped) with the gateway's own on top. */
+/**
+ * The upstream's response headers (hop-by-hop ones dropped) with the gateway's own on top, except the
+ * upstream's `x-request-id` (the id its own support knows). When the gateway's rate limits applied,
+ * its `x-ratelimit-*` set replaces the upstream's whole set, so the two never mix.
+ */
 function responseHeaders(own: Headers, upstream: Dispatcher.ResponseData['headers'], backend: string, bodyRewritten: boolean): Headers {
   const headers: Headers = {};
+  const ownLimits = 'x-ratelimit-limit-requests' in own || 'x-ratelimit-limit-tokens' in own;
   for (const [name, value] of Object.entries(upstream)) {
     if (value === undefined || DROPPED_RESPONSE_HEADERS.has(name)) continue;
     if (bodyRewritten && name === 'content-length') continue;
+    if (ownLimits && name.startsWith('x-ratelimit-')) continue;
     headers[name] = value;
   }
+  const upstreamId = headers['x-request-id'];
   Object.assign(headers, own);
+  if (upstreamId !== undefined) headers['x-request-id'] = upstreamId;
   headers['x-ditto-backend'] = backend;
   return headers;
 }

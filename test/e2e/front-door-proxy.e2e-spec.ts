@@ -11,6 +11,7 @@ const BUDGETED = 'sk-ditto-frontdoor-budgeted-0123456789ab';
 const OPEN = 'sk-ditto-frontdoor-open-0123456789abcdefg';
 const STRICT = 'sk-ditto-frontdoor-strict-0123456789abcde';
 const STRICT_BYTES = 'sk-ditto-frontdoor-strictbytes-0123456789';
+const RATED = 'sk-ditto-frontdoor-rated-0123456789abcdef';
 const UPSTREAM_KEY = 'sk-upstream-frontdoor-secret';
 
 /** One body per governed endpoint; `big` makes the prompt alone larger than a 5,000-token budget. */
@@ -55,6 +56,7 @@ describe('front door: governed /v1 bodies, headers, methods and shapes (e2e)', (
           { id: 'open', token: OPEN },
           { id: 'strict', token: STRICT, budget: { total_tokens: 300 } },
           { id: 'strict-bytes', token: STRICT_BYTES, budget: { total_tokens: 300 } },
+          { id: 'rated', token: RATED, limits: { rpm: 1000, tpm: null } },
         ],
       }),
     );
@@ -257,6 +259,43 @@ describe('front door: governed /v1 bodies, headers, methods and shapes (e2e)', (
     expect((await send(gateway, OPEN, '/v1/chat/completions', orgBody, 'application/json', sent)).status).toBe(200);
     expect(upstream.requests[0].headers).toMatchObject({ 'openai-organization': 'org-attacker', 'openai-project': 'proj-attacker', authorization: `Bearer ${UPSTREAM_KEY}` });
     expect(JSON.stringify(upstream.requests[0].headers)).not.toContain(OPEN);
+  });
+
+  it('every answer carries x-request-id (the upstream\'s when it sent one); refusals say x-should-retry: false', async () => {
+    const body = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x' }], max_tokens: 2 });
+    const ok = await send(gateway, OPEN, '/v1/chat/completions', body, 'application/json');
+    expect(ok.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+    expect(ok.headers['x-request-id']).toBe(ok.headers['x-ditto-request-id']);
+    upstream.options = { responseHeaders: { 'x-request-id': 'req_upstream_1' } };
+    const relayed = await send(gateway, OPEN, '/v1/chat/completions', body, 'application/json', { 'x-request-id': 'client-id-1' });
+    expect(relayed.headers).toMatchObject({ 'x-request-id': 'req_upstream_1', 'x-ditto-request-id': 'client-id-1' });
+    upstream.options = {};
+    for (const [key, payload, status] of [
+      ['sk-ditto-not-a-key-0123456789', body, 401],
+      [ALLOWLISTED, JSON.stringify({ model: 'gpt-4o', messages: [] }), 403],
+      [BUDGETED, JSON.stringify({ model: 'gpt-4o-mini', messages: [], max_tokens: 1_000_000 }), 402],
+    ] as const) {
+      const refused = await send(gateway, key, '/v1/chat/completions', payload, 'application/json');
+      expect(refused.status).toBe(status);
+      expect(refused.headers['x-should-retry']).toBe('false');
+      expect(refused.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+    }
+    // The gateway's own errors before the proxy (a bad path) and the admin API's answers carry one too.
+    expect((await rawHttp(gateway.url, 'GET', '/v1/a%5cb')).headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+    expect((await rawHttp(gateway.url, 'GET', '/health')).headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it('when the gateway\'s rate limit applies, its x-ratelimit-* set replaces the upstream\'s', async () => {
+    upstream.options = { responseHeaders: { 'x-ratelimit-limit-requests': '5000', 'x-ratelimit-remaining-requests': '4999', 'x-ratelimit-reset-requests': '12ms', 'x-ratelimit-limit-tokens': '800000' } };
+    const body = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x' }], max_tokens: 2 });
+    const limited = await send(gateway, RATED, '/v1/chat/completions', body, 'application/json');
+    expect(limited.status).toBe(200);
+    expect(limited.headers['x-ratelimit-limit-requests']).toBe('1000');
+    expect(Object.keys(limited.headers).filter((h) => h.startsWith('x-ratelimit-')).sort()).toEqual(['x-ratelimit-limit-requests', 'x-ratelimit-remaining-requests']);
+    // Without a gateway limit, the upstream's set passes as it is.
+    const open = await send(gateway, OPEN, '/v1/chat/completions', body, 'application/json');
+    expect(open.headers['x-ratelimit-reset-requests']).toBe('12ms');
+    expect(open.headers['x-ratelimit-limit-tokens']).toBe('800000');
   });
 
   it('answers 405 with allow for a method the route does not take, and never forwards it', async () => {

@@ -36,7 +36,7 @@ export class GatewayExceptionFilter implements ExceptionFilter {
 export function sendError(request: FastifyRequest, reply: FastifyReply, exception: unknown, logger: Logger): void {
   const { status, body } = errorResponse(exception, request, logger);
   if (reply.sent || reply.raw.headersSent) return;
-  if (exception instanceof GatewayError) void reply.headers(exception.headers);
+  void reply.headers(errorHeaders(exception, status));
   void reply.status(status).header('content-type', 'application/json; charset=utf-8').send(body);
 }
 
@@ -53,7 +53,19 @@ export function sendRawError(
 ): void {
   const { status, body } = errorResponse(exception, { method: request.method ?? 'GET', url: request.url ?? '/' }, logger);
   if (response.headersSent) return;
-  writeJson(response, status, exception instanceof GatewayError ? { ...headers, ...exception.headers } : headers, body);
+  writeJson(response, status, { ...headers, ...errorHeaders(exception, status) }, body);
+}
+
+/** Refusals that cannot succeed on retry: bad key, no quota, not allowed. */
+const NOT_RETRYABLE = new Set([401, 402, 403]);
+
+/**
+ * Headers an error answer needs: the error's own (`allow`, `retry-after`, …), and `x-should-retry:
+ * false` on refusals a retry cannot change (OpenAI's SDKs retry what they are not told not to).
+ */
+function errorHeaders(exception: unknown, status: number): Record<string, string> {
+  const own = exception instanceof GatewayError ? exception.headers : {};
+  return NOT_RETRYABLE.has(status) ? { 'x-should-retry': 'false', ...own } : own;
 }
 
 /** A whole JSON answer on a bare Node response, with `headers` added. */

@@ -6,6 +6,7 @@ import { ErrorCode, GatewayError } from '../errors/gateway-error';
 import { sendRawError } from '../errors/gateway-exception.filter';
 import { canonicalTarget } from './canonical-target';
 import { closeAfterAnswer } from './early-answer';
+import { requestIdOf } from './request-id';
 
 export interface FrontDoorOptions {
   /** REQUEST_HEADERS_TIMEOUT_MS: a client must send its request line and headers within this time. */
@@ -81,7 +82,7 @@ export class FrontDoor {
       target = canonicalTarget(request.url ?? '');
     } catch (error) {
       closeAfterAnswer(request, response);
-      sendRawError(request, response, {}, error, this.logger);
+      sendRawError(request, response, { 'x-request-id': requestIdOf(request.headers) }, error, this.logger);
       return;
     }
     request.url = target.url;
@@ -90,6 +91,8 @@ export class FrontDoor {
       handler(request, response);
       return;
     }
+    // Every answer carries a request id (the proxy sets its own).
+    response.setHeader('x-request-id', requestIdOf(request.headers));
     if (expectsContinue) response.writeContinue();
     if (hasBody(request)) this.limitBodyTime(request, response);
     fastify(request, response);
