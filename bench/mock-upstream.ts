@@ -7,6 +7,7 @@
  */
 import { IncomingMessage, Server, ServerResponse, createServer } from 'node:http';
 import { AddressInfo, Socket } from 'node:net';
+import { createBrotliCompress, createDeflate, createGzip } from 'node:zlib';
 import { estimatePromptTokens } from '../src/budgets/token-estimate';
 
 export interface MockRequest {
@@ -29,6 +30,11 @@ export interface MockOptions {
   hang?: boolean;
   /** Include cached prompt tokens in usage (prompt_tokens_details.cached_tokens). */
   cachedTokens?: number;
+  /** Compress answers (JSON and SSE) with gzip when the request accepts it, like OpenAI's API does. */
+  compress?: boolean;
+  /** Label every answer with this content coding whatever the request accepts (an upstream that compresses
+   * anyway); `zstd` sends the bytes as they are under that label (a coding the gateway cannot decode). */
+  forceEncoding?: 'gzip' | 'br' | 'deflate' | 'zstd';
   /** Extra headers on every answer (e.g. the upstream's own x-request-id and x-ratelimit-*). */
   responseHeaders?: Record<string, string>;
   /** Natural length of a reply: a request's max_tokens caps it, like a real model that stops on its
@@ -76,7 +82,7 @@ export async function startMockUpstream(options: MockOptions = {}): Promise<Mock
       }
       requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body, raw });
       if (mock.options.hang) return;
-      const answer = () => respond(req, res, body, mock.options);
+      const answer = () => respond(req, encodedAnswer(req, res, mock.options), body, mock.options);
       if (mock.options.delayMs) setTimeout(answer, mock.options.delayMs);
       else answer();
     });
@@ -103,6 +109,42 @@ export async function startMockUpstream(options: MockOptions = {}): Promise<Mock
       }),
   };
   return mock;
+}
+
+/** `res`, or a stand-in that compresses what is written to it (each write flushed, so SSE stays live). */
+function encodedAnswer(req: IncomingMessage, res: ServerResponse, options: MockOptions): ServerResponse {
+  const accepts = /\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''));
+  const coding = options.forceEncoding ?? (options.compress && accepts ? 'gzip' : null);
+  if (coding === null) return res;
+  const encoder = coding === 'gzip' ? createGzip() : coding === 'br' ? createBrotliCompress() : coding === 'deflate' ? createDeflate() : null;
+  encoder?.pipe(res);
+  return new Proxy(res, {
+    get(target, prop) {
+      if (prop === 'writeHead') {
+        return (status: number, headers: Record<string, string | number>) => {
+          const { 'content-length': _length, ...rest } = headers;
+          target.writeHead(status, { ...rest, 'content-encoding': coding });
+        };
+      }
+      if (prop === 'write') {
+        return (chunk: string | Buffer) => {
+          if (!encoder) return target.write(chunk);
+          encoder.write(chunk);
+          encoder.flush();
+          return true;
+        };
+      }
+      if (prop === 'end') {
+        return (chunk?: string | Buffer) => {
+          if (!encoder) return target.end(chunk);
+          if (chunk) encoder.write(chunk);
+          encoder.end();
+        };
+      }
+      const value = Reflect.get(target, prop);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {

@@ -47,6 +47,11 @@ export class RequestCache {
     private readonly config: AppConfig,
   ) {}
 
+  /** Responses larger than this are never kept (PROXY_CACHE_MAX_ENTRY_BYTES): no need to collect them. */
+  get maxEntryBytes(): number {
+    return this.config.cache.maxEntryBytes;
+  }
+
   async lookup(key: VirtualKey, request: CacheableRequest): Promise<CacheLookup | null> {
     const ttlMs = this.cache.ttlMsFor(key);
     if (ttlMs === 0 || !isCacheableRequest(request.method, request.url, request.json)) return null;

@@ -19,7 +19,7 @@ import { upstreamTarget } from './path-safety';
 import { ClientClosed, ProxyBodyReader } from './proxy-body';
 import { ProxyEvents } from './proxy-event';
 import { ResponseRelay } from './relay';
-import { UpstreamDispatcher } from './upstream-dispatch';
+import { UpstreamDispatcher, acceptedCodings } from './upstream-dispatch';
 
 type JsonObject = Record<string, unknown>;
 
@@ -126,9 +126,12 @@ export class ProxyService {
         strip = true;
       }
     }
-    const answer = await this.upstream.dispatch(exchange, backends, target, json, edits);
+    const filterModels = request.method === 'GET' && path === '/models' && key.models.length > 0;
+    // A body the gateway rewrites is asked for uncompressed; otherwise the client's choice of coding stands.
+    const acceptEncoding = strip || filterModels ? 'identity' : acceptedCodings(request.headers['accept-encoding']);
+    const answer = await this.upstream.dispatch(exchange, backends, target, json, edits, acceptEncoding);
     if (answer === null) return;
-    if (request.method === 'GET' && path === '/models' && key.models.length > 0) await this.relay.relayModels(exchange, answer, key);
+    if (filterModels) await this.relay.relayModels(exchange, answer, key);
     else await this.relay.relay(exchange, answer, strip);
   }
 

@@ -1,3 +1,6 @@
+import { once } from 'node:events';
+import { Readable, Transform } from 'node:stream';
+import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import { Injectable } from '@nestjs/common';
 import { Dispatcher } from 'undici';
 import { writeJson } from '../common/errors/gateway-exception.filter';
@@ -6,18 +9,32 @@ import { RequestCache } from '../cache/request-cache';
 import { VirtualKey } from '../virtual-keys/domain/virtual-key';
 import { modelAllowed } from '../virtual-keys/key-admission';
 import { Exchange, Headers, drained } from './exchange';
+import { JsonUsageFinder } from './json-usage-finder';
 import { SseUsageTap } from './sse-usage-tap';
 import { UpstreamAnswer, describeFailure } from './upstream-dispatch';
-import { Usage, usageFrom } from './usage';
+import { Usage } from './usage';
 
 const DROPPED_RESPONSE_HEADERS = new Set(['connection', 'keep-alive', 'transfer-encoding', 'proxy-authenticate', 'trailer', 'upgrade']);
-/** JSON responses larger than this are relayed without looking for usage. */
-const USAGE_SCAN_MAX_BYTES = 8 * 1024 * 1024;
+
+/** A decoder for the content codings the gateway reads usage through (zstd is not in Node 20's zlib). */
+function decoderFor(coding: string): Transform | null {
+  if (coding === 'gzip' || coding === 'x-gzip') return createGunzip();
+  if (coding === 'deflate') return createInflate();
+  if (coding === 'br') return createBrotliDecompress();
+  return null;
+}
+
+/** Reads usage from the decoded bytes of a response as they go by; answers what to send on. */
+interface UsageWatcher {
+  push(chunk: Buffer): Buffer;
+  readonly usage: Usage | null;
+}
 
 /**
  * The proxy's relay stage: the upstream's answer to the client as it arrives (status and headers,
- * then the body: SSE event by event, anything else chunk by chunk), with the usage read on the way;
- * the filtered model list; and answers replayed from the cache.
+ * then the body: SSE event by event, anything else chunk by chunk), with the usage read on the way
+ * from the decoded bytes whatever content coding the upstream used; the filtered model list; and
+ * answers replayed from the cache.
  */
 @Injectable()
 export class ResponseRelay {
@@ -25,33 +42,61 @@ export class ResponseRelay {
 
   /**
    * Sends status, headers and body as they arrive; reads usage on the way. `strip`: the gateway asked
-   * for a streamed usage chunk the client did not, which is taken out again (SseUsageTap).
+   * for a streamed usage chunk the client did not, which is taken out again (SseUsageTap); a
+   * compressed stream is then decoded and sent to the client as it is rewritten, uncompressed.
    */
   async relay(exchange: Exchange, { response, backend }: UpstreamAnswer, strip: boolean): Promise<void> {
     const { event, abort } = exchange;
     const contentType = String(response.headers['content-type'] ?? '');
     const sse = contentType.includes('text/event-stream');
-    const tap = sse ? new SseUsageTap(strip) : null;
-    const collected: Buffer[] | null = !sse && contentType.includes('json') ? [] : null;
-    let collectedBytes = 0;
+    const json = !sse && contentType.includes('json');
+    const coding = String(response.headers['content-encoding'] ?? '').trim().toLowerCase();
+    const encoded = coding !== '' && coding !== 'identity';
+    const decoder = encoded ? decoderFor(coding) : null;
+    // Compressed, and the gateway must change the text: decode, rewrite, send uncompressed.
+    const decodeForClient = strip && sse && decoder !== null;
+    const rewrite = strip && sse && (!encoded || decodeForClient);
+    const watcher: UsageWatcher | null = sse ? new SseUsageTap(strip && (decodeForClient || !encoded)) : json ? wrapFinder() : null;
+    // A cacheable answer is kept decoded (any client can be served it), up to the cache's entry bound.
+    let kept: Buffer[] | null = exchange.cache && json && (!encoded || decoder) ? [] : null;
+    let keptBytes = 0;
+    const keep = (chunk: Buffer) => {
+      if (kept === null) return;
+      keptBytes += chunk.length;
+      if (keptBytes > this.cache.maxEntryBytes) kept = null;
+      else kept.push(chunk);
+    };
 
     const raw = exchange.response;
-    raw.writeHead(response.statusCode, responseHeaders(exchange.headers, response.headers, backend.name, strip && sse));
+    raw.writeHead(response.statusCode, responseHeaders(exchange.headers, response.headers, backend.name, { rewritten: rewrite, decoded: decodeForClient }));
     // SSE: headers go out at once (clients wait for them); otherwise with the first body bytes, in one packet.
     if (sse) raw.flushHeaders();
     event.status = response.statusCode;
+    // Encoded and not rewritten: the client gets the upstream's bytes, usage is read from a decoded copy.
+    const sideDecoder = decoder && !decodeForClient ? decoder : null;
+    let sideFailed = false;
+    if (sideDecoder) {
+      sideDecoder.on('data', (decoded: Buffer) => {
+        watcher?.push(decoded);
+        keep(decoded);
+      });
+      sideDecoder.on('error', () => (sideFailed = true));
+    }
+    const source: Readable = decodeForClient ? (response.body as Readable).pipe(decoder!) : (response.body as Readable);
     try {
-      for await (const chunk of response.body as AsyncIterable<Buffer>) {
-        if (collected && collectedBytes < USAGE_SCAN_MAX_BYTES) {
-          collected.push(chunk);
-          collectedBytes += chunk.length;
+      for await (const chunk of source as AsyncIterable<Buffer>) {
+        let out = chunk;
+        if (sideDecoder) {
+          if (!sideFailed) sideDecoder.write(chunk);
+        } else if (!encoded || decodeForClient) {
+          out = watcher ? watcher.push(chunk) : chunk;
+          keep(chunk);
         }
-        const out = tap ? tap.push(chunk) : chunk;
         exchange.keepHead(out);
-        if (tap?.done) exchange.relayed = true;
+        if (watcher instanceof SseUsageTap && watcher.done) exchange.relayed = true;
         if (out.length > 0 && !raw.write(out)) await drained(raw, abort);
       }
-      const rest = tap?.end();
+      const rest = watcher instanceof SseUsageTap && !sideDecoder ? watcher.end() : undefined;
       exchange.relayed = true;
       raw.end(rest);
     } catch (error) {
@@ -59,11 +104,16 @@ export class ResponseRelay {
       if (!abort.aborted) event.error = `upstream ${describeFailure(error)} mid-response`;
       raw.destroy();
     } finally {
-      event.usage = tap?.usage ?? (collected && collectedBytes < USAGE_SCAN_MAX_BYTES ? usageFromBuffers(collected) : null);
+      if (sideDecoder && !sideFailed) {
+        sideDecoder.end();
+        await once(sideDecoder, 'end').catch(() => (sideFailed = true));
+        if (watcher instanceof SseUsageTap) watcher.end();
+      }
+      event.usage = sideFailed ? null : (watcher?.usage ?? null);
       event.upstreamMs = Exchange.since(exchange.upstreamStarted);
     }
-    if (exchange.cache && exchange.relayed && collected && collectedBytes < USAGE_SCAN_MAX_BYTES) {
-      const body = collected.length === 1 ? collected[0] : Buffer.concat(collected);
+    if (exchange.cache && exchange.relayed && kept && !sideFailed) {
+      const body = kept.length === 1 ? kept[0] : Buffer.concat(kept);
       this.cache.keep(exchange.cache, { status: response.statusCode, contentType, body, usage: event.usage, backend: event.backend });
     }
   }
@@ -94,17 +144,38 @@ export class ResponseRelay {
   }
 }
 
+/** A JsonUsageFinder as a watcher: it reads the bytes and passes them on unchanged. */
+function wrapFinder(): UsageWatcher {
+  const finder = new JsonUsageFinder();
+  return {
+    push: (chunk) => {
+      finder.push(chunk);
+      return chunk;
+    },
+    get usage() {
+      return finder.usage;
+    },
+  };
+}
+
 /**
  * The upstream's response headers (hop-by-hop ones dropped) with the gateway's own on top, except the
  * upstream's `x-request-id` (the id its own support knows). When the gateway's rate limits applied,
- * its `x-ratelimit-*` set replaces the upstream's whole set, so the two never mix.
+ * its `x-ratelimit-*` set replaces the upstream's whole set, so the two never mix. A rewritten body
+ * loses its content-length; a decoded one its content-encoding too.
  */
-function responseHeaders(own: Headers, upstream: Dispatcher.ResponseData['headers'], backend: string, bodyRewritten: boolean): Headers {
+function responseHeaders(
+  own: Headers,
+  upstream: Dispatcher.ResponseData['headers'],
+  backend: string,
+  body: { rewritten: boolean; decoded: boolean },
+): Headers {
   const headers: Headers = {};
   const ownLimits = 'x-ratelimit-limit-requests' in own || 'x-ratelimit-limit-tokens' in own;
   for (const [name, value] of Object.entries(upstream)) {
     if (value === undefined || DROPPED_RESPONSE_HEADERS.has(name)) continue;
-    if (bodyRewritten && name === 'content-length') continue;
+    if (body.rewritten && name === 'content-length') continue;
+    if (body.decoded && name === 'content-encoding') continue;
     if (ownLimits && name.startsWith('x-ratelimit-')) continue;
     headers[name] = value;
   }
@@ -113,12 +184,4 @@ function responseHeaders(own: Headers, upstream: Dispatcher.ResponseData['header
   if (upstreamId !== undefined) headers['x-request-id'] = upstreamId;
   headers['x-ditto-backend'] = backend;
   return headers;
-}
-
-function usageFromBuffers(chunks: Buffer[]): Usage | null {
-  try {
-    return usageFrom(JSON.parse(Buffer.concat(chunks).toString('utf8')));
-  } catch {
-    return null;
-  }
 }

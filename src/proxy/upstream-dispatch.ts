@@ -46,6 +46,8 @@ export class UpstreamDispatcher {
     target: string,
     json: JsonObject | null,
     edits: ReadonlyMap<string, MemberEdit>,
+    /** What the upstream may compress with: the client's own choice, or `identity` when the gateway rewrites the body. */
+    acceptEncoding: string,
   ): Promise<UpstreamAnswer | null> {
     const { request, event, abort } = exchange;
     const upload = exchange.body.kind === 'stream' ? exchange.body : null;
@@ -62,7 +64,7 @@ export class UpstreamDispatcher {
         response = await upstream.pool.request({
           path: upstream.basePath + target,
           method: request.method as Dispatcher.HttpMethod,
-          headers: upstreamHeaders(request, backend, event.requestId, exchange.body.kind === 'json'),
+          headers: { ...upstreamHeaders(request, backend, event.requestId, exchange.body.kind === 'json'), 'accept-encoding': acceptEncoding },
           body: upload?.stream ?? jsonPayload(exchange.body, json, edits, backend),
           signal: abort,
           headersTimeout: backend.timeout_ms,
@@ -119,6 +121,22 @@ function upstreamHeaders(request: IncomingMessage, backend: BackendConfig, reque
   if (backend.api_key) headers.authorization = `Bearer ${backend.api_key}`;
   return { ...headers, ...(backend.headers ?? {}) };
 }
+
+/**
+ * The client's `accept-encoding` narrowed to the codings the gateway can decode (it reads usage from
+ * the body): gzip, deflate, br, with their q-values; `identity` when nothing is left or none was sent
+ * (without the header an upstream may pick any coding, zstd included).
+ */
+export function acceptedCodings(header: string | string[] | undefined): string {
+  const kept = [header ?? []]
+    .flat()
+    .flatMap((value) => value.split(','))
+    .map((part) => part.trim())
+    .filter((part) => DECODABLE.has(part.split(';')[0].trim().toLowerCase()));
+  return kept.length > 0 ? kept.join(', ') : 'identity';
+}
+
+const DECODABLE = new Set(['gzip', 'x-gzip', 'deflate', 'br', 'identity']);
 
 /** A short, secret-free reason an attempt failed: `timeout`, `connect ECONNREFUSED`, … */
 export function describeFailure(error: unknown): string {

@@ -1,0 +1,41 @@
+import { JsonUsageFinder } from './json-usage-finder';
+
+function find(text: string, cut: number) {
+  const finder = new JsonUsageFinder();
+  const bytes = Buffer.from(text);
+  for (let i = 0; i < bytes.length; i += cut) finder.push(bytes.subarray(i, i + cut));
+  return finder.usage;
+}
+
+describe('JsonUsageFinder', () => {
+  const chat = JSON.stringify({
+    id: 'chatcmpl-1',
+    choices: [{ index: 0, message: { role: 'assistant', content: 'a "usage": {"prompt_tokens": 999} in text, é 😀 {[' } }],
+    usage: { prompt_tokens: 9, completion_tokens: 2, total_tokens: 11, prompt_tokens_details: { cached_tokens: 4 } },
+    system_fingerprint: 'fp',
+  });
+
+  it.each([1, 2, 7, 64, 100_000])('reads the top-level usage wherever the chunks are cut (%i bytes)', (cut) => {
+    expect(find(chat, cut)).toEqual({ promptTokens: 9, completionTokens: 2, cachedTokens: 4, totalTokens: 11 });
+  });
+
+  it('ignores usage keys below the top level, and finds usage as the last member or after large data', () => {
+    expect(find('{"data":[{"usage":{"prompt_tokens":5}}]}', 3)).toBeNull();
+    const big = `{"data":[{"b64_json":"${'A'.repeat(9 * 1024 * 1024)}"}],"usage":{"input_tokens":50,"output_tokens":4160,"total_tokens":4210}}`;
+    expect(find(big, 65_536)).toEqual({ promptTokens: 50, completionTokens: 4160, cachedTokens: 0, totalTokens: 4210 });
+    expect(find('{ "us\\u0061ge" : { "prompt_tokens" : 3 , "completion_tokens" : 1 } }', 5)).toMatchObject({ promptTokens: 3, completionTokens: 1 });
+  });
+
+  it.each([1, 3, 5])('handles escaped quotes and backslash runs split across chunks (%i bytes)', (cut) => {
+    const text = '{"a":"x\\\\","b":"q\\"}\\\\\\"","usage":{"note":"a\\"b}\\\\","prompt_tokens":7,"completion_tokens":1},"z":"\\\\"}';
+    expect(JSON.parse(text).usage.prompt_tokens).toBe(7);
+    expect(find(text, cut)).toMatchObject({ promptTokens: 7, completionTokens: 1 });
+  });
+
+  it('answers null when there is no usage, when it is null, or when the body is not JSON', () => {
+    expect(find('{"id":"x"}', 4)).toBeNull();
+    expect(find('{"usage":null}', 4)).toBeNull();
+    expect(find('not json', 4)).toBeNull();
+    expect(find('[{"usage":{"prompt_tokens":1}}]', 4)).toBeNull();
+  });
+});

@@ -1,0 +1,135 @@
+import { Usage, usageFrom } from './usage';
+
+/** A `usage` value larger than this is not kept (real ones are a few hundred bytes). */
+const USAGE_VALUE_MAX_BYTES = 64 * 1024;
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const OPEN_OBJECT = 0x7b;
+const OPEN_ARRAY = 0x5b;
+const CLOSE_OBJECT = 0x7d;
+const CLOSE_ARRAY = 0x5d;
+const COLON = 0x3a;
+const COMMA = 0x2c;
+
+/**
+ * Finds the top-level `usage` member of a JSON response as its bytes stream past, without keeping
+ * or parsing the whole body: a byte-level scan (JSON's structural characters are ASCII, and UTF-8
+ * never uses those bytes inside a multi-byte character) that tracks strings and depth, copies only the
+ * value of the top-level key `usage`, and parses just that. A response of any size costs the same.
+ */
+export class JsonUsageFinder {
+  private depth = 0;
+  private inString = false;
+  private escaped = false;
+  /** At depth 1 of the top-level object, between `{`/`,` and the next key. */
+  private expectingKey = false;
+  /** Raw bytes of the top-level key being read, or null when not reading one. */
+  private key: number[] | null = null;
+  /** The last top-level key read. */
+  private lastKey = '';
+  /** The usage value's bytes while it is being copied. */
+  private capture: Buffer[] | null = null;
+  private captured = 0;
+  /** The parsed usage value; undefined until found. */
+  private found: unknown = undefined;
+
+  push(chunk: Buffer): void {
+    // Where, in this chunk, the part of the usage value still to be copied starts (-1: nothing to copy).
+    let copyFrom = this.capture ? 0 : -1;
+    for (let i = 0; i < chunk.length; i++) {
+      const c = chunk[i];
+      if (this.inString) {
+        if (this.key === null && !this.escaped) {
+          // Inside a value string: jump to its next quote (long strings, base64 images, cost a memchr).
+          const quote = chunk.indexOf(QUOTE, i);
+          const end = quote === -1 ? chunk.length : quote;
+          let backslashes = 0;
+          for (let j = end - 1; j >= i && chunk[j] === BACKSLASH; j--) backslashes++;
+          if (quote === -1) {
+            this.escaped = backslashes % 2 === 1;
+            i = chunk.length;
+          } else {
+            i = quote;
+            if (backslashes % 2 === 0) this.inString = false;
+          }
+          continue;
+        }
+        if (this.escaped) this.escaped = false;
+        else if (c === BACKSLASH) this.escaped = true;
+        else if (c === QUOTE) {
+          this.inString = false;
+          if (this.key) this.endKey();
+          continue;
+        }
+        this.key?.push(c);
+        continue;
+      }
+      if (c <= 0x20) continue;
+      if (this.depth === 1) {
+        if (c === COLON) {
+          this.expectingKey = false;
+          continue;
+        }
+        if (c === COMMA || c === CLOSE_OBJECT) {
+          if (this.capture) this.finish(chunk, copyFrom, i);
+          copyFrom = -1;
+          this.expectingKey = true;
+        } else if (this.expectingKey) {
+          if (c === QUOTE) this.key = [];
+        } else if (this.startsUsage()) {
+          this.capture = [];
+          this.captured = 0;
+          copyFrom = i;
+        }
+      }
+      if (c === QUOTE) this.inString = true;
+      else if (c === OPEN_OBJECT || c === OPEN_ARRAY) {
+        this.depth++;
+        if (this.depth === 1) this.expectingKey = c === OPEN_OBJECT;
+      } else if (c === CLOSE_OBJECT || c === CLOSE_ARRAY) this.depth--;
+    }
+    if (this.capture && copyFrom !== -1) this.keep(chunk.subarray(copyFrom));
+  }
+
+  /** The usage the response reported (read once it has ended); null when there was none. */
+  get usage(): Usage | null {
+    return this.found === undefined || this.found === null ? null : usageFrom({ usage: this.found });
+  }
+
+  private endKey(): void {
+    try {
+      this.lastKey = JSON.parse(`"${Buffer.from(this.key!).toString('utf8')}"`) as string;
+    } catch {
+      this.lastKey = '';
+    }
+    this.key = null;
+  }
+
+  private startsUsage(): boolean {
+    return this.capture === null && this.found === undefined && this.lastKey === 'usage';
+  }
+
+  private keep(bytes: Buffer): void {
+    if (this.capture === null) return;
+    this.captured += bytes.length;
+    if (this.captured > USAGE_VALUE_MAX_BYTES) {
+      this.capture = null;
+      this.found = null;
+      return;
+    }
+    this.capture.push(Buffer.from(bytes));
+  }
+
+  /** The usage value ends just before `end` (the `,` or `}` that closes it at depth 1). */
+  private finish(chunk: Buffer, from: number, end: number): void {
+    if (from !== -1) this.keep(chunk.subarray(from, end));
+    if (this.capture === null) return;
+    try {
+      this.found = JSON.parse(Buffer.concat(this.capture).toString('utf8'));
+    } catch {
+      this.found = null;
+    }
+    this.capture = null;
+  }
+}
