@@ -37,4 +37,16 @@ describe('token estimate', () => {
     expect(estimateRequest('/chat/completions', { model: 'gpt-4o', messages }, 1024)).toMatchObject({ outputTokens: 1024, outputField: null });
     expect(estimateRequest('/embeddings', { model: 'text-embedding-3-small', input: 'hi', max_tokens: 5 }, 1024).outputTokens).toBe(0);
   });
+
+  it('reserves an output limit above 10^9 (1e300, 2^53 + 1) as 10^9, not as the default and not as itself', () => {
+    const messages = [{ role: 'user', content: 'hi' }];
+    for (const max_tokens of [1e300, 2 ** 53 + 1, Number.MAX_SAFE_INTEGER, 1_000_000_001]) {
+      expect(estimateRequest('/chat/completions', { model: 'gpt-4o', messages, max_tokens }, 1024)).toMatchObject({ outputTokens: 1_000_000_000, outputField: 'max_tokens' });
+    }
+    expect(estimateRequest('/chat/completions', { model: 'gpt-4o', messages, max_tokens: 1_000_000_000 }, 1024).outputTokens).toBe(1_000_000_000);
+    // Not a limit at all: the default, as before.
+    for (const max_tokens of [1.5, -1, '100', null]) {
+      expect(estimateRequest('/chat/completions', { model: 'gpt-4o', messages, max_tokens }, 1024)).toMatchObject({ outputTokens: 1024, outputField: null });
+    }
+  });
 });

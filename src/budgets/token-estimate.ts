@@ -1,5 +1,6 @@
 import * as cl100k from 'gpt-tokenizer/cjs/encoding/cl100k_base';
 import * as o200k from 'gpt-tokenizer/cjs/encoding/o200k_base';
+import { MAX_REQUEST_TOKENS } from '../common/numeric-limits';
 
 type Json = Record<string, unknown>;
 type Counter = (text: string) => number;
@@ -125,11 +126,16 @@ export function estimatePromptTokens(path: string, body: Json, model: string | n
   return byteEstimate(JSON.stringify(body));
 }
 
-/** The output limit a request set, by API: `max_output_tokens` (Responses), `max_completion_tokens`, `max_tokens`. */
+/**
+ * The output limit a request set, by API: `max_output_tokens` (Responses), `max_completion_tokens`,
+ * `max_tokens`. A limit above MAX_REQUEST_TOKENS (1e300, 2^53 + 1 as JSON sends them) counts as
+ * MAX_REQUEST_TOKENS: asking for more than any model produces reserves the most a request may reserve,
+ * not the default, and never a number the ledgers cannot add exactly.
+ */
 export function requestedOutput(body: Json): { field: OutputField; tokens: number } | null {
   for (const field of ['max_output_tokens', 'max_completion_tokens', 'max_tokens'] as const) {
     const value = body[field];
-    if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return { field, tokens: value };
+    if (typeof value === 'number' && Number.isInteger(value) && value >= 0) return { field, tokens: Math.min(value, MAX_REQUEST_TOKENS) };
   }
   return null;
 }
