@@ -1,3 +1,4 @@
+import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
 import { byteEstimate, estimatePromptTokens, estimateRequest } from './token-estimate';
 
 describe('token estimate', () => {
@@ -48,5 +49,31 @@ describe('token estimate', () => {
     for (const max_tokens of [1.5, -1, '100', null]) {
       expect(estimateRequest('/chat/completions', { model: 'gpt-4o', messages, max_tokens }, 1024)).toMatchObject({ outputTokens: 1024, outputField: null });
     }
+  });
+
+  it('refuses (400 invalid_request) a body too deeply nested to count, wherever it nests, instead of overflowing the stack', () => {
+    const deep = JSON.parse('['.repeat(20_000) + ']'.repeat(20_000));
+    const cases: Array<[string, Record<string, unknown>]> = [
+      ['/chat/completions', { model: 'gpt-4o', messages: [], tools: deep }],
+      ['/chat/completions', { model: 'gpt-4o', messages: [{ role: 'user', content: [deep] }] }],
+      ['/chat/completions', { model: 'gpt-4o', messages: [{ role: 'assistant', tool_calls: deep }] }],
+      ['/embeddings', { model: 'text-embedding-3-small', input: deep }],
+      ['/completions', { model: 'gpt-4o', prompt: [deep] }],
+      ['/images/generations', { model: 'x', prompt: deep }],
+    ];
+    for (const [path, body] of cases) {
+      let error: unknown;
+      try {
+        estimatePromptTokens(path, body);
+      } catch (e) {
+        error = e;
+      }
+      expect(error).toBeInstanceOf(GatewayError);
+      expect((error as GatewayError).code).toBe(ErrorCode.InvalidRequest);
+    }
+    // Nesting JSON can still write is counted as before.
+    const nested = JSON.parse('['.repeat(100) + '"a"' + ']'.repeat(100));
+    expect(estimatePromptTokens('/chat/completions', { model: 'gpt-4o', messages: [], tools: nested })).toBeGreaterThan(0);
+    expect(estimatePromptTokens('/embeddings', { model: 'x', input: nested })).toBeGreaterThan(0);
   });
 });

@@ -112,6 +112,10 @@ describe.each(E2E_BACKENDS)('audit poisoning on %s (e2e)', (backend) => {
       expect(answer.status).toBe(200);
       sent.push(answer.requestId);
     }
+    // Nested where the gateway must read it (tools are counted as prompt tokens): refused, not a 500.
+    const tooDeep = await chat(gateway, token, chatBody(`,"tools":${'['.repeat(25_000)}${']'.repeat(25_000)}`));
+    expect(tooDeep.status).toBe(400);
+    sent.push(tooDeep.requestId);
     for (let i = 0; i < 5; i++) sent.push((await chat(gateway, token, chatBody(''))).requestId);
 
     let rows: Array<Record<string, any>> = [];
@@ -121,6 +125,7 @@ describe.each(E2E_BACKENDS)('audit poisoning on %s (e2e)', (backend) => {
     });
     const byRequest = (id: string) => rows.find((r) => r.request_id === id)!;
     for (const id of sent) expect(depthOf(byRequest(id).payload)).toBeLessThanOrEqual(32);
+    expect(byRequest(tooDeep.requestId)).toMatchObject({ kind: 'proxy.blocked', payload: { status: 400, error: 'invalid_request' } });
     const deep = JSON.stringify(byRequest(sent[0]).payload.request_body);
     expect(deep).toContain('[truncated: nested too deep]');
     expect(byRequest(sent[1]).payload.request_body.deep_object.a.a.a).toEqual({ a: expect.anything() });
