@@ -79,13 +79,14 @@ export class AccountingService {
     const scopes = scopesOf(key);
     const estimate = estimateRequest(path, body ?? {}, this.settings.defaultOutputTokens);
     const price = this.costs.price(model);
-    if (price === null && this.settings.unknownModelCost === 'refuse') await this.refuseUnpricedUnderCostLimit(key, scopes, model);
+    // Reads too: a store that does not answer is 503 storage_unavailable here as for the reserve, not a 500.
+    if (price === null && this.settings.unknownModelCost === 'refuse') await this.storage('read', () => this.refuseUnpricedUnderCostLimit(key, scopes, model));
 
     let output = estimate.outputTokens;
     let outputCap: Admission['outputCap'] = null;
     const capField = estimate.outputField ?? outputFieldFor(path, model);
     if (this.settings.mode === 'strict' && capField !== null) {
-      const room = await this.outputRoom(scopes, estimate.promptTokens, price);
+      const room = await this.storage('read', () => this.outputRoom(scopes, estimate.promptTokens, price));
       if (room !== null) output = Math.min(output, room);
       if (estimate.outputField === null || output < estimate.outputTokens) outputCap = { field: capField, tokens: output };
     }
