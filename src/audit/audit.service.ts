@@ -24,6 +24,8 @@ interface Queued {
   bytes: number;
   /** Writes of this event alone that failed right after a successful write (see `attempt`). */
   strikes: number;
+  /** Whether it has waited among the suspects already (logged once). */
+  suspected: boolean;
 }
 
 /** One drain's attempt at a batch: what the bisection learnt so far. */
@@ -80,6 +82,7 @@ export class AuditService implements OnApplicationShutdown {
   private storeDown = false;
   /** Whether the most recent append call succeeded: a single-event failure right after one is a strike. */
   private lastCallOk = false;
+  private shuttingDown = false;
   private readonly droppedTotal: Counter<'reason'>;
   private readonly writtenTotal: Counter;
   private readonly writeErrors: Counter;
@@ -104,9 +107,10 @@ export class AuditService implements OnApplicationShutdown {
   }
 
   record(event: AuditEvent): void {
-    const queued = this.toQueued(event);
     const { queueMax, queueMaxBytes, batchSize } = this.config.audit;
+    // Before the copy: a full queue does not pay for copying what it drops.
     if (this.queued >= queueMax) return this.drop('queue_full', 1);
+    const queued = this.toQueued(event);
     if (this.queueBytes + queued.bytes > queueMaxBytes) return this.drop('queue_bytes', 1);
     this.queue.push(queued);
     this.queueBytes += queued.bytes;
@@ -149,10 +153,8 @@ export class AuditService implements OnApplicationShutdown {
 
   async onApplicationShutdown(): Promise<void> {
     // The HTTP server has closed by now (Nest disposes it before this hook), so nothing new arrives.
+    this.shuttingDown = true;
     for (let attempt = 1; ; attempt++) {
-      // Last chance for events waiting for a retry alone: they go back into the batches.
-      this.queue.unshift(...this.suspects);
-      this.suspects = [];
       await this.flush();
       if (this.queued === 0 || attempt >= SHUTDOWN_ATTEMPTS) break;
       await new Promise((resolve) => setTimeout(resolve, SHUTDOWN_RETRY_MS));
@@ -171,6 +173,12 @@ export class AuditService implements OnApplicationShutdown {
   }
 
   private async drain(): Promise<void> {
+    if (this.shuttingDown && this.suspects.length > 0) {
+      // Last chance for events waiting for a retry alone: back into the batches (here, where no other
+      // drain runs, since the batch being written is the head of the queue).
+      this.queue.unshift(...this.suspects);
+      this.suspects = [];
+    }
     while (this.queue.length > 0) {
       const batch = this.headBatch();
       const attempt: Attempt = { failures: 0, budget: Math.ceil(Math.log2(batch.length)) + 2, down: false, unwritten: [], lastError: null };
@@ -275,8 +283,13 @@ export class AuditService implements OnApplicationShutdown {
 
   private suspect(entry: Queued, afterSuccess: boolean, error: unknown): void {
     if (afterSuccess) entry.strikes++;
-    if (entry.strikes >= STRIKES_TO_DROP) this.reject(entry, `its write failed ${entry.strikes} times while others succeeded (${errorClass(error)})`);
-    else this.suspects.push(entry);
+    if (entry.strikes >= STRIKES_TO_DROP) return this.reject(entry, `its write failed ${entry.strikes} times while others succeeded (${errorClass(error)})`);
+    if (!entry.suspected) {
+      const { id, kind, requestId } = entry.record;
+      this.logger.warn(`audit event ${id} (${kind}${requestId ? `, request ${requestId}` : ''}) could not be written alone (${errorClass(error)}); it is tried again after the next successful write`);
+    }
+    entry.suspected = true;
+    this.suspects.push(entry);
   }
 
   /** Drops an event the store refuses: counted, and logged by id, kind and request (never the payload). */
@@ -316,7 +329,7 @@ export class AuditService implements OnApplicationShutdown {
       payload,
     };
     const strings = record.kind.length + (record.requestId?.length ?? 0) + (record.keyId?.length ?? 0) + (record.tenantId?.length ?? 0);
-    return { record, bytes: RECORD_BYTES + strings + bytes, strikes: 0 };
+    return { record, bytes: RECORD_BYTES + strings + bytes, strikes: 0, suspected: false };
   }
 }
 
