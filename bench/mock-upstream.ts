@@ -40,6 +40,8 @@ export interface MockOptions {
   /** Natural length of a reply: a request's max_tokens caps it, like a real model that stops on its
    * own. Unset: every reply is exactly max_tokens long (16 without one). */
   replyTokens?: number;
+  /** Fields written over the usage the mock reports (a broken or hostile upstream). */
+  usage?: Record<string, unknown>;
 }
 
 export interface MockUpstream {
@@ -177,6 +179,7 @@ function respond(req: IncomingMessage, res: ServerResponse, body: any, options: 
     completion_tokens: completion,
     total_tokens: prompt + completion,
     ...(cached ? { prompt_tokens_details: { cached_tokens: cached } } : {}),
+    ...options.usage,
   };
   const text = Array.from({ length: completion }, (_, i) => WORDS[i % WORDS.length]);
   if (req.method === 'POST' && path === '/v1/chat/completions') {

@@ -1,10 +1,24 @@
 import { Page } from '../common/page';
 import { AuditQuery, AuditRecord } from './domain/audit-record';
 
+/**
+ * Thrown by `append` when the store answered and refused records for what they hold (a constraint, a
+ * value it cannot store), as opposed to not answering (down, timeout, no space). Writing the same
+ * records again would fail again. The message names the store's error class or code, never a value.
+ * Records of the batch that were acceptable may have been written (appends skip stored ids anyway).
+ */
+export class AuditRecordRejected extends Error {
+  constructor(reason: string) {
+    super(`the store refused the audit record(s): ${reason}`);
+    this.name = 'AuditRecordRejected';
+  }
+}
+
 /** Storage port for the audit trail. */
 export abstract class AuditLogRepository {
   /** Appends a batch in one round trip / transaction where the store allows. A record whose id is
-   * already stored is skipped (so re-running a migration changes nothing). */
+   * already stored is skipped (so re-running a migration changes nothing). Throws AuditRecordRejected
+   * when the store refuses a record for its content. */
   abstract append(records: AuditRecord[]): Promise<void>;
   /** Newest first (ts desc, then id desc); cursor paging returns every matching row exactly once. */
   abstract query(query: AuditQuery, limit: number, cursor: string | null): Promise<Page<AuditRecord>>;

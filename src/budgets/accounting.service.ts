@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Injectable, Logger } from '@nestjs/common';
 import { Gauge } from 'prom-client';
 import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
+import { MAX_REQUEST_TOKENS } from '../common/numeric-limits';
 import { AppConfig, BudgetConfig } from '../config/app-config';
 import { CostsService } from '../costs/costs.service';
 import { MetricsService } from '../metrics/metrics.service';
@@ -78,13 +79,14 @@ export class AccountingService {
     const scopes = scopesOf(key);
     const estimate = estimateRequest(path, body ?? {}, this.settings.defaultOutputTokens);
     const price = this.costs.price(model);
-    if (price === null && this.settings.unknownModelCost === 'refuse') await this.refuseUnpricedUnderCostLimit(key, scopes, model);
+    // Reads too: a store that does not answer is 503 storage_unavailable here as for the reserve, not a 500.
+    if (price === null && this.settings.unknownModelCost === 'refuse') await this.storage('read', () => this.refuseUnpricedUnderCostLimit(key, scopes, model));
 
     let output = estimate.outputTokens;
     let outputCap: Admission['outputCap'] = null;
     const capField = estimate.outputField ?? outputFieldFor(path, model);
     if (this.settings.mode === 'strict' && capField !== null) {
-      const room = await this.outputRoom(scopes, estimate.promptTokens, price);
+      const room = await this.storage('read', () => this.outputRoom(scopes, estimate.promptTokens, price));
       if (room !== null) output = Math.min(output, room);
       if (estimate.outputField === null || output < estimate.outputTokens) outputCap = { field: capField, tokens: output };
     }
@@ -108,7 +110,8 @@ export class AccountingService {
     return this.storage('settle', () => this.settleOnLedgers(charge, usage, chargeEstimate));
   }
 
-  private async settleOnLedgers(charge: Charge, usage: (TokenCounts & { totalTokens: number }) | null, chargeEstimate: boolean): Promise<Settlement> {
+  private async settleOnLedgers(charge: Charge, reported: (TokenCounts & { totalTokens: number }) | null, chargeEstimate: boolean): Promise<Settlement> {
+    const usage = reported && boundedUsage(reported);
     if (usage === null && !chargeEstimate) {
       await this.accounting.settle(charge.id, null);
       return { tokens: 0, usdMicros: 0, basis: 'released' };
@@ -182,6 +185,15 @@ export class AccountingService {
       'model',
     );
   }
+}
+
+/**
+ * The usage an upstream reported, each count at most MAX_REQUEST_TOKENS: a broken or hostile upstream
+ * answering 1e300 tokens is charged the most one request can be, not a number no ledger adds exactly.
+ */
+function boundedUsage(usage: TokenCounts & { totalTokens: number }): TokenCounts & { totalTokens: number } {
+  const bound = (n: number) => Math.min(n, MAX_REQUEST_TOKENS);
+  return { promptTokens: bound(usage.promptTokens), completionTokens: bound(usage.completionTokens), cachedTokens: bound(usage.cachedTokens), totalTokens: bound(usage.totalTokens) };
 }
 
 function outputFieldFor(path: string, model: string | null): OutputField | null {

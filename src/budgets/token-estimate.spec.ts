@@ -1,4 +1,4 @@
-import { GatewayError } from '../common/errors/gateway-error';
+import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
 import { byteEstimate, estimatePromptTokens, estimateRequest, requestedOutput } from './token-estimate';
 
 describe('token estimate', () => {
@@ -37,6 +37,46 @@ describe('token estimate', () => {
     expect(estimateRequest('/responses', { model: 'gpt-4o', input: 'hi', max_output_tokens: 11 }, 1024)).toMatchObject({ outputTokens: 11 });
     expect(estimateRequest('/chat/completions', { model: 'gpt-4o', messages }, 1024)).toMatchObject({ outputTokens: 1024, outputField: null });
     expect(estimateRequest('/embeddings', { model: 'text-embedding-3-small', input: 'hi', max_tokens: 5 }, 1024).outputTokens).toBe(0);
+  });
+
+  it('reserves an output limit above 10^9 as 10^9, not as the default and not as itself; refuses what is not a safe integer', () => {
+    const messages = [{ role: 'user', content: 'hi' }];
+    for (const max_tokens of [Number.MAX_SAFE_INTEGER, 1_000_000_001]) {
+      expect(estimateRequest('/chat/completions', { model: 'gpt-4o', messages, max_tokens }, 1024)).toMatchObject({ outputTokens: 1_000_000_000, outputField: 'max_tokens' });
+    }
+    expect(estimateRequest('/chat/completions', { model: 'gpt-4o', messages, max_tokens: 1_000_000_000 }, 1024).outputTokens).toBe(1_000_000_000);
+    // An upstream could read these its own way (a string coerced, a float rounded): refused.
+    for (const max_tokens of [1e300, 2 ** 53 + 1, 1.5, -1, '100']) {
+      expect(() => estimateRequest('/chat/completions', { model: 'gpt-4o', messages, max_tokens }, 1024)).toThrow(GatewayError);
+    }
+    // null is OpenAI's "not set": the default.
+    expect(estimateRequest('/chat/completions', { model: 'gpt-4o', messages, max_tokens: null }, 1024)).toMatchObject({ outputTokens: 1024, outputField: null });
+  });
+
+  it('refuses (400 invalid_request) a body too deeply nested to count, wherever it nests, instead of overflowing the stack', () => {
+    const deep = JSON.parse('['.repeat(20_000) + ']'.repeat(20_000));
+    const cases: Array<[string, Record<string, unknown>]> = [
+      ['/chat/completions', { model: 'gpt-4o', messages: [], tools: deep }],
+      ['/chat/completions', { model: 'gpt-4o', messages: [{ role: 'user', content: [deep] }] }],
+      ['/chat/completions', { model: 'gpt-4o', messages: [{ role: 'assistant', tool_calls: deep }] }],
+      ['/embeddings', { model: 'text-embedding-3-small', input: deep }],
+      ['/completions', { model: 'gpt-4o', prompt: [deep] }],
+      ['/images/generations', { model: 'x', prompt: deep }],
+    ];
+    for (const [path, body] of cases) {
+      let error: unknown;
+      try {
+        estimatePromptTokens(path, body);
+      } catch (e) {
+        error = e;
+      }
+      expect(error).toBeInstanceOf(GatewayError);
+      expect((error as GatewayError).code).toBe(ErrorCode.InvalidRequest);
+    }
+    // Nesting JSON can still write is counted as before.
+    const nested = JSON.parse('['.repeat(100) + '"a"' + ']'.repeat(100));
+    expect(estimatePromptTokens('/chat/completions', { model: 'gpt-4o', messages: [], tools: nested })).toBeGreaterThan(0);
+    expect(estimatePromptTokens('/embeddings', { model: 'x', input: nested })).toBeGreaterThan(0);
   });
 });
 

@@ -1,6 +1,7 @@
 import * as cl100k from 'gpt-tokenizer/cjs/encoding/cl100k_base';
 import * as o200k from 'gpt-tokenizer/cjs/encoding/o200k_base';
 import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
+import { MAX_REQUEST_TOKENS } from '../common/numeric-limits';
 
 type Json = Record<string, unknown>;
 type Counter = (text: string) => number;
@@ -69,13 +70,13 @@ function counterFor(model: string | null): Counter {
 /** Text of a message `content`: a string, or parts with `text` (images counted flat). */
 function contentTokens(content: unknown, count: Counter): number {
   if (typeof content === 'string') return count(content);
-  if (!Array.isArray(content)) return content == null ? 0 : count(JSON.stringify(content));
+  if (!Array.isArray(content)) return content == null ? 0 : count(jsonText(content));
   let tokens = 0;
   for (const part of content as Json[]) {
     if (typeof part === 'string') tokens += count(part);
     else if (typeof part?.text === 'string') tokens += count(part.text);
     else if (typeof part?.type === 'string' && /image/.test(part.type)) tokens += TOKENS_PER_IMAGE;
-    else if (part != null) tokens += count(JSON.stringify(part));
+    else if (part != null) tokens += count(jsonText(part));
   }
   return tokens;
 }
@@ -92,19 +93,36 @@ function messagesTokens(messages: unknown[], count: Counter): number {
     if (typeof message.role === 'string') tokens += count(message.role);
     tokens += contentTokens(message.content, count);
     if (typeof message.name === 'string') tokens += TOKENS_PER_NAME + count(message.name);
-    if (message.tool_calls !== undefined) tokens += count(JSON.stringify(message.tool_calls));
-    if (message.function_call !== undefined) tokens += count(JSON.stringify(message.function_call));
-    if (message.type !== undefined && message.role === undefined) tokens += count(JSON.stringify(message));
+    if (message.tool_calls !== undefined) tokens += count(jsonText(message.tool_calls));
+    if (message.function_call !== undefined) tokens += count(jsonText(message.function_call));
+    if (message.type !== undefined && message.role === undefined) tokens += count(jsonText(message));
   }
   return tokens;
 }
 
 /** `prompt` / `input` of completions and embeddings: a string, strings, or token arrays. */
-function inputTokens(input: unknown, count: Counter): number {
+function inputTokens(input: unknown, count: Counter, depth = 0): number {
   if (typeof input === 'string') return count(input);
-  if (!Array.isArray(input)) return input == null ? 0 : count(JSON.stringify(input));
+  // Deeper than any API nests inputs: counted as JSON text (which refuses what is too deep to write).
+  if (!Array.isArray(input) || depth >= MAX_INPUT_NESTING) return input == null ? 0 : count(jsonText(input));
   if (input.every((v) => typeof v === 'number')) return input.length;
-  return input.reduce<number>((sum, item) => sum + inputTokens(item, count), 0);
+  return input.reduce<number>((sum, item) => sum + inputTokens(item, count, depth + 1), 0);
+}
+
+/** Nesting of `prompt` / `input` arrays walked item by item (the APIs nest two levels: batches of token arrays). */
+const MAX_INPUT_NESTING = 8;
+
+/**
+ * JSON text of a part of the body, to count it. A part nested too deeply for JSON.stringify (a body
+ * parses at any depth; writing it back recurses) is refused as a bad request: the estimate cannot be
+ * made, and a budget must not be reserved by guess.
+ */
+function jsonText(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? '';
+  } catch {
+    throw new GatewayError(ErrorCode.InvalidRequest, 'the request body is nested too deeply to be counted; flatten it');
+  }
 }
 
 /**
@@ -114,7 +132,7 @@ function inputTokens(input: unknown, count: Counter): number {
  */
 export function estimatePromptTokens(path: string, body: Json, model: string | null = typeof body.model === 'string' ? body.model : null): number {
   const count = counterFor(model);
-  const tools = (body.tools !== undefined ? count(JSON.stringify(body.tools)) : 0) + (body.functions !== undefined ? count(JSON.stringify(body.functions)) : 0);
+  const tools = (body.tools !== undefined ? count(jsonText(body.tools)) : 0) + (body.functions !== undefined ? count(jsonText(body.functions)) : 0);
   if (path === '/chat/completions' && Array.isArray(body.messages)) return messagesTokens(body.messages, count) + tools;
   if (path === '/responses') {
     const instructions = typeof body.instructions === 'string' ? count(body.instructions) : 0;
@@ -123,7 +141,7 @@ export function estimatePromptTokens(path: string, body: Json, model: string | n
   }
   if (path === '/completions') return inputTokens(body.prompt, count);
   if (path === '/embeddings') return inputTokens(body.input, count);
-  return byteEstimate(JSON.stringify(body));
+  return byteEstimate(jsonText(body));
 }
 
 /** Every field an upstream may read as the response's output limit, whichever API the path is. */
@@ -132,7 +150,10 @@ export const OUTPUT_FIELDS: readonly OutputField[] = ['max_output_tokens', 'max_
 /**
  * The output limit a request set: the largest of every output-limit field it carries (an upstream may
  * honour any one of them), with the field that holds it; null when it sets none. A field that is
- * present but not a non-negative integer is refused (400): an upstream could read it its own way.
+ * present but not a non-negative safe integer (`"100"`, `1.5`, `1e300`) is refused (400): an upstream
+ * could read it its own way. A limit above MAX_REQUEST_TOKENS counts as MAX_REQUEST_TOKENS: asking for
+ * more than any model produces reserves the most a request may reserve, never a number the ledgers
+ * cannot add exactly.
  */
 export function requestedOutput(body: Json): { field: OutputField; tokens: number } | null {
   let largest: { field: OutputField; tokens: number } | null = null;
@@ -142,7 +163,8 @@ export function requestedOutput(body: Json): { field: OutputField; tokens: numbe
     if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
       throw new GatewayError(ErrorCode.InvalidRequest, `${field} must be a non-negative integer`, field);
     }
-    if (largest === null || value > largest.tokens) largest = { field, tokens: value };
+    const tokens = Math.min(value, MAX_REQUEST_TOKENS);
+    if (largest === null || tokens > largest.tokens) largest = { field, tokens };
   }
   return largest;
 }

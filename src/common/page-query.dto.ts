@@ -1,6 +1,6 @@
 import { ApiPropertyOptional } from '@nestjs/swagger';
-import { Type } from 'class-transformer';
-import { IsInt, IsOptional, IsString, Max, Min } from 'class-validator';
+import { IsOptional, IsString } from 'class-validator';
+import { IsIntegerIn, QueryInteger } from './numeric-limits';
 
 /** Largest page an admin list returns. */
 export const MAX_PAGE_SIZE = 1000;
@@ -9,10 +9,8 @@ export const MAX_PAGE_SIZE = 1000;
 export class PageQueryDto {
   @ApiPropertyOptional({ example: 100, minimum: 1, maximum: MAX_PAGE_SIZE, default: 100 })
   @IsOptional()
-  @Type(() => Number)
-  @IsInt()
-  @Min(1)
-  @Max(MAX_PAGE_SIZE, { message: `limit must not exceed ${MAX_PAGE_SIZE}` })
+  @QueryInteger()
+  @IsIntegerIn(1, MAX_PAGE_SIZE, { message: `limit must be an integer from 1 to ${MAX_PAGE_SIZE}` })
   limit?: number;
 
   @ApiPropertyOptional({ description: 'next_cursor of the previous page' })

@@ -52,7 +52,11 @@ export interface BudgetConfig {
 export interface AuditConfig {
   flushMs: number;
   batchSize: number;
+  /** Bounds of the write queue: events, and their estimated bytes (AUDIT_QUEUE_MAX_BYTES). */
   queueMax: number;
+  queueMaxBytes: number;
+  /** Estimated bytes of one event's payload at most; longer strings are cut, the rest left out. */
+  eventMaxBytes: number;
   /** Rows older than this are deleted by the prune job; 0 disables the job. */
   retentionSecs: number;
   pruneIntervalSecs: number;
@@ -153,6 +157,8 @@ export function loadAppConfig(raw: Record<string, string | undefined>): AppConfi
       flushMs: env.AUDIT_FLUSH_MS,
       batchSize: env.AUDIT_BATCH_SIZE,
       queueMax: env.AUDIT_QUEUE_MAX,
+      queueMaxBytes: env.AUDIT_QUEUE_MAX_BYTES,
+      eventMaxBytes: env.AUDIT_EVENT_MAX_BYTES,
       retentionSecs: env.AUDIT_RETENTION_SECS,
       pruneIntervalSecs: env.AUDIT_PRUNE_INTERVAL_SECS,
       pruneBatch: env.AUDIT_PRUNE_BATCH,

@@ -96,6 +96,9 @@ export const envSchema = z.object({
   AUDIT_FLUSH_MS: integer(10, 200, 60_000),
   AUDIT_BATCH_SIZE: integer(1, 500, 10_000),
   AUDIT_QUEUE_MAX: integer(100, 50_000, 10_000_000),
+  AUDIT_QUEUE_MAX_BYTES: integer(1024 * 1024, 64 * 1024 * 1024, 16 * 1024 * 1024 * 1024),
+  // At most 8 MiB: a payload's JSON may be a few times its estimate (escapes), and MongoDB stores 16 MiB per document.
+  AUDIT_EVENT_MAX_BYTES: integer(16 * 1024, 1024 * 1024, 8 * 1024 * 1024),
   AUDIT_RETENTION_SECS: integer(0, 2_592_000),
   AUDIT_PRUNE_INTERVAL_SECS: integer(1, 60, 86_400),
   AUDIT_PRUNE_BATCH: integer(1, 5000, 100_000),
@@ -122,6 +125,7 @@ export function validateEnv(raw: Record<string, string | undefined>): Env {
     };
     const need = needs[env.STORAGE_BACKEND];
     if (need && !need[0]) problems.push(`STORAGE_BACKEND: "${env.STORAGE_BACKEND}" needs ${need[1]} to be set`);
+    if (env.AUDIT_EVENT_MAX_BYTES > env.AUDIT_QUEUE_MAX_BYTES) problems.push('AUDIT_EVENT_MAX_BYTES: must not exceed AUDIT_QUEUE_MAX_BYTES');
     if (env.ADMIN_TOKEN && env.ADMIN_READ_TOKEN && env.ADMIN_TOKEN === env.ADMIN_READ_TOKEN) {
       problems.push('ADMIN_READ_TOKEN: must differ from ADMIN_TOKEN');
     }

@@ -20,3 +20,35 @@ describe('gateway file: a virtual key\'s cache', () => {
     }
   });
 });
+
+describe('gateway file: numbers', () => {
+  const key = (fields: Record<string, unknown>) => ({ virtual_keys: [{ id: 'k', token: 'sk-ditto-0123456789abcdef', ...fields }] });
+  const paths = (file: unknown) => {
+    const result = gatewayFileSchema.safeParse(file);
+    return result.success ? [] : [...new Set(result.error.issues.map((i) => i.path.join('.')))];
+  };
+
+  it('takes every numeric setting up to its documented maximum', () => {
+    expect(
+      paths({
+        ...key({ budget: { total_tokens: 1e15, total_usd_micros: 1e15 }, limits: { rpm: 1e10, tpm: 1e10 }, cache: { ttl_secs: 2_592_000 }, expires_at: 9_999_999_999_999 }),
+        backends: [{ name: 'b', base_url: 'http://x', timeout_ms: 2_147_483_647, weight: 1_000_000 }],
+        pricing: { m: { input_per_mtok_usd: 100_000, output_per_mtok_usd: 0 } },
+      }),
+    ).toEqual([]);
+  });
+
+  it('refuses a number beyond its maximum, not exactly representable or not an integer, naming the field', () => {
+    for (const bad of [1e300, 2 ** 53 + 1, 1e15 + 1, 1.5, -1, '10']) {
+      expect(paths(key({ budget: { total_tokens: bad } }))).toEqual(['virtual_keys.0.budget.total_tokens']);
+      expect(paths(key({ budget: { total_usd_micros: bad } }))).toEqual(['virtual_keys.0.budget.total_usd_micros']);
+      expect(paths(key({ limits: { rpm: bad } }))).toEqual(['virtual_keys.0.limits.rpm']);
+      expect(paths(key({ cache: { ttl_secs: bad } }))).toEqual(['virtual_keys.0.cache.ttl_secs']);
+      expect(paths(key({ expires_at: bad }))).toEqual(['virtual_keys.0.expires_at']);
+    }
+    // A timeout a Node timer cannot hold would fire at once (1 ms) instead.
+    expect(paths({ backends: [{ name: 'b', base_url: 'http://x', timeout_ms: 2_147_483_648 }] })).toEqual(['backends.0.timeout_ms']);
+    expect(paths({ backends: [{ name: 'b', base_url: 'http://x', weight: 1e300 }] })).toEqual(['backends.0.weight']);
+    expect(paths({ pricing: { m: { input_per_mtok_usd: 1e300, output_per_mtok_usd: 1 } } })).toEqual(['pricing.m.input_per_mtok_usd']);
+  });
+});

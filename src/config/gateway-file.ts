@@ -2,10 +2,19 @@ import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import {
+  MAX_CACHE_TTL_SECS,
+  MAX_EPOCH_MS,
+  MAX_LIMIT,
+  MAX_PRICE_PER_MTOK_USD,
+  MAX_TIMEOUT_MS,
+  MAX_WEIGHT,
+} from '../common/numeric-limits';
+import { MAX_RATE_LIMIT } from '../rate-limits/domain/sliding-window';
 import { ConfigError, formatPath } from './config-error';
 
-const positiveInt = z.number().int().positive();
-const nonNegativeInt = z.number().int().min(0);
+/** An integer in [min, max] (docs/budgets.md, "Numbers": every numeric setting has a maximum). */
+const int = (min: number, max: number) => z.number().int().min(min).max(max);
 const name = z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'expected 1-64 of A-Z a-z 0-9 _ . : -');
 
 const backendSchema = z.strictObject({
@@ -15,8 +24,8 @@ const backendSchema = z.strictObject({
   headers: z.record(z.string(), z.string()).optional(),
   // Forward the client's OpenAI-Organization / OpenAI-Project headers (off: the backend's key decides who is billed).
   pass_client_headers: z.boolean().default(false),
-  timeout_ms: positiveInt.default(300_000),
-  weight: nonNegativeInt.default(1),
+  timeout_ms: int(1, MAX_TIMEOUT_MS).default(300_000),
+  weight: int(0, MAX_WEIGHT).default(1),
   model_map: z.record(z.string(), z.string()).default({}),
 });
 
@@ -25,28 +34,31 @@ const virtualKeySchema = z.strictObject({
   token: z.string().min(16, 'expected at least 16 characters'),
   name: z.string().max(256).optional(),
   enabled: z.boolean().default(true),
-  expires_at: nonNegativeInt.nullable().default(null),
+  expires_at: int(0, MAX_EPOCH_MS).nullable().default(null),
   tenant_id: z.string().min(1).nullable().default(null),
   project_id: z.string().min(1).nullable().default(null),
   user_id: z.string().min(1).nullable().default(null),
   models: z.array(z.string().min(1)).default([]),
-  limits: z.strictObject({ rpm: positiveInt.nullable().default(null), tpm: positiveInt.nullable().default(null) }).default({ rpm: null, tpm: null }),
+  limits: z
+    .strictObject({ rpm: int(1, MAX_RATE_LIMIT).nullable().default(null), tpm: int(1, MAX_RATE_LIMIT).nullable().default(null) })
+    .default({ rpm: null, tpm: null }),
   // Response cache TTL in seconds: 0 = off for this key, null = the global PROXY_CACHE_TTL_SECS.
-  cache: z.strictObject({ ttl_secs: nonNegativeInt.nullable().default(null) }).default({ ttl_secs: null }),
+  cache: z.strictObject({ ttl_secs: int(0, MAX_CACHE_TTL_SECS).nullable().default(null) }).default({ ttl_secs: null }),
   budget: z
     .strictObject({
-      total_tokens: nonNegativeInt.nullable().default(null),
-      total_usd_micros: nonNegativeInt.nullable().default(null),
+      total_tokens: int(0, MAX_LIMIT).nullable().default(null),
+      total_usd_micros: int(0, MAX_LIMIT).nullable().default(null),
     })
     .default({ total_tokens: null, total_usd_micros: null }),
   route: name.nullable().default(null),
   metadata: z.record(z.string(), z.unknown()).default({}),
 });
 
+const price = z.number().min(0).max(MAX_PRICE_PER_MTOK_USD);
 const priceSchema = z.strictObject({
-  input_per_mtok_usd: z.number().min(0),
-  output_per_mtok_usd: z.number().min(0),
-  cached_input_per_mtok_usd: z.number().min(0).optional(),
+  input_per_mtok_usd: price,
+  output_per_mtok_usd: price,
+  cached_input_per_mtok_usd: price.optional(),
 });
 
 export const gatewayFileSchema = z.strictObject({

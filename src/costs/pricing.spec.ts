@@ -52,7 +52,9 @@ describe('pricing', () => {
       throw new Error('expected a ConfigError');
     } catch (error) {
       expect(error).toBeInstanceOf(ConfigError);
-      expect((error as ConfigError).problems).toEqual(['PRICING_FILE: prices.json: bad.input_cost_per_token must be a number >= 0 (USD per token)']);
+      expect((error as ConfigError).problems).toEqual(['PRICING_FILE: prices.json: bad.input_cost_per_token must be a number from 0 to 0.1 (USD per token)']);
     }
+    // A price a cost could not be computed exactly with (USD 0.1 per token at most).
+    expect(() => loadPricing({}, file({ absurd: { input_cost_per_token: 1e-6, output_cost_per_token: 1e300 } }))).toThrow(/absurd.output_cost_per_token must be a number from 0 to 0.1/);
   });
 });

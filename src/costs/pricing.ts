@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
+import { MAX_PRICE_PER_MTOK_USD } from '../common/numeric-limits';
 import { ConfigError } from '../config/config-error';
 import { GatewayFile } from '../config/gateway-file';
 
@@ -55,7 +56,9 @@ const fromPerMillion = (usd: number): bigint => BigInt(Math.round(usd * 1e6));
 /** USD per token (LiteLLM) → pico-USD per token. */
 const fromPerToken = (usd: number): bigint => BigInt(Math.round(usd * 1e12));
 
-const isPrice = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 0;
+/** USD per token at most: MAX_PRICE_PER_MTOK_USD, as in gateway.json (so that a request's cost stays an exact integer). */
+const MAX_PRICE_PER_TOKEN_USD = MAX_PRICE_PER_MTOK_USD / 1e6;
+const isPrice = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v >= 0 && v <= MAX_PRICE_PER_TOKEN_USD;
 
 /**
  * Builds the table. `PRICING_FILE` is LiteLLM's `model_prices_and_context_window.json`: an object of
@@ -102,7 +105,7 @@ function readLiteLlmFile(file: string): Map<string, ModelPrice> {
       (f) => !(isPrice(e[f]) || (f === optionalField && e[f] === undefined)),
     );
     if (offending !== undefined) {
-      problems.push(`PRICING_FILE: ${path.basename(resolved)}: ${model}.${offending} must be a number >= 0 (USD per token)`);
+      problems.push(`PRICING_FILE: ${path.basename(resolved)}: ${model}.${offending} must be a number from 0 to ${MAX_PRICE_PER_TOKEN_USD} (USD per token)`);
       continue;
     }
     const input = fromPerToken(e.input_cost_per_token as number);

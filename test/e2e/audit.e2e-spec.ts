@@ -1,3 +1,8 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
 import { AuditRecord } from '../../src/audit/domain/audit-record';
 import { verifyExport } from '../../src/audit/export/verify';
 import { loadAppConfig } from '../../src/config/app-config';
@@ -5,6 +10,7 @@ import { openBackend } from '../../src/storage/open-backend';
 import { BackendName, StorageBackend } from '../../src/storage/storage-backend';
 import { MockUpstream, startMockUpstream } from '../../bench/mock-upstream';
 import { BackendEnv, E2E_BACKENDS, backendEnv } from './backends';
+import { VERIFY_JS, requireBuild } from './child-gateway';
 import { ADMIN_TOKEN, READ_TOKEN, RunningGateway, admin, adminGet, startGateway, within } from './harness';
 
 const UPSTREAM_KEY = 'sk-upstream-audit-secret-0123456789';
@@ -237,6 +243,54 @@ describe.each(E2E_BACKENDS)('audit trail on %s (e2e)', (backend) => {
 
     const empty = await text(gateway, `/admin/audit/export?format=csv&since=${BASE_TS}&until=${BASE_TS + 1}&kind=nothing`);
     expect(empty.body).toBe('id,ts,kind,request_id,key_id,tenant_id,payload,prev_hash,hash\r\n');
+  });
+
+  it('exports CSV whose cells no spreadsheet evaluates (= + - @ tab CR get a leading quote), with the same verifiable chain as JSONL', async () => {
+    // No '/' and no space: a tenant id may hold neither.
+    const formula = '=HYPERLINK("evil.example","click")';
+    // A key the admin API accepts (ids may start with @ or -, tenants with =), and a request id starting with -.
+    const created = await admin(gateway, 'POST', '/admin/keys', { id: `@evil-${backend}`, tenant_id: formula });
+    expect(created.status).toBe(201);
+    const answer = await fetch(`${gateway.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${created.body.token}`, 'content-type': 'application/json', 'x-request-id': '-cmd' },
+      body: JSON.stringify({ model: 'gpt-4o-mini', max_tokens: 2, messages: [{ role: 'user', content: formula }] }),
+    });
+    expect(answer.status).toBe(200);
+    await answer.text();
+    // And a row as a migration could bring it: every text field a formula.
+    const ts = BASE_TS + 80_000_000;
+    await direct.audit.append([{ id: '=1+1', ts, kind: '+kind', requestId: '\tcmd', keyId: formula, tenantId: '@x', payload: { note: formula } }]);
+    await within(5000, async () => (await adminGet(gateway, `/admin/audit?kind=proxy&key_id=${encodeURIComponent(`@evil-${backend}`)}`)).body.items.length === 1);
+
+    const query = `tenant_id=${encodeURIComponent(formula)}`;
+    const csv = await text(gateway, `/admin/audit/export?format=csv&${query}`);
+    const jsonl = await text(gateway, `/admin/audit/export?format=jsonl&${query}`);
+    const planted = await text(gateway, `/admin/audit/export?format=csv&since=${ts}&until=${ts + 1}`);
+    const records = csv.body.trimEnd().split('\r\n').slice(1);
+    expect(records.length).toBeGreaterThanOrEqual(2); // admin.key.create and the proxy row
+    // Every quoted text cell that would start with a formula character starts with ' instead.
+    for (const record of [...records, ...planted.body.trimEnd().split('\r\n').slice(1)]) {
+      expect(record).not.toMatch(/(^|,)"[=+\-@\t\r]/);
+    }
+    expect(records.join('\n')).toContain(`"'@evil-${backend}"`);
+    expect(records.join('\n')).toContain(`"'=HYPERLINK(""evil.example"",""click"")"`);
+    expect(planted.body).toContain(`"'=1+1",${ts},"'+kind","'\tcmd","'=HYPERLINK`);
+    // JSONL keeps the stored values; both formats carry the same hashes and verify.
+    const lines = jsonl.body.trimEnd().split('\n').map((l) => JSON.parse(l));
+    expect(lines.every((l) => l.tenant_id === formula)).toBe(true);
+    expect(await verifyExport([csv.body], 'csv')).toEqual({ ok: true, rows: lines.length, lastHash: lines.at(-1).hash });
+    expect(await verifyExport([planted.body], 'csv')).toMatchObject({ ok: true, rows: 1 });
+    // And `npm run audit:verify` (the compiled CLI) agrees.
+    requireBuild();
+    const dir = mkdtempSync(path.join(tmpdir(), 'ditto-csv-'));
+    try {
+      writeFileSync(path.join(dir, 'export.csv'), csv.body);
+      const { stdout } = await promisify(execFile)(process.execPath, [VERIFY_JS, path.join(dir, 'export.csv')]);
+      expect(stdout).toBe(`OK: ${lines.length} row(s) verified (csv), last hash ${lines.at(-1).hash}\n`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('answers 400 invalid_request naming the parameter for every bad query value', async () => {

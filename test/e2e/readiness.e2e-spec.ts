@@ -1,19 +1,6 @@
-import { ChildProcess, spawn } from 'node:child_process';
+import { ChildProcess } from 'node:child_process';
 import { freePort, RunningGateway, startGateway, within } from './harness';
-
-/** A throw-away redis-server of this test's own (never the machine's shared one), in memory only. */
-async function startRedis(port: number): Promise<ChildProcess> {
-  const redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  await new Promise<void>((resolve, reject) => {
-    let out = '';
-    redis.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.includes('Ready to accept connections')) resolve();
-    });
-    redis.once('exit', (code) => reject(new Error(`redis-server exited (${code}): ${out.slice(-300)}`)));
-  });
-  return redis;
-}
+import { startRedis } from './own-redis';
 
 describe('/ready follows the store (e2e, own redis-server)', () => {
   let port: number;

@@ -1,6 +1,6 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { Transform } from 'class-transformer';
-import { IsIn, IsOptional, IsString, Matches, MaxLength, ValidateBy, ValidationOptions } from 'class-validator';
+import { IsIn, IsOptional, IsString, Matches, MaxLength } from 'class-validator';
+import { IsIntegerIn, QueryInteger } from '../../common/numeric-limits';
 import { KEY_ID_PATTERN } from '../../virtual-keys/dto/virtual-key.dto';
 import { EXPORT_FORMATS, ExportFormat } from '../export/export-format';
 
@@ -10,28 +10,17 @@ const KIND_PATTERN = /^(?=.)[^*\s\x00-\x1f\x7f]{0,128}\*?$/;
 // eslint-disable-next-line no-control-regex -- control characters are exactly what it refuses
 const TENANT_PATTERN = /^[^/\s\x00-\x1f\x7f]{1,128}$/;
 
-/** Query strings of digits become numbers; anything else (`1e3`, `0x10`, ``, repeated) becomes NaN and fails. */
-const toInteger = () => Transform(({ value }) => (typeof value === 'string' && /^-?\d{1,17}$/.test(value) ? Number(value) : NaN));
-
-/** One check, one message (stacked IsInt/Min/Max would each report a NaN). */
-function IsIntegerIn(min: number, max: number, options: ValidationOptions): PropertyDecorator {
-  return ValidateBy(
-    { name: 'isIntegerIn', validator: { validate: (v: unknown) => Number.isSafeInteger(v) && (v as number) >= min && (v as number) <= max } },
-    options,
-  );
-}
-
 /** Filters shared by the list and the export. Bounds are epoch milliseconds. */
 export class AuditFilterQueryDto {
   @ApiPropertyOptional({ example: 1763769600000, description: 'Only rows with ts >= since (epoch ms)' })
   @IsOptional()
-  @toInteger()
+  @QueryInteger()
   @IsIntegerIn(0, Number.MAX_SAFE_INTEGER, { message: 'since must be epoch milliseconds (an integer >= 0)' })
   since?: number;
 
   @ApiPropertyOptional({ example: 1763856000000, description: 'Only rows with ts < until (epoch ms)' })
   @IsOptional()
-  @toInteger()
+  @QueryInteger()
   @IsIntegerIn(0, Number.MAX_SAFE_INTEGER, { message: 'until must be epoch milliseconds (an integer >= 0)' })
   until?: number;
 
@@ -57,7 +46,7 @@ export class AuditFilterQueryDto {
 export class ListAuditQueryDto extends AuditFilterQueryDto {
   @ApiPropertyOptional({ example: 100, minimum: 1, maximum: MAX_AUDIT_PAGE, default: 100 })
   @IsOptional()
-  @toInteger()
+  @QueryInteger()
   @IsIntegerIn(1, MAX_AUDIT_PAGE, { message: `limit must be an integer between 1 and ${MAX_AUDIT_PAGE}` })
   limit?: number;
 

@@ -37,13 +37,35 @@ function jsonlLine(row: AuditRowView, payloadJson: string, link: ChainLink): str
 /**
  * One CSV record (RFC 4180, CRLF-terminated). Every string cell is quoted (`"` doubled), so an empty
  * string is `""` while null is an empty, unquoted cell; `ts` and the hashes are bare; `payload` is the
- * payload as a JSON string in a quoted cell.
+ * payload as a JSON string in a quoted cell (it starts with `{`). Text cells are neutralised for
+ * spreadsheets (neutralise); the hash covers the values, so the verifier undoes it (unneutralise).
  */
 function csvRecord(row: AuditRowView, payloadJson: string, link: ChainLink): string {
   return (
-    `${quote(row.id)},${row.ts},${quote(row.kind)},${quote(row.request_id)},${quote(row.key_id)},${quote(row.tenant_id)},` +
+    `${text(row.id)},${row.ts},${text(row.kind)},${text(row.request_id)},${text(row.key_id)},${text(row.tenant_id)},` +
     `${quote(payloadJson)},${link.prev_hash},${link.hash}${CRLF}`
   );
+}
+
+/**
+ * OWASP's rule against CSV injection: a cell starting with `=`, `+`, `-`, `@`, tab or CR is a formula
+ * to a spreadsheet (quoting does not stop it), so it gets a leading `'`, which spreadsheets show as
+ * text. A cell already starting with `'` gets one too, so that removing exactly one leading `'` gives
+ * back every value: the export stays lossless and its hash chain verifiable.
+ */
+const FORMULA_START = /^[=+\-@\t\r']/;
+
+export function neutralise(value: string): string {
+  return FORMULA_START.test(value) ? `'${value}` : value;
+}
+
+/** The value of a neutralised text cell (the inverse of neutralise). */
+export function unneutralise(cell: string): string {
+  return cell.startsWith("'") ? cell.slice(1) : cell;
+}
+
+function text(value: string | null): string {
+  return value === null ? '' : quote(neutralise(value));
 }
 
 function json(value: string | null): string {

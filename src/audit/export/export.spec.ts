@@ -114,4 +114,47 @@ describe('audit export hash chain', () => {
     expect(nulled).not.toBe(csv);
     expect(await verifyExport(chunked(nulled), 'csv')).toMatchObject({ ok: false, row: 2, reason: expect.stringContaining('hash mismatch') });
   });
+
+  describe('CSV cells a spreadsheet would evaluate (OWASP CSV injection)', () => {
+    const hostile: AuditRowView[] = [
+      { id: '=1+1', ts: 3000, kind: '+cmd', request_id: '-2+3', key_id: '@SUM(A1)', tenant_id: '=HYPERLINK("http://evil.example","click")', payload: { note: '=HYPERLINK("http://evil.example")' } },
+      { id: 'tab', ts: 3001, kind: '\tkind', request_id: '\rreq', key_id: "'=already", tenant_id: "'", payload: {} },
+      { id: 'plain', ts: 3002, kind: 'proxy', request_id: 'a-b', key_id: 'k=1', tenant_id: 'x@y', payload: {} },
+    ];
+    const cellsOf = (row: AuditRowView) => parseCsvCells(exportLine('csv', row, new HashChain()).slice(0, -2)) as Array<{ value: string; quoted: boolean }>;
+
+    it("prefixes ' to a cell starting with = + - @ tab or CR (and to one starting with ', so it reads back unchanged)", () => {
+      expect(cellsOf(hostile[0]).slice(0, 6).map((c) => c.value)).toEqual([
+        "'=1+1",
+        '3000',
+        "'+cmd",
+        "'-2+3",
+        "'@SUM(A1)",
+        `'=HYPERLINK("http://evil.example","click")`,
+      ]);
+      expect(cellsOf(hostile[1]).slice(2, 6).map((c) => c.value)).toEqual(["'\tkind", "'\rreq", "''=already", "''"]);
+      expect(cellsOf(hostile[2]).slice(0, 6).map((c) => c.value)).toEqual(['plain', '3002', 'proxy', 'a-b', 'k=1', 'x@y']);
+      // The payload cell is JSON of an object: it starts with {, whatever its strings hold.
+      expect(cellsOf(hostile[0])[6].value).toBe('{"note":"=HYPERLINK(\\"http://evil.example\\")"}');
+      for (const row of hostile) {
+        for (const cell of cellsOf(row)) expect(cell.value).not.toMatch(/^[=+\-@\t\r]/);
+      }
+    });
+
+    it('hashes the values, not the cells: CSV and JSONL carry the same chain, and the verifier accepts both', async () => {
+      const csv = exportOf('csv', hostile);
+      const jsonl = exportOf('jsonl', hostile);
+      const lines = jsonl.trimEnd().split('\n').map((l) => JSON.parse(l));
+      // JSONL is data for programs: its values are the stored ones, unprefixed.
+      expect(lines.map((l) => l.key_id)).toEqual(['@SUM(A1)', "'=already", 'k=1']);
+      const last = lines.at(-1).hash;
+      expect(await verifyExport(chunked(csv), 'csv')).toEqual({ ok: true, rows: 3, lastHash: last });
+      expect(await verifyExport(chunked(jsonl), 'jsonl')).toEqual({ ok: true, rows: 3, lastHash: last });
+      // A cell whose prefix was removed (the spreadsheet would now evaluate it) no longer verifies.
+      expect(await verifyExport(chunked(csv.replace(`"'@SUM(A1)"`, '"@SUM(A1)"')), 'csv')).toMatchObject({ ok: false, row: 1, reason: expect.stringContaining('key_id is not written as the export writes it') });
+      // Nor does one given a prefix it did not need, or a value changed under its prefix.
+      expect(await verifyExport(chunked(csv.replace('"k=1"', `"'k=1"`)), 'csv')).toMatchObject({ ok: false, row: 3, reason: expect.stringContaining('key_id') });
+      expect(await verifyExport(chunked(csv.replace(`"'@SUM(A1)"`, `"'@SUM(A2)"`)), 'csv')).toMatchObject({ ok: false, row: 1, reason: expect.stringContaining('hash mismatch') });
+    });
+  });
 });

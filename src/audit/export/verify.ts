@@ -1,5 +1,5 @@
 import { StringDecoder } from 'node:string_decoder';
-import { CSV_COLUMNS, CSV_HEADER, CsvCell, CsvRecordAssembler, ExportFormat, parseCsvCells } from './export-format';
+import { CSV_COLUMNS, CSV_HEADER, CsvCell, CsvRecordAssembler, ExportFormat, neutralise, parseCsvCells, unneutralise } from './export-format';
 import { ChainedRow, GENESIS_HASH, chainHash } from './hash-chain';
 
 /** A record longer than this is refused rather than buffered (audit rows are a few hundred bytes). */
@@ -133,7 +133,14 @@ function parseCsvRow(record: string): ChainedRow | string {
   if (typeof cells === 'string') return cells;
   if (cells.length !== CSV_COLUMNS.length) return `expected ${CSV_COLUMNS.length} cells, found ${cells.length}`;
   const cell = (name: (typeof CSV_COLUMNS)[number]): CsvCell => cells[CSV_COLUMNS.indexOf(name)];
-  const text = (c: CsvCell): string | null => (c.quoted || c.value !== '' ? c.value : null);
+  // Text cells carry the value neutralised for spreadsheets (a leading '); the hash is over the value.
+  const text = (c: CsvCell): string | null => (c.quoted || c.value !== '' ? unneutralise(c.value) : null);
+  // Exactly as the export writes it: a cell a spreadsheet would evaluate is a changed file, not data.
+  const formula = (['id', 'kind', 'request_id', 'key_id', 'tenant_id'] as const).find((name) => {
+    const value = text(cell(name));
+    return value !== null && neutralise(value) !== cell(name).value;
+  });
+  if (formula !== undefined) return `${formula} is not written as the export writes it (a cell starting with = + - @ tab or CR carries a leading ')`;
   const ts = cell('ts').value;
   let payload: unknown;
   try {

@@ -1,6 +1,7 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { PageQueryDto } from '../../common/page-query.dto';
-import { IsBoolean, IsIn, IsInt, IsOptional, IsString, Matches, Min, ValidateIf } from 'class-validator';
+import { IsBoolean, IsIn, IsOptional, IsString, Matches, ValidateIf } from 'class-validator';
+import { IsIntegerIn, MAX_AGE_SECS, MAX_LIMIT } from '../../common/numeric-limits';
 import { SCOPE_TYPES, ScopeType } from '../domain/scopes';
 
 const RESET_EVERY = /^[1-9]\d{0,4}[mhd]$/;
@@ -19,10 +20,9 @@ export class ListScopesQueryDto extends PageQueryDto {
 }
 
 export class PutBudgetDto {
-  @ApiProperty({ example: 1000000, nullable: true, type: Number, description: 'Token limit; null = unlimited (still metered)' })
+  @ApiProperty({ example: 1000000, nullable: true, type: Number, minimum: 0, maximum: MAX_LIMIT, description: 'Token limit; null = unlimited (still metered)' })
   @ValidateIf((_, v) => v !== null)
-  @IsInt()
-  @Min(0)
+  @IsIntegerIn(0, MAX_LIMIT)
   limit_tokens: number | null;
 
   @ApiPropertyOptional({ example: '30d', nullable: true, type: String, description: RESET_EVERY_DOC })
@@ -32,10 +32,9 @@ export class PutBudgetDto {
 }
 
 export class PutCostDto {
-  @ApiProperty({ example: 5000000, nullable: true, type: Number, description: 'Cost limit in USD micros (5000000 = $5); null = unlimited (still metered)' })
+  @ApiProperty({ example: 5000000, nullable: true, type: Number, minimum: 0, maximum: MAX_LIMIT, description: 'Cost limit in USD micros (5000000 = $5); null = unlimited (still metered)' })
   @ValidateIf((_, v) => v !== null)
-  @IsInt()
-  @Min(0)
+  @IsIntegerIn(0, MAX_LIMIT)
   limit_usd_micros: number | null;
 
   @ApiPropertyOptional({ example: '30d', nullable: true, type: String, description: RESET_EVERY_DOC })
@@ -77,10 +76,9 @@ export class CostScopePageView {
 }
 
 export class ReapReservationsDto {
-  @ApiPropertyOptional({ example: 900, description: 'Release reservations older than this; default RESERVATION_TTL_SECS' })
+  @ApiPropertyOptional({ example: 900, minimum: 0, maximum: MAX_AGE_SECS, description: 'Release reservations older than this; default RESERVATION_TTL_SECS' })
   @IsOptional()
-  @IsInt()
-  @Min(0)
+  @IsIntegerIn(0, MAX_AGE_SECS)
   older_than_secs?: number;
 
   @ApiPropertyOptional({ example: false, description: 'List what would be released without releasing it' })

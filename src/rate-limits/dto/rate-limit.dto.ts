@@ -1,21 +1,18 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { IsInt, IsOptional, Max, Min } from 'class-validator';
+import { IsOptional } from 'class-validator';
+import { IsIntegerIn } from '../../common/numeric-limits';
 import { MAX_RATE_LIMIT } from '../domain/sliding-window';
 import { ScopeRateLimit } from '../scope-rate-limit.repository';
 
 export class PutRateLimitDto {
   @ApiPropertyOptional({ example: 600, nullable: true, type: Number, minimum: 1, maximum: MAX_RATE_LIMIT, description: 'Requests per minute; null or omitted = no request limit' })
   @IsOptional()
-  @IsInt()
-  @Min(1)
-  @Max(MAX_RATE_LIMIT)
+  @IsIntegerIn(1, MAX_RATE_LIMIT)
   rpm?: number | null;
 
   @ApiPropertyOptional({ example: 200000, nullable: true, type: Number, minimum: 1, maximum: MAX_RATE_LIMIT, description: 'Tokens per minute (prompt + output); null or omitted = no token limit' })
   @IsOptional()
-  @IsInt()
-  @Min(1)
-  @Max(MAX_RATE_LIMIT)
+  @IsIntegerIn(1, MAX_RATE_LIMIT)
   tpm?: number | null;
 }
 

@@ -1,19 +1,9 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { Type } from 'class-transformer';
 import { PageQueryDto } from '../../common/page-query.dto';
-import {
-  IsArray,
-  IsBoolean,
-  IsInt,
-  IsObject,
-  IsOptional,
-  IsString,
-  Matches,
-  MaxLength,
-  Min,
-  MinLength,
-  ValidateNested,
-} from 'class-validator';
+import { IsArray, IsBoolean, IsObject, IsOptional, IsString, Matches, MaxLength, MinLength, ValidateNested } from 'class-validator';
+import { IsIntegerIn, MAX_CACHE_TTL_SECS, MAX_EPOCH_MS, MAX_LIMIT } from '../../common/numeric-limits';
+import { MAX_RATE_LIMIT } from '../../rate-limits/domain/sliding-window';
 
 /** Key ids: no path separators, whitespace or control characters (they appear in URLs and scopes). */
 export const KEY_ID_PATTERN = /^[A-Za-z0-9_.:@-]{1,128}$/;
@@ -23,16 +13,14 @@ const SCOPE_PART = /^[^/\s\x00-\x1f\x7f]{1,128}$/;
 const SCOPE_MESSAGE = 'must be 1-128 characters without "/", whitespace or control characters';
 
 export class KeyLimitsDto {
-  @ApiPropertyOptional({ example: 60, nullable: true, description: 'Requests per minute; null = unlimited' })
+  @ApiPropertyOptional({ example: 60, nullable: true, minimum: 1, maximum: MAX_RATE_LIMIT, description: 'Requests per minute; null = unlimited' })
   @IsOptional()
-  @IsInt()
-  @Min(1)
+  @IsIntegerIn(1, MAX_RATE_LIMIT)
   rpm?: number | null;
 
-  @ApiPropertyOptional({ example: 100000, nullable: true, description: 'Tokens per minute; null = unlimited' })
+  @ApiPropertyOptional({ example: 100000, nullable: true, minimum: 1, maximum: MAX_RATE_LIMIT, description: 'Tokens per minute; null = unlimited' })
   @IsOptional()
-  @IsInt()
-  @Min(1)
+  @IsIntegerIn(1, MAX_RATE_LIMIT)
   tpm?: number | null;
 }
 
@@ -40,25 +28,24 @@ export class KeyCacheDto {
   @ApiPropertyOptional({
     example: 3600,
     nullable: true,
+    minimum: 0,
+    maximum: MAX_CACHE_TTL_SECS,
     description: 'Response cache TTL in seconds; 0 = no caching for this key; null = the global PROXY_CACHE_TTL_SECS',
   })
   @IsOptional()
-  @IsInt()
-  @Min(0)
+  @IsIntegerIn(0, MAX_CACHE_TTL_SECS)
   ttl_secs?: number | null;
 }
 
 export class KeyBudgetDto {
-  @ApiPropertyOptional({ example: 1000000, nullable: true, description: 'Lifetime token budget; null = unlimited' })
+  @ApiPropertyOptional({ example: 1000000, nullable: true, minimum: 0, maximum: MAX_LIMIT, description: 'Lifetime token budget; null = unlimited' })
   @IsOptional()
-  @IsInt()
-  @Min(0)
+  @IsIntegerIn(0, MAX_LIMIT)
   total_tokens?: number | null;
 
-  @ApiPropertyOptional({ example: 5000000, nullable: true, description: 'Cost budget in USD micros (5000000 = $5); null = unlimited' })
+  @ApiPropertyOptional({ example: 5000000, nullable: true, minimum: 0, maximum: MAX_LIMIT, description: 'Cost budget in USD micros (5000000 = $5); null = unlimited' })
   @IsOptional()
-  @IsInt()
-  @Min(0)
+  @IsIntegerIn(0, MAX_LIMIT)
   total_usd_micros?: number | null;
 }
 
@@ -75,10 +62,9 @@ export class UpdateVirtualKeyDto {
   @IsBoolean()
   enabled?: boolean;
 
-  @ApiPropertyOptional({ example: 1893456000000, nullable: true, description: 'Epoch ms after which the key stops working; null = never' })
+  @ApiPropertyOptional({ example: 1893456000000, nullable: true, minimum: 0, maximum: MAX_EPOCH_MS, description: 'Epoch ms after which the key stops working; null = never' })
   @IsOptional()
-  @IsInt()
-  @Min(0)
+  @IsIntegerIn(0, MAX_EPOCH_MS)
   expires_at?: number | null;
 
   @ApiPropertyOptional({ example: 'acme', nullable: true })

@@ -1,5 +1,5 @@
 import { QueryFilter } from 'mongoose';
-import { AuditLogRepository } from '../../../audit/audit-log.repository';
+import { AuditLogRepository, AuditRecordRejected } from '../../../audit/audit-log.repository';
 import { AuditPosition, AuditQuery, AuditRecord, isAuditPosition } from '../../../audit/domain/audit-record';
 import { Page, decodeCursor, encodeCursor } from '../../../common/page';
 import { auditFromDoc, auditToDoc, prefixRegex } from './mongoose.mappers';
@@ -28,6 +28,26 @@ function all(parts: Filter[]): Filter {
   return parts.length === 0 ? {} : parts.length === 1 ? parts[0] : { $and: parts };
 }
 
+/**
+ * Server error codes that refuse a document for what it holds: BadValue, TypeMismatch, Overflow, field
+ * names MongoDB will not store (`$`-prefixed, empty, dotted, on older servers), DocumentValidationFailure,
+ * BSONObjectTooLarge, KeyTooLong. Others (not primary, shutting down, timeouts) are worth a retry.
+ */
+const DATA_ERROR_CODES = new Set([2, 14, 15, 52, 55, 56, 57, 121, 10334, 17280]);
+
+/**
+ * The code when MongoDB refused documents for their content (per-document write errors other than
+ * duplicates, or the driver could not encode one as BSON), else null. With `ordered: false` the other
+ * documents of the call were inserted.
+ */
+function refusalCode(error: unknown): string | null {
+  if ((error as { bsonError?: unknown })?.bsonError === true) return 'BSONError';
+  const writeErrors = (error as { writeErrors?: unknown })?.writeErrors;
+  const list: unknown[] = writeErrors == null ? [error] : Array.isArray(writeErrors) ? writeErrors : [writeErrors];
+  const code = list.map((e) => (e as { code?: unknown })?.code).find((c) => c !== 11000);
+  return typeof code === 'number' && DATA_ERROR_CODES.has(code) ? String(code) : null;
+}
+
 /** The audit trail in one collection; record ids are the primary key, so re-appends are skipped. */
 export class MongooseAuditLogRepository extends AuditLogRepository {
   constructor(private readonly models: MongooseModels) {
@@ -40,7 +60,9 @@ export class MongooseAuditLogRepository extends AuditLogRepository {
       // lean: the mapper already produces storable documents; skip hydrating every record.
       await this.models.audit.insertMany(records.map(auditToDoc), { ordered: false, lean: true });
     } catch (error) {
-      if (duplicateCount(error) === null) throw error;
+      if (duplicateCount(error) !== null) return;
+      const refusal = refusalCode(error);
+      throw refusal === null ? error : new AuditRecordRejected(`mongodb ${refusal}`);
     }
   }
 

@@ -1,5 +1,5 @@
 import { Redis } from 'ioredis';
-import { AuditLogRepository } from '../../../audit/audit-log.repository';
+import { AuditLogRepository, AuditRecordRejected } from '../../../audit/audit-log.repository';
 import { AuditQuery, AuditRecord } from '../../../audit/domain/audit-record';
 import { ErrorCode, GatewayError } from '../../../common/errors/gateway-error';
 import { decodeCursor, encodeCursor, Page } from '../../../common/page';
@@ -61,7 +61,13 @@ export class RedisAuditLogRepository extends AuditLogRepository {
         r.keyId === null ? '' : a.byKeyPrefix + r.keyId,
         r.tenantId === null ? '' : a.byTenantPrefix + r.tenantId,
       ]);
-      await runScript(this.redis, 'auditAppend', [a.records, a.byTime, a.kinds], args);
+      try {
+        await runScript(this.redis, 'auditAppend', [a.records, a.byTime, a.kinds], args);
+      } catch (error) {
+        // audit-append.lua answers REFUSED when Redis refused records (the others of the call are stored).
+        const refused = /^REFUSED \d+ audit record\(s\): (\S+)/.exec((error as Error).message ?? '');
+        throw refused ? new AuditRecordRejected(`redis ${refused[1]}`) : error;
+      }
     }
   }
 

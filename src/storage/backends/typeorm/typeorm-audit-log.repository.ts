@@ -1,5 +1,5 @@
 import { SelectQueryBuilder } from 'typeorm';
-import { AuditLogRepository } from '../../../audit/audit-log.repository';
+import { AuditLogRepository, AuditRecordRejected } from '../../../audit/audit-log.repository';
 import { AuditPosition, AuditQuery, AuditRecord, isAuditPosition } from '../../../audit/domain/audit-record';
 import { ErrorCode, GatewayError } from '../../../common/errors/gateway-error';
 import { Page, decodeCursor, encodeCursor } from '../../../common/page';
@@ -20,6 +20,15 @@ export class TypeormAuditLogRepository extends AuditLogRepository {
 
   async append(records: AuditRecord[]): Promise<void> {
     if (records.length === 0) return;
+    try {
+      await this.insert(records);
+    } catch (error) {
+      const refusal = refusalCode(error);
+      throw refusal === null ? error : new AuditRecordRejected(`${this.store.dialect} ${refusal}`);
+    }
+  }
+
+  private async insert(records: AuditRecord[]): Promise<void> {
     // SQLite: one prepared insert per row, committed with the turn's ledger writes (SqliteWriter).
     if (this.store.dialect === 'sqlite') {
       await this.store.sqliteWrite({ type: 'audit', rows: records.map(auditValues) });
@@ -89,6 +98,20 @@ export class TypeormAuditLogRepository extends AuditLogRepository {
   async count(): Promise<number> {
     return this.store.session((s) => s.manager.count(AuditLogEntity));
   }
+}
+
+/**
+ * The error code when the database refused the rows for what they hold (it answered, and would answer
+ * the same again), else null (unreachable, out of space, locked, read-only: worth a retry).
+ * PostgreSQL SQLSTATE classes 22 (data exception), 23 (constraint violation), 54 (program limit, e.g.
+ * a value too large); SQLite constraint failures (CHECK, triggers' RAISE), SQLITE_TOOBIG, SQLITE_MISMATCH.
+ */
+function refusalCode(error: unknown): string | null {
+  const code = (error as { code?: unknown })?.code;
+  if (typeof code !== 'string') return null;
+  if (/^(22|23|54)[0-9A-Z]{3}$/.test(code)) return code;
+  if (/^SQLITE_(CONSTRAINT|TOOBIG|MISMATCH)/.test(code)) return code;
+  return null;
 }
 
 function filtered(select: SelectQueryBuilder<AuditLogEntity>, query: AuditQuery): SelectQueryBuilder<AuditLogEntity> {
