@@ -87,6 +87,9 @@ describe.each(E2E_BACKENDS)('audit poisoning on %s (e2e)', (backend) => {
       AUDIT_LOG_BODIES: 'true',
       AUDIT_FLUSH_MS: '50',
       AUDIT_RETENTION_SECS: '0',
+      // The front door refuses bodies nested deeper than JSON_MAX_DEPTH (default 64); at its maximum it
+      // lets through bodies far deeper than the audit trail keeps (32 levels).
+      JSON_MAX_DEPTH: '1000',
     });
     token = (await admin(gateway, 'POST', '/admin/keys', { id: 'poison-test' })).body.token;
     refusedToken = (await admin(gateway, 'POST', '/admin/keys', { id: REFUSED_KEY })).body.token;
@@ -102,8 +105,8 @@ describe.each(E2E_BACKENDS)('audit poisoning on %s (e2e)', (backend) => {
     const since = Date.now();
     // Each body is under 64 KiB, so the gateway keeps it parsed in the event (AUDIT_LOG_BODIES).
     const hostile = [
-      chatBody(`,"deep_array":${'['.repeat(25_000)}${']'.repeat(25_000)}`),
-      chatBody(`,"deep_object":${'{"a":'.repeat(8000)}1${'}'.repeat(8000)}`),
+      chatBody(`,"deep_array":${'['.repeat(990)}${']'.repeat(990)}`),
+      chatBody(`,"deep_object":${'{"a":'.repeat(990)}1${'}'.repeat(990)}`),
       chatBody(`,"odd":{"$where":"1","a.b":{"$gt":2},"nul\\u0000key":"nul\\u0000value","lone":"\\ud800","__proto__x":1}`),
     ];
     const sent: string[] = [];
@@ -112,7 +115,7 @@ describe.each(E2E_BACKENDS)('audit poisoning on %s (e2e)', (backend) => {
       expect(answer.status).toBe(200);
       sent.push(answer.requestId);
     }
-    // Nested where the gateway must read it (tools are counted as prompt tokens): refused, not a 500.
+    // Deeper than the front door takes (tools would be counted as prompt tokens): refused, not a 500.
     const tooDeep = await chat(gateway, token, chatBody(`,"tools":${'['.repeat(25_000)}${']'.repeat(25_000)}`));
     expect(tooDeep.status).toBe(400);
     sent.push(tooDeep.requestId);
