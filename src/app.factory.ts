@@ -6,7 +6,7 @@ import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { AppModule } from './app.module';
 import { ErrorCode, GatewayError } from './common/errors/gateway-error';
-import { AppConfig } from './config/app-config';
+import { AppConfig } from './app-config';
 import { FrontDoor } from './common/http/front-door';
 import { ProxyRoutes } from './proxy/proxy.routes';
 

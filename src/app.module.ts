@@ -2,14 +2,15 @@ import { DynamicModule, Module } from '@nestjs/common';
 import { APP_FILTER, APP_GUARD } from '@nestjs/core';
 import { ScheduleModule } from '@nestjs/schedule';
 import { AdminAuthGuard } from './admin/admin-auth.guard';
+import { AppConfig } from './app-config';
 import { GatewayExceptionFilter } from './common/errors/gateway-exception.filter';
-import { AppConfig } from './config/app-config';
-import { ConfigModule } from './config/config.module';
+import { configModule } from './config/load-config';
 import { HealthModule } from './health/health.module';
 import { MetricsModule } from './metrics/metrics.module';
 import { ProxyModule } from './proxy/proxy.module';
 import { RateLimitsModule } from './rate-limits/rate-limits.module';
 import { StorageModule } from './storage/storage.module';
+import { storageConfig } from './storage/storage.config';
 import { VirtualKeysModule } from './virtual-keys/virtual-keys.module';
 
 /** Composes the features. The storage backend is chosen here, and only here. */
@@ -19,9 +20,9 @@ export class AppModule {
     return {
       module: AppModule,
       imports: [
-        ConfigModule.forRoot(config),
+        configModule(config),
         ScheduleModule.forRoot(),
-        StorageModule.forRootAsync({ useFactory: (c: AppConfig) => c.storage, inject: [AppConfig] }),
+        StorageModule.forRootAsync({ useFactory: (storage: AppConfig['storage']) => storage, inject: [storageConfig.KEY] }),
         HealthModule,
         MetricsModule,
         VirtualKeysModule,

@@ -2,7 +2,7 @@ import 'reflect-metadata';
 import type { Server } from 'node:http';
 import { INestApplication } from '@nestjs/common';
 import { createApp } from './app.factory';
-import { loadAppConfig } from './config/app-config';
+import { loadAppConfig } from './app-config';
 import { ConfigError } from './config/config-error';
 import { readEnvironment } from './config/env-file';
 import { PinoLogger } from './common/logging/pino-logger';

@@ -1,7 +1,8 @@
-import { CanActivate, ExecutionContext, Injectable } from '@nestjs/common';
+import { CanActivate, ExecutionContext, Inject, Injectable } from '@nestjs/common';
+import type { ConfigType } from '@nestjs/config';
 import { Reflector } from '@nestjs/core';
 import type { FastifyRequest } from 'fastify';
-import { AppConfig } from '../config/app-config';
+import { adminConfig } from './admin.config';
 import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
 import { constantTimeEquals } from './constant-time';
 import { PUBLIC_ROUTE } from './public.decorator';
@@ -21,14 +22,14 @@ export type AdminActor = 'admin' | 'admin-read';
 @Injectable()
 export class AdminAuthGuard implements CanActivate {
   constructor(
-    private readonly config: AppConfig,
+    @Inject(adminConfig.KEY) private readonly config: ConfigType<typeof adminConfig>,
     private readonly reflector: Reflector,
   ) {}
 
   canActivate(context: ExecutionContext): boolean {
     if (this.reflector.getAllAndOverride<boolean>(PUBLIC_ROUTE, [context.getHandler(), context.getClass()])) return true;
     const request = context.switchToHttp().getRequest<FastifyRequest & { adminActor?: AdminActor }>();
-    const { token, readToken } = this.config.admin;
+    const { token, readToken } = this.config;
     if (token === null && readToken === null) {
       throw new GatewayError(ErrorCode.AdminDisabled, 'the admin API is disabled: set ADMIN_TOKEN to enable it');
     }

@@ -1,7 +1,8 @@
-import { Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { SchedulerRegistry } from '@nestjs/schedule';
 import { Counter } from 'prom-client';
-import { AppConfig } from '../config/app-config';
+import type { ConfigType } from '@nestjs/config';
+import { auditConfig } from './audit.config';
 import { MetricsService } from '../metrics/metrics.service';
 import { JobLock } from '../storage/job-lock';
 import { AuditLogRepository } from './audit-log.repository';
@@ -29,14 +30,14 @@ export class AuditRetentionJob implements OnApplicationBootstrap, OnApplicationS
     private readonly repository: AuditLogRepository,
     private readonly lock: JobLock,
     private readonly scheduler: SchedulerRegistry,
-    private readonly config: AppConfig,
+    @Inject(auditConfig.KEY) private readonly config: ConfigType<typeof auditConfig>,
     metrics: MetricsService,
   ) {
     this.pruned = metrics.counter('ditto_audit_pruned_total', 'Audit rows deleted by the retention job (this instance)');
   }
 
   onApplicationBootstrap(): void {
-    const { retentionSecs, pruneIntervalSecs } = this.config.audit;
+    const { retentionSecs, pruneIntervalSecs } = this.config;
     if (retentionSecs === 0) {
       this.logger.log('audit retention disabled (AUDIT_RETENTION_SECS=0): rows are kept for ever');
       return;
@@ -58,7 +59,7 @@ export class AuditRetentionJob implements OnApplicationBootstrap, OnApplicationS
   }
 
   private async run(): Promise<number> {
-    const cutoff = Date.now() - this.config.audit.retentionSecs * 1000;
+    const cutoff = Date.now() - this.config.retentionSecs * 1000;
     try {
       const result = await this.lock.runExclusive(AUDIT_PRUNE_JOB, LOCK_TTL_MS, () => this.prune(cutoff));
       if (!result.ran) return 0;
@@ -76,7 +77,7 @@ export class AuditRetentionJob implements OnApplicationBootstrap, OnApplicationS
   }
 
   private async prune(cutoff: number): Promise<{ deleted: number; more: boolean }> {
-    const { pruneBatch, pruneMaxBatches } = this.config.audit;
+    const { pruneBatch, pruneMaxBatches } = this.config;
     const started = Date.now();
     let deleted = 0;
     for (let batch = 0; batch < pruneMaxBatches; batch++) {

@@ -1,6 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { PinoLogger } from '../common/logging/pino-logger';
-import { loadAppConfig } from '../config/app-config';
+import { loadAppConfig } from '../app-config';
 import { MetricsService } from '../metrics/metrics.service';
 import { MemoryAuditLogRepository } from '../storage/backends/memory/memory-audit-log.repository';
 import { AuditService } from './audit.service';
@@ -63,7 +63,7 @@ function setup(env: Record<string, string> = {}) {
   const repository = new FlakyRepository();
   const metrics = new MetricsService();
   const config = loadAppConfig({ STORAGE_BACKEND: 'memory', AUDIT_FLUSH_MS: '10000', AUDIT_BATCH_SIZE: '50', AUDIT_QUEUE_MAX: '100', ...env });
-  return { repository, metrics, service: new AuditService(repository, config, metrics) };
+  return { repository, metrics, service: new AuditService(repository, config.audit, metrics) };
 }
 
 const event = (i: number) => ({ kind: 'proxy', keyId: `k${i}`, payload: { i } });

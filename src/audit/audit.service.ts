@@ -1,6 +1,7 @@
-import { Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
 import { Counter } from 'prom-client';
-import { AppConfig } from '../config/app-config';
+import type { ConfigType } from '@nestjs/config';
+import { auditConfig } from './audit.config';
 import { MetricsService } from '../metrics/metrics.service';
 import { AuditLogRepository, AuditRecordRejected } from './audit-log.repository';
 import { newAuditId } from './domain/audit-id';
@@ -91,7 +92,7 @@ export class AuditService implements OnApplicationShutdown {
 
   constructor(
     private readonly repository: AuditLogRepository,
-    private readonly config: AppConfig,
+    @Inject(auditConfig.KEY) private readonly config: ConfigType<typeof auditConfig>,
     metrics: MetricsService,
   ) {
     this.droppedTotal = metrics.counter(
@@ -107,7 +108,7 @@ export class AuditService implements OnApplicationShutdown {
   }
 
   record(event: AuditEvent): void {
-    const { queueMax, queueMaxBytes, batchSize } = this.config.audit;
+    const { queueMax, queueMaxBytes, batchSize } = this.config;
     // Before the copy: a full queue does not pay for copying what it drops.
     if (this.queued >= queueMax) return this.drop('queue_full', 1);
     const queued = this.toQueued(event);
@@ -116,7 +117,7 @@ export class AuditService implements OnApplicationShutdown {
     this.queueBytes += queued.bytes;
     const full = this.queue.length >= batchSize || this.queueBytes >= BATCH_MAX_BYTES;
     if (full && Date.now() >= this.retryAt) void this.flush();
-    else this.timer ??= setTimeout(() => void this.flush(), this.config.audit.flushMs);
+    else this.timer ??= setTimeout(() => void this.flush(), this.config.flushMs);
   }
 
   async recordNow(event: AuditEvent): Promise<void> {
@@ -191,7 +192,7 @@ export class AuditService implements OnApplicationShutdown {
         // whatever order they were written in.
         this.queue.push(...attempt.unwritten);
         this.storeDown = true;
-        const delay = Math.max(this.config.audit.flushMs, 1000);
+        const delay = Math.max(this.config.flushMs, 1000);
         this.retryAt = Date.now() + delay;
         this.timer ??= setTimeout(() => void this.flush(), delay);
         const error = attempt.lastError as Error;
@@ -211,7 +212,7 @@ export class AuditService implements OnApplicationShutdown {
   private headBatch(): Queued[] {
     let bytes = 0;
     let end = 0;
-    const max = Math.min(this.queue.length, this.config.audit.batchSize);
+    const max = Math.min(this.queue.length, this.config.batchSize);
     while (end < max && (end === 0 || bytes + this.queue[end].bytes <= BATCH_MAX_BYTES)) bytes += this.queue[end++].bytes;
     return this.queue.slice(0, end);
   }
@@ -310,7 +311,7 @@ export class AuditService implements OnApplicationShutdown {
     this.dropped += count;
     this.droppedTotal.inc({ reason }, count);
     if (this.droppedSinceLog === 0) {
-      const bound = reason === 'queue_full' ? `${this.config.audit.queueMax} events` : `${this.config.audit.queueMaxBytes} bytes`;
+      const bound = reason === 'queue_full' ? `${this.config.queueMax} events` : `${this.config.queueMaxBytes} bytes`;
       this.logger.warn(`audit queue full (${bound}): dropping events until it drains`);
     }
     this.droppedSinceLog += count;
@@ -318,7 +319,7 @@ export class AuditService implements OnApplicationShutdown {
 
   private toQueued(event: AuditEvent): Queued {
     const ts = Date.now();
-    const { payload, bytes } = boundPayload(event.payload, this.config.audit.eventMaxBytes);
+    const { payload, bytes } = boundPayload(event.payload, this.config.eventMaxBytes);
     const record: AuditRecord = {
       id: newAuditId(ts),
       ts,

@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { Injectable, Logger } from '@nestjs/common';
+import { Inject, Injectable, Logger } from '@nestjs/common';
 import { Gauge } from 'prom-client';
 import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
 import { MAX_REQUEST_TOKENS } from '../common/numeric-limits';
-import { AppConfig, BudgetConfig } from '../config/app-config';
+import type { ConfigType } from '@nestjs/config';
+import { budgetsConfig } from './budgets.config';
 import { CostsService } from '../costs/costs.service';
 import { MetricsService } from '../metrics/metrics.service';
 import { ModelPrice, TokenCounts, costMicros } from '../costs/pricing';
@@ -57,7 +58,7 @@ const COMPLETION_TOKENS_MODELS = /^(o\d|gpt-5)/;
 @Injectable()
 export class AccountingService {
   private readonly logger = new Logger(AccountingService.name);
-  private readonly settings: BudgetConfig;
+  private readonly settings: ConfigType<typeof budgetsConfig>;
   private readonly inFlight: Gauge;
 
   constructor(
@@ -65,10 +66,16 @@ export class AccountingService {
     private readonly accounting: AccountingLedger,
     private readonly costs: CostsService,
     private readonly metrics: MetricsService,
-    config: AppConfig,
+    @Inject(budgetsConfig.KEY) settings: ConfigType<typeof budgetsConfig>,
   ) {
-    this.settings = config.budgets;
+    this.settings = settings;
     this.inFlight = metrics.gauge('ditto_budget_reservations_in_flight', 'Reservations this replica holds for requests in flight');
+  }
+
+  /** The tokens a request may use, prompt and output (what the tpm rate limit counts at admission). */
+  estimateTokens(path: string, body: Json | null): number {
+    const estimate = estimateRequest(path, body ?? {}, this.settings.defaultOutputTokens);
+    return estimate.promptTokens + estimate.outputTokens;
   }
 
   /**

@@ -1,8 +1,9 @@
-import { Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { SchedulerRegistry } from '@nestjs/schedule';
 import type { AdminActor } from '../admin/admin-auth.guard';
 import { AuditService } from '../audit/audit.service';
-import { AppConfig } from '../config/app-config';
+import type { ConfigType } from '@nestjs/config';
+import { budgetsConfig } from './budgets.config';
 import { CostsService } from '../costs/costs.service';
 import { BudgetLedger } from './budget-ledger';
 import { Reservation } from './domain/ledger';
@@ -31,9 +32,9 @@ export class ReservationsService implements OnApplicationBootstrap, OnApplicatio
     private readonly costs: CostsService,
     private readonly audit: AuditService,
     private readonly scheduler: SchedulerRegistry,
-    config: AppConfig,
+    @Inject(budgetsConfig.KEY) settings: ConfigType<typeof budgetsConfig>,
   ) {
-    this.ttlMs = config.budgets.reservationTtlMs;
+    this.ttlMs = settings.reservationTtlMs;
   }
 
   onApplicationBootstrap(): void {

@@ -1,6 +1,8 @@
 import { Logger, Module } from '@nestjs/common';
 import { AuditModule } from '../audit/audit.module';
-import { AppConfig } from '../config/app-config';
+import type { ConfigType } from '@nestjs/config';
+import { storageConfig } from '../storage/storage.config';
+import { cacheConfig } from './cache.config';
 import { ActiveStorage } from '../storage/active-storage';
 import { redactUrl } from '../storage/redact';
 import { CacheController } from './cache.controller';
@@ -14,9 +16,13 @@ import { ResponseCacheStore } from './response-cache.store';
 const L2_TIMEOUT_CAP_MS = 1000;
 const CONNECTION_ERROR_LOG_INTERVAL_MS = 60_000;
 
-async function openL2(config: AppConfig, storage: ActiveStorage): Promise<ResponseCacheStore | null> {
+async function openL2(
+  cache: ConfigType<typeof cacheConfig>,
+  storageSettings: ConfigType<typeof storageConfig>,
+  storage: ActiveStorage,
+): Promise<ResponseCacheStore | null> {
   const logger = new Logger('ResponseCacheStore');
-  const url = l2RedisUrl(config.cache, config.storage, storage.info.backend);
+  const url = l2RedisUrl(cache, storageSettings, storage.info.backend);
   if (url === null) {
     logger.log('proxy cache: in-process only (no CACHE_REDIS_URL, and the store is not redis)');
     return null;
@@ -25,8 +31,8 @@ async function openL2(config: AppConfig, storage: ActiveStorage): Promise<Respon
   let lastLog = 0;
   return openRedisResponseCacheStore({
     url,
-    prefix: config.cache.redisPrefix,
-    timeoutMs: Math.min(config.storage.options.redis.timeoutMs, L2_TIMEOUT_CAP_MS),
+    prefix: `${storageSettings.options.redis.prefix}:cache`,
+    timeoutMs: Math.min(storageSettings.options.redis.timeoutMs, L2_TIMEOUT_CAP_MS),
     onError: (error) => {
       if (Date.now() - lastLog < CONNECTION_ERROR_LOG_INTERVAL_MS) return;
       lastLog = Date.now();
@@ -37,14 +43,14 @@ async function openL2(config: AppConfig, storage: ActiveStorage): Promise<Respon
 
 /**
  * The proxy response cache (ResponseCacheService, used by the proxy) and its admin purge route. The
- * shared L2 is opened here, when there is a redis to put it in. AppConfig, ActiveStorage, ChangeFeed
+ * shared L2 is opened here, when there is a redis to put it in. the configuration, ActiveStorage, ChangeFeed
  * and metrics come from global modules.
  */
 @Module({
   imports: [AuditModule],
   controllers: [CacheController],
   providers: [
-    { provide: ResponseCacheStore, useFactory: openL2, inject: [AppConfig, ActiveStorage] },
+    { provide: ResponseCacheStore, useFactory: openL2, inject: [cacheConfig.KEY, storageConfig.KEY, ActiveStorage] },
     ResponseCacheService,
     RequestCache,
   ],

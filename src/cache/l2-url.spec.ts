@@ -1,4 +1,4 @@
-import { loadAppConfig } from '../config/app-config';
+import { loadAppConfig } from '../app-config';
 import { l2RedisUrl } from './l2-url';
 
 describe('l2RedisUrl', () => {

@@ -1,8 +1,10 @@
-import { CacheConfig, StorageConfig } from '../config/app-config';
+import type { ConfigType } from '@nestjs/config';
 import { BackendName } from '../storage/storage-backend';
+import { storageConfig } from '../storage/storage.config';
+import { cacheConfig } from './cache.config';
 
 /** Where the shared (L2) cache lives: CACHE_REDIS_URL, else the store's server when the store is redis, else nowhere. */
-export function l2RedisUrl(cache: CacheConfig, storage: StorageConfig, backend: BackendName): string | null {
+export function l2RedisUrl(cache: ConfigType<typeof cacheConfig>, storage: ConfigType<typeof storageConfig>, backend: BackendName): string | null {
   if (cache.redisUrl) return cache.redisUrl;
   return backend === 'redis' && storage.options.redis.url ? storage.options.redis.url : null;
 }

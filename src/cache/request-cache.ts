@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import { Injectable } from '@nestjs/common';
-import { AppConfig } from '../config/app-config';
+import { Inject, Injectable } from '@nestjs/common';
+import type { ConfigType } from '@nestjs/config';
+import { cacheConfig } from './cache.config';
 import { Usage } from '../proxy/usage';
 import { VirtualKey } from '../virtual-keys/domain/virtual-key';
 import { cacheBypassed, cacheKey, cacheScope, isCacheableRequest } from './cache-key';
@@ -44,12 +45,17 @@ export interface CacheableRequest {
 export class RequestCache {
   constructor(
     private readonly cache: ResponseCacheService,
-    private readonly config: AppConfig,
+    @Inject(cacheConfig.KEY) private readonly config: ConfigType<typeof cacheConfig>,
   ) {}
+
+  /** PROXY_CACHE_CHARGE: a hit is admitted and charged its stored usage like any request (default: hits are free). */
+  get chargesHits(): boolean {
+    return this.config.charge;
+  }
 
   /** Responses larger than this are never kept (PROXY_CACHE_MAX_ENTRY_BYTES): no need to collect them. */
   get maxEntryBytes(): number {
-    return this.config.cache.maxEntryBytes;
+    return this.config.maxEntryBytes;
   }
 
   async lookup(key: VirtualKey, request: CacheableRequest): Promise<CacheLookup | null> {
@@ -59,7 +65,7 @@ export class RequestCache {
       method: request.method,
       path: request.url,
       backends: request.backends,
-      scope: cacheScope(key, this.config.cache.scope),
+      scope: cacheScope(key, this.config.scope),
       body: request.json,
     });
     const bypass = cacheBypassed(request.headers);

@@ -1,6 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
-import { loadAppConfig } from '../config/app-config';
+import { loadAppConfig } from '../app-config';
 import { MetricsService } from '../metrics/metrics.service';
 import { MemoryChangeFeed } from '../storage/backends/memory/memory-change-feed';
 import { ChangeEvent, ChangeFeed } from '../storage/change-feed';
@@ -38,7 +38,7 @@ class MapStore extends ResponseCacheStore {
 }
 
 function config(env: Record<string, string> = {}) {
-  return loadAppConfig({ PROXY_CACHE_TTL_SECS: '60', PROXY_CACHE_MAX_ENTRY_BYTES: '1000', ...env });
+  return loadAppConfig({ PROXY_CACHE_TTL_SECS: '60', PROXY_CACHE_MAX_ENTRY_BYTES: '1000', ...env }).cache;
 }
 
 function entry(overrides: Partial<CachedResponse> = {}, bodyBytes = 100): CachedResponse {

@@ -1,7 +1,8 @@
 import { Inject, Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
 import { Counter } from 'prom-client';
 import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
-import { AppConfig } from '../config/app-config';
+import type { ConfigType } from '@nestjs/config';
+import { cacheConfig } from './cache.config';
 import { MetricsService } from '../metrics/metrics.service';
 import { ChangeEvent, ChangeFeed } from '../storage/change-feed';
 import { VirtualKey } from '../virtual-keys/domain/virtual-key';
@@ -35,12 +36,12 @@ export class ResponseCacheService implements OnModuleInit, OnApplicationShutdown
   private suppressedL2Errors = 0;
 
   constructor(
-    private readonly config: AppConfig,
+    @Inject(cacheConfig.KEY) private readonly config: ConfigType<typeof cacheConfig>,
     private readonly changes: ChangeFeed,
     private readonly metrics: MetricsService,
     @Inject(ResponseCacheStore) private readonly l2: ResponseCacheStore | null,
   ) {
-    this.l1 = new MemoryLru(config.cache.maxEntries, config.cache.maxBytes);
+    this.l1 = new MemoryLru(config.maxEntries, config.maxBytes);
     this.lookups = metrics.counter('ditto_proxy_cache_lookups_total', 'Proxy cache lookups, by result', ['result']);
     for (const result of ['hit_l1', 'hit_l2', 'miss'] as const) this.lookups.inc({ result }, 0);
     this.stores = metrics.counter('ditto_proxy_cache_stores_total', 'Responses stored in the proxy cache');
@@ -59,7 +60,7 @@ export class ResponseCacheService implements OnModuleInit, OnApplicationShutdown
 
   /** How long a response for this key is kept: its own cache.ttl_secs, else PROXY_CACHE_TTL_SECS; 0 = not cached. */
   ttlMsFor(key: Pick<VirtualKey, 'cache'>): number {
-    return (key.cache.ttlSecs ?? this.config.cache.ttlSecs) * 1000;
+    return (key.cache.ttlSecs ?? this.config.ttlSecs) * 1000;
   }
 
   /** The live entry for a request hash: L1 first, then L2 (whose hit is copied into L1). */
@@ -87,7 +88,7 @@ export class ResponseCacheService implements OnModuleInit, OnApplicationShutdown
    * thrown). False when it is not cached: body above PROXY_CACHE_MAX_ENTRY_BYTES, or already expired.
    */
   store(hash: string, entry: CachedResponse): boolean {
-    if (entry.body.length > this.config.cache.maxEntryBytes || entry.expiresAt <= Date.now()) return false;
+    if (entry.body.length > this.config.maxEntryBytes || entry.expiresAt <= Date.now()) return false;
     const local = this.l1.set(hash, entry);
     if (!local && !this.l2) return false;
     this.stores.inc();

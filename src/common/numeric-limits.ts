@@ -37,6 +37,9 @@ export const MAX_PRICE_PER_MTOK_USD = 100_000;
 /** Largest backend timeout in gateway.json: what a Node timer can hold (about 24.8 days). */
 export const MAX_TIMEOUT_MS = 2_147_483_647;
 
+/** Largest rpm/tpm accepted: keeps `limit × 60,000` (the sliding window, scaled) an exact integer in a double. */
+export const MAX_RATE_LIMIT = 10_000_000_000;
+
 /** Largest backend weight in gateway.json. */
 export const MAX_WEIGHT = 1_000_000;
 

@@ -7,10 +7,10 @@ import {
   MAX_EPOCH_MS,
   MAX_LIMIT,
   MAX_PRICE_PER_MTOK_USD,
+  MAX_RATE_LIMIT,
   MAX_TIMEOUT_MS,
   MAX_WEIGHT,
 } from '../common/numeric-limits';
-import { MAX_RATE_LIMIT } from '../rate-limits/domain/sliding-window';
 import { ConfigError, formatPath } from './config-error';
 
 /** An integer in [min, max] (docs/budgets.md, "Numbers": every numeric setting has a maximum). */

@@ -1,7 +1,8 @@
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
 import { AuditService } from '../audit/audit.service';
 import { ScopeLimits } from '../budgets/scope-limits';
-import { AppConfig } from '../config/app-config';
+import type { ConfigType } from '@nestjs/config';
+import { pricingConfig } from './pricing.config';
 import { CostLedger } from './cost-ledger';
 import { ModelPrice, PricingTable } from './pricing';
 
@@ -16,10 +17,10 @@ export class CostsService {
 
   constructor(
     private readonly ledger: CostLedger,
-    config: AppConfig,
+    @Inject(pricingConfig.KEY) pricing: ConfigType<typeof pricingConfig>,
     audit: AuditService,
   ) {
-    this.pricing = config.pricing;
+    this.pricing = pricing;
     this.limits = new ScopeLimits(ledger, 'usd_micros', 'cost', audit);
   }
 

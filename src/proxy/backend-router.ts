@@ -1,5 +1,5 @@
-import { Injectable } from '@nestjs/common';
-import { AppConfig } from '../config/app-config';
+import { Inject, Injectable } from '@nestjs/common';
+import { GATEWAY } from '../config/gateway.config';
 import { BackendConfig, GatewayFile } from '../config/gateway-file';
 
 /**
@@ -45,7 +45,7 @@ function orderByWeight(backends: BackendConfig[], random: () => number): Backend
 
 @Injectable()
 export class BackendRouter extends BackendRoutes {
-  constructor(config: AppConfig) {
-    super(config.gateway);
+  constructor(@Inject(GATEWAY) gateway: GatewayFile) {
+    super(gateway);
   }
 }

@@ -1,10 +1,11 @@
 import type { IncomingMessage } from 'node:http';
 import { Readable, Transform } from 'node:stream';
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
+import type { ConfigType } from '@nestjs/config';
 import sjson from 'secure-json-parse';
 import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
 import { hasBody } from '../common/http/front-door';
-import { AppConfig, ServerConfig } from '../config/app-config';
+import { serverConfig } from '../config/server.config';
 import { MemberSpan, scanJson } from './json-text';
 import { RouteRule } from './openai-routes';
 
@@ -47,13 +48,10 @@ const BODYLESS_METHODS = new Set(['GET', 'HEAD', 'DELETE']);
  */
 @Injectable()
 export class ProxyBodyReader {
-  private readonly limits: ServerConfig;
   /** JSON bodies being received right now. */
   private reading = 0;
 
-  constructor(config: AppConfig) {
-    this.limits = config.server;
-  }
+  constructor(@Inject(serverConfig.KEY) private readonly limits: ConfigType<typeof serverConfig>) {}
 
   async read(request: IncomingMessage, route: RouteRule): Promise<ProxyBody> {
     const method = request.method ?? 'GET';

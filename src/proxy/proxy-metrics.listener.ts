@@ -1,5 +1,6 @@
-import { Injectable, OnModuleInit } from '@nestjs/common';
-import { AppConfig } from '../config/app-config';
+import { Inject, Injectable, OnModuleInit } from '@nestjs/common';
+import type { ConfigType } from '@nestjs/config';
+import { serverConfig } from '../config/server.config';
 import { MetricsService } from '../metrics/metrics.service';
 import { ProxyEvent, ProxyEvents } from './proxy-event';
 
@@ -24,11 +25,11 @@ export class ProxyMetricsListener implements OnModuleInit {
   constructor(
     private readonly events: ProxyEvents,
     private readonly metrics: MetricsService,
-    private readonly config: AppConfig,
+    @Inject(serverConfig.KEY) private readonly server: ConfigType<typeof serverConfig>,
   ) {}
 
   onModuleInit(): void {
-    const keyLabels = this.config.server.metricsKeyLabels;
+    const keyLabels = this.server.metricsKeyLabels;
     const m = this.metrics;
     const requests = m.counter('ditto_proxy_requests_total', 'Proxied requests by route, status and backend', keyLabels ? ['route', 'status', 'backend', 'key_id'] : ['route', 'status', 'backend']);
     const duration = m.histogram('ditto_proxy_request_duration_seconds', 'Time from request to the end of the response', ['route', 'backend'], SECONDS);

@@ -1,14 +1,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Injectable, Logger } from '@nestjs/common';
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import type { ConfigType } from '@nestjs/config';
 import { AccountingService } from '../budgets/accounting.service';
-import { OUTPUT_FIELDS, OutputField, estimateRequest } from '../budgets/token-estimate';
+import { OUTPUT_FIELDS, OutputField } from '../budgets/token-estimate';
 import { RequestCache } from '../cache/request-cache';
 import { ERROR_HTTP } from '../common/errors/error-status';
 import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
 import { sendRawError } from '../common/errors/gateway-exception.filter';
 import { closeAfterAnswer } from '../common/http/early-answer';
 import { requestIdOf } from '../common/http/request-id';
-import { AppConfig } from '../config/app-config';
 import { RateLimitsService } from '../rate-limits/rate-limits.service';
 import { KeyAdmission } from '../virtual-keys/key-admission';
 import { BackendRouter } from './backend-router';
@@ -19,6 +19,7 @@ import { upstreamTarget } from './path-safety';
 import { ClientClosed, ProxyBodyReader } from './proxy-body';
 import { ProxyEvents } from './proxy-event';
 import { ResponseRelay } from './relay';
+import { proxyConfig } from './proxy.config';
 import { UpstreamDispatcher, acceptedCodings } from './upstream-dispatch';
 
 type JsonObject = Record<string, unknown>;
@@ -52,12 +53,12 @@ export class ProxyService {
     private readonly upstream: UpstreamDispatcher,
     private readonly relay: ResponseRelay,
     private readonly events: ProxyEvents,
-    private readonly config: AppConfig,
+    @Inject(proxyConfig.KEY) private readonly config: ConfigType<typeof proxyConfig>,
   ) {}
 
   /** Answers the request, errors included (OpenAI error bodies); never throws. */
   async handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
-    const exchange = new Exchange(request, response, requestIdOf(request.headers), this.config.proxy.logBodies);
+    const exchange = new Exchange(request, response, requestIdOf(request.headers), this.config.logBodies);
     let failure: { error: unknown } | null = null;
     try {
       await this.forward(exchange);
@@ -94,8 +95,7 @@ export class ProxyService {
     const post = request.method === 'POST';
     exchange.rate = await this.rateLimits.admitRequest(key, () => {
       if (!post) return 0;
-      const estimate = estimateRequest(path, json ?? {}, this.config.budgets.defaultOutputTokens);
-      return estimate.promptTokens + estimate.outputTokens;
+      return this.accounting.estimateTokens(path, json);
     });
     if (exchange.rate) Object.assign(exchange.headers, exchange.rate.headers);
 
@@ -105,7 +105,7 @@ export class ProxyService {
       exchange.headers['x-ditto-cache'] = cached.outcome;
       exchange.cache = cached.ticket;
       // A hit is free, unless PROXY_CACHE_CHARGE: then it is admitted like any request (and may be refused).
-      if (cached.entry && !this.config.cache.charge) return this.relay.replay(exchange, cached.entry);
+      if (cached.entry && !this.cache.chargesHits) return this.relay.replay(exchange, cached.entry);
     }
 
     // Changes to the client's JSON, made in its text (every other byte reaches the upstream as sent).

@@ -1,11 +1,13 @@
 import type { IncomingMessage } from 'node:http';
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
+import type { ConfigType } from '@nestjs/config';
 import { Dispatcher } from 'undici';
 import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
-import { AppConfig } from '../config/app-config';
+import { serverConfig } from '../config/server.config';
 import { BackendConfig } from '../config/gateway-file';
 import { Exchange, Headers } from './exchange';
 import { MemberEdit, editJson } from './json-text';
+import { proxyConfig } from './proxy.config';
 import { ProxyBody } from './proxy-body';
 import { UpstreamPools } from './upstream-pools';
 
@@ -36,7 +38,8 @@ export interface UpstreamAnswer {
 export class UpstreamDispatcher {
   constructor(
     private readonly pools: UpstreamPools,
-    private readonly config: AppConfig,
+    @Inject(proxyConfig.KEY) private readonly config: ConfigType<typeof proxyConfig>,
+    @Inject(serverConfig.KEY) private readonly server: ConfigType<typeof serverConfig>,
   ) {}
 
   /** Null when the client went away before an answer came. */
@@ -51,7 +54,7 @@ export class UpstreamDispatcher {
   ): Promise<UpstreamAnswer | null> {
     const { request, event, abort } = exchange;
     const upload = exchange.body.kind === 'stream' ? exchange.body : null;
-    const attempts = upload ? 1 : Math.min(this.config.proxy.maxAttempts, backends.length);
+    const attempts = upload ? 1 : Math.min(this.config.maxAttempts, backends.length);
     let timedOut = false;
     for (let i = 0; i < attempts; i++) {
       const backend = backends[i];
@@ -72,7 +75,7 @@ export class UpstreamDispatcher {
         });
       } catch (error) {
         if (event.aborted) return null;
-        if (upload?.tooLarge()) throw new GatewayError(ErrorCode.RequestTooLarge, `request body is larger than ${this.config.server.bodyLimitBytes} bytes`);
+        if (upload?.tooLarge()) throw new GatewayError(ErrorCode.RequestTooLarge, `request body is larger than ${this.server.bodyLimitBytes} bytes`);
         // The upload itself failed (paused too long): the client's fault, not the backend's.
         if (error instanceof GatewayError) throw error;
         const outcome = describeFailure(error);
@@ -80,7 +83,7 @@ export class UpstreamDispatcher {
         event.attempts.push({ backend: backend.name, outcome });
         continue;
       }
-      if (this.config.proxy.retryStatuses.has(response.statusCode) && i < attempts - 1) {
+      if (this.config.retryStatuses.has(response.statusCode) && i < attempts - 1) {
         event.attempts.push({ backend: backend.name, outcome: `status ${response.statusCode}` });
         await response.body.dump().catch(() => undefined);
         continue;

@@ -1,6 +1,7 @@
 import { Module } from '@nestjs/common';
 import { AuditModule } from '../audit/audit.module';
-import { AppConfig } from '../config/app-config';
+import type { ConfigType } from '@nestjs/config';
+import { storageConfig } from '../storage/storage.config';
 import { ActiveStorage } from '../storage/active-storage';
 import { MemoryRateLimiter } from './memory-rate-limiter';
 import { RateLimiter } from './rate-limiter';
@@ -19,9 +20,9 @@ import { RedisRateLimiter } from './redis-rate-limiter';
   providers: [
     {
       provide: RateLimiter,
-      useFactory: (storage: ActiveStorage, config: AppConfig): RateLimiter =>
-        storage.info.backend === 'redis' ? RedisRateLimiter.open(config.storage.options.redis) : new MemoryRateLimiter(),
-      inject: [ActiveStorage, AppConfig],
+      useFactory: (storage: ActiveStorage, settings: ConfigType<typeof storageConfig>): RateLimiter =>
+        storage.info.backend === 'redis' ? RedisRateLimiter.open(settings.options.redis) : new MemoryRateLimiter(),
+      inject: [ActiveStorage, storageConfig.KEY],
     },
     RateLimitsService,
   ],

@@ -1,5 +1,6 @@
-import { Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
-import { AppConfig } from '../config/app-config';
+import { Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
+import { GATEWAY } from '../config/gateway.config';
+import { GatewayFile } from '../config/gateway-file';
 import { VirtualKeyConfig } from '../config/gateway-file';
 import { VirtualKey } from './domain/virtual-key';
 import { displayPrefix, hashToken } from './domain/token';
@@ -35,7 +36,7 @@ export class VirtualKeysBootstrap implements OnApplicationBootstrap {
   private readonly logger = new Logger(VirtualKeysBootstrap.name);
 
   constructor(
-    private readonly config: AppConfig,
+    @Inject(GATEWAY) private readonly gateway: GatewayFile,
     private readonly keys: VirtualKeyRepository,
     private readonly index: VirtualKeyIndex,
     private readonly service: VirtualKeysService,
@@ -43,7 +44,7 @@ export class VirtualKeysBootstrap implements OnApplicationBootstrap {
 
   /** Seeds first, then fills the in-memory index, so seeded keys work from the first request. */
   async onApplicationBootstrap(): Promise<void> {
-    const configured = this.config.gateway.virtual_keys;
+    const configured = this.gateway.virtual_keys;
     if (configured.length > 0) {
       const now = Date.now();
       const seeds = configured.map((k) => keyFromConfig(k, now));

@@ -8,7 +8,7 @@ import { PassThrough } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { AuditRecord } from '../../src/audit/domain/audit-record';
-import { loadAppConfig } from '../../src/config/app-config';
+import { loadAppConfig } from '../../src/app-config';
 import { openBackend } from '../../src/storage/open-backend';
 import { ChildGateway, VERIFY_JS, errorLines, requireBuild, rssBytes, sampleRss, startChildGateway } from './child-gateway';
 import { ADMIN_TOKEN } from './harness';

@@ -1,7 +1,7 @@
 import { SchedulerRegistry } from '@nestjs/schedule';
 import { AuditRetentionJob } from '../../src/audit/audit-retention.job';
 import { AuditRecord } from '../../src/audit/domain/audit-record';
-import { loadAppConfig } from '../../src/config/app-config';
+import { loadAppConfig } from '../../src/app-config';
 import { MetricsService } from '../../src/metrics/metrics.service';
 import { openBackend } from '../../src/storage/open-backend';
 import { BackendName, StorageBackend } from '../../src/storage/storage-backend';

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { Pool } from 'undici';
 import { openBackend } from '../../src/storage/open-backend';
-import { loadAppConfig } from '../../src/config/app-config';
+import { loadAppConfig } from '../../src/app-config';
 import { MockUpstream, startMockUpstream } from '../../bench/mock-upstream';
 import { ChildGateway, errorLines, requireBuild, startChildGateway } from './child-gateway';
 import { ADMIN_TOKEN } from './harness';

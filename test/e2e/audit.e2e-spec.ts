@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { AuditRecord } from '../../src/audit/domain/audit-record';
 import { verifyExport } from '../../src/audit/export/verify';
-import { loadAppConfig } from '../../src/config/app-config';
+import { loadAppConfig } from '../../src/app-config';
 import { openBackend } from '../../src/storage/open-backend';
 import { BackendName, StorageBackend } from '../../src/storage/storage-backend';
 import { MockUpstream, startMockUpstream } from '../../bench/mock-upstream';

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { MockUpstream, startMockUpstream } from '../../bench/mock-upstream';
 import { AuditRecord } from '../../src/audit/domain/audit-record';
 import { estimatePromptTokens } from '../../src/budgets/token-estimate';
-import { loadAppConfig } from '../../src/config/app-config';
+import { loadAppConfig } from '../../src/app-config';
 import { openBackend } from '../../src/storage/open-backend';
 import { BackendName } from '../../src/storage/storage-backend';
 import { BackendEnv, E2E_BACKENDS, backendEnv } from './backends';

@@ -4,7 +4,7 @@ import { createServer } from 'node:http';
 import { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { loadAppConfig } from '../../src/config/app-config';
+import { loadAppConfig } from '../../src/app-config';
 import { storageCandidates } from '../../src/storage/storage-selection';
 
 /**

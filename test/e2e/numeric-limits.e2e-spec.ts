@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { loadAppConfig } from '../../src/config/app-config';
+import { loadAppConfig } from '../../src/app-config';
 import { openBackend } from '../../src/storage/open-backend';
 import { BackendName, StorageBackend } from '../../src/storage/storage-backend';
 import { MockUpstream, startMockUpstream } from '../../bench/mock-upstream';

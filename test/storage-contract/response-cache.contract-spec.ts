@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { loadAppConfig } from '../../src/config/app-config';
+import { loadAppConfig } from '../../src/app-config';
 import { CachedResponse } from '../../src/cache/domain/cached-response';
 import { RedisResponseCacheStore, openRedisResponseCacheStore } from '../../src/cache/redis-response-cache.store';
 import { ResponseCacheService } from '../../src/cache/response-cache.service';
@@ -152,8 +152,8 @@ describe('RedisResponseCacheStore (redis)', () => {
   it('lets a replica serve what another stored (an L2 hit, then an L1 hit)', async () => {
     const config = loadAppConfig({ PROXY_CACHE_TTL_SECS: '60' });
     const other = await openRedisResponseCacheStore({ url, prefix, timeoutMs: 2000, onError: () => undefined });
-    const a = new ResponseCacheService(config, new MemoryChangeFeed(), new MetricsService(), store);
-    const b = new ResponseCacheService(config, new MemoryChangeFeed(), new MetricsService(), other);
+    const a = new ResponseCacheService(config.cache, new MemoryChangeFeed(), new MetricsService(), store);
+    const b = new ResponseCacheService(config.cache, new MemoryChangeFeed(), new MetricsService(), other);
     try {
       const stored = entry({ body: randomBytes(1024) });
       expect(a.store('h', stored)).toBe(true);

@@ -12,8 +12,7 @@
  */
 export const WINDOW_MS = 60_000;
 
-/** Largest rpm/tpm accepted: keeps `limit × WINDOW_MS` an exact integer in a double. */
-export const MAX_RATE_LIMIT = 10_000_000_000;
+export { MAX_RATE_LIMIT } from '../../common/numeric-limits';
 
 /** What one scope counted (requests, or tokens) in the current window and the one before. */
 export interface WindowCounts {

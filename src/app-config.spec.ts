@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { parse } from 'dotenv';
 import { loadAppConfig } from './app-config';
-import { ConfigError } from './config-error';
+import { ConfigError } from './config/config-error';
 
 function problems(env: Record<string, string>): string[] {
   try {
@@ -35,7 +35,7 @@ describe('loadAppConfig', () => {
   });
 
   it('starts from a copy of .env.example as it is: empty means default, the default gateway file may be missing', () => {
-    const example = parse(readFileSync(path.join(__dirname, '../../.env.example')));
+    const example = parse(readFileSync(path.join(__dirname, '../.env.example')));
     const cwd = process.cwd();
     process.chdir(mkdtempSync(path.join(tmpdir(), 'ditto-env-example-')));
     try {

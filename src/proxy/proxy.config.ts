@@ -1,0 +1,32 @@
+import { z } from 'zod';
+import { defineConfig } from '../config/config-slice';
+import { boolean, integer } from '../config/env-schema';
+
+/** Retries and fallback across backends, and what the proxy keeps of bodies. */
+export const proxyConfig = defineConfig(
+  'proxy',
+  {
+    PROXY_MAX_ATTEMPTS: integer(1, 3, 10),
+    PROXY_RETRY_STATUSES: z
+      .string()
+      .regex(/^\s*\d{3}(\s*-\s*\d{3})?(\s*,\s*\d{3}(\s*-\s*\d{3})?)*\s*$/, 'expected statuses and ranges, e.g. 429,500-504')
+      .default('429,500-504'),
+    AUDIT_LOG_BODIES: boolean(false),
+  },
+  (env) => ({
+    maxAttempts: env.PROXY_MAX_ATTEMPTS,
+    retryStatuses: parseStatuses(env.PROXY_RETRY_STATUSES) as ReadonlySet<number>,
+    /** AUDIT_LOG_BODIES: keep request and response bodies in `proxy` audit events. */
+    logBodies: env.AUDIT_LOG_BODIES,
+  }),
+);
+
+/** `429,500-504` → {429, 500, 501, 502, 503, 504}. */
+function parseStatuses(spec: string): Set<number> {
+  const statuses = new Set<number>();
+  for (const part of spec.split(',')) {
+    const [from, to = from] = part.split('-').map((s) => Number(s.trim()));
+    for (let status = from; status <= to; status++) statuses.add(status);
+  }
+  return statuses;
+}
