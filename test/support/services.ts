@@ -15,7 +15,8 @@ const START_REDIS =
 function cause(error: unknown): string {
   const e = error as { code?: string; message?: string; errors?: Array<{ message?: string }> };
   // pg reports a refused dual-stack connect as an AggregateError with an empty message.
-  return e.message || e.errors?.map((x) => x.message).join(', ') || e.code || String(error);
+  const text = e.message || e.errors?.map((x) => x.message).join(', ') || e.code || String(error);
+  return text.replace(/\.+$/, '');
 }
 
 /**
@@ -43,8 +44,9 @@ export async function ensurePostgresDatabase(dsn: string, variable: string): Pro
       try {
         await client.query(`CREATE DATABASE "${database.replaceAll('"', '""')}"`);
       } catch (error) {
-        // 42P04 duplicate_database: created meanwhile by another run, which is what we wanted.
-        if ((error as { code?: string }).code !== '42P04') {
+        // Created meanwhile by another run, which is what we wanted: 42P04 duplicate_database, or
+        // 23505 when the two CREATE DATABASE statements met in pg_database's unique index.
+        if (!['42P04', '23505'].includes((error as { code?: string }).code ?? '')) {
           throw new MissingServiceError(`PostgreSQL at ${url.host}: cannot create database "${database}" (${variable}): ${cause(error)}`);
         }
       }
@@ -57,14 +59,16 @@ export async function ensurePostgresDatabase(dsn: string, variable: string): Pro
 /** Makes sure Redis answers PING at `url`. */
 export async function ensureRedis(url: string, variable: string): Promise<void> {
   const redis = new Redis(url, { lazyConnect: true, connectTimeout: 3000, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  redis.on('error', () => undefined);
+  // The connect promise only says "Connection is closed"; the socket's own error says why.
+  let socketError: Error | null = null;
+  redis.on('error', (error: Error) => (socketError = error));
   try {
     await redis.connect();
     await redis.ping();
   } catch (error) {
     const { host } = new URL(url);
     throw new MissingServiceError(
-      `Redis is not reachable at ${host} (${variable}=${redactUrl(url)}): ${cause(error)}. ` +
+      `Redis is not reachable at ${host} (${variable}=${redactUrl(url)}): ${cause(socketError ?? error)}. ` +
         `Tests need it: ${START_REDIS}, or set ${variable} to a server that answers.`,
     );
   } finally {
