@@ -4,6 +4,7 @@ import { HttpAdapterHost } from '@nestjs/core';
 import type { FastifyInstance } from 'fastify';
 import { sendRawError } from '../common/errors/gateway-exception.filter';
 import { AppConfig } from '../config/app-config';
+import { ConnectionDrain } from '../health/connection-drain';
 import { readProxyBody } from './proxy-body';
 import { ProxyService } from './proxy.service';
 
@@ -29,6 +30,7 @@ export class ProxyRoutes implements OnModuleInit {
     private readonly adapterHost: HttpAdapterHost,
     private readonly proxy: ProxyService,
     private readonly config: AppConfig,
+    private readonly connections: ConnectionDrain,
   ) {}
 
   onModuleInit(): void {
@@ -38,7 +40,10 @@ export class ProxyRoutes implements OnModuleInit {
     if (others.length !== 1) throw new Error(`expected Fastify's one request listener on the HTTP server, found ${others.length}`);
     const [fastifyListener] = others;
     server.removeListener('request', fastifyListener);
+    // This listener sees every request first: the shutdown's connection handling starts here too.
+    this.connections.attach(server);
     server.on('request', (request: IncomingMessage, response: ServerResponse) => {
+      this.connections.track(request, response);
       if (request.url?.startsWith(PROXY_PREFIX)) void this.serve(request, response);
       else fastifyListener.call(server, request, response);
     });
