@@ -16,6 +16,8 @@ export interface MockRequest {
   body: any;
   /** The body's bytes as text, exactly as received. */
   raw: string;
+  /** When the connection that carried the request closed (unset while it is open). */
+  connectionClosedAt?: number;
 }
 
 export interface MockOptions {
@@ -72,7 +74,9 @@ export async function startMockUpstream(options: MockOptions = {}): Promise<Mock
       } catch {
         /* not JSON: keep the text */
       }
-      requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body, raw });
+      const record: MockRequest = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body, raw };
+      requests.push(record);
+      req.socket.once('close', () => (record.connectionClosedAt ??= Date.now()));
       if (mock.options.hang) return;
       const answer = () => respond(req, res, body, mock.options);
       if (mock.options.delayMs) setTimeout(answer, mock.options.delayMs);
