@@ -16,8 +16,8 @@ export interface MockRequest {
   body: any;
   /** The body's bytes as text, exactly as received. */
   raw: string;
-  /** When the connection that carried the request closed (unset while it is open). */
-  connectionClosedAt?: number;
+  /** Whether the connection that carried the request has closed since. */
+  connectionClosed(): boolean;
 }
 
 export interface MockOptions {
@@ -74,9 +74,8 @@ export async function startMockUpstream(options: MockOptions = {}): Promise<Mock
       } catch {
         /* not JSON: keep the text */
       }
-      const record: MockRequest = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body, raw };
-      requests.push(record);
-      req.socket.once('close', () => (record.connectionClosedAt ??= Date.now()));
+      const socket = req.socket;
+      requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body, raw, connectionClosed: () => socket.destroyed });
       if (mock.options.hang) return;
       const answer = () => respond(req, res, body, mock.options);
       if (mock.options.delayMs) setTimeout(answer, mock.options.delayMs);
