@@ -22,10 +22,18 @@ const common = {
   moduleFileExtensions: ['ts', 'js', 'json'],
 };
 
+// The suites that use real services: their global setup checks PostgreSQL and Redis (one line and a
+// stop when one is missing), creates the test database, and provides MongoDB when it can
+// (test/support/global-setup.ts). It runs once even though both projects name it.
+const services = {
+  globalSetup: '<rootDir>/test/support/global-setup.ts',
+  globalTeardown: '<rootDir>/test/support/global-teardown.ts',
+};
+
 module.exports = {
   projects: [
     { ...common, displayName: 'unit', testMatch: ['<rootDir>/src/**/*.spec.ts'] },
-    { ...common, displayName: 'storage-contract', testMatch: ['<rootDir>/test/storage-contract/**/*.contract-spec.ts'] },
-    { ...common, displayName: 'e2e', testMatch: ['<rootDir>/test/e2e/**/*.e2e-spec.ts'] },
+    { ...common, ...services, displayName: 'storage-contract', testMatch: ['<rootDir>/test/storage-contract/**/*.contract-spec.ts'] },
+    { ...common, ...services, displayName: 'e2e', testMatch: ['<rootDir>/test/e2e/**/*.e2e-spec.ts'] },
   ],
 };

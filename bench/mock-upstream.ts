@@ -17,6 +17,8 @@ export interface MockRequest {
   body: any;
   /** The body's bytes as text, exactly as received. */
   raw: string;
+  /** Whether the connection that carried the request has closed since. */
+  connectionClosed(): boolean;
 }
 
 export interface MockOptions {
@@ -82,7 +84,8 @@ export async function startMockUpstream(options: MockOptions = {}): Promise<Mock
       } catch {
         /* not JSON: keep the text */
       }
-      requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body, raw });
+      const socket = req.socket;
+      requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body, raw, connectionClosed: () => socket.destroyed });
       if (mock.options.hang) return;
       const answer = () => respond(req, encodedAnswer(req, res, mock.options), body, mock.options);
       if (mock.options.delayMs) setTimeout(answer, mock.options.delayMs);

@@ -1,5 +1,4 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Socket } from 'node:net';
 import { LoggerService, ValidationError, ValidationPipe } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
@@ -8,7 +7,8 @@ import { AppModule } from './app.module';
 import { ErrorCode, GatewayError } from './common/errors/gateway-error';
 import { AppConfig } from './app-config';
 import { FrontDoor } from './common/http/front-door';
-import { ProxyRoutes } from './proxy/proxy.routes';
+import { ConnectionDrain } from './health/connection-drain';
+import { ProxyService } from './proxy/proxy.service';
 
 /** Bodies of the admin API are small: never more than Fastify's own default, 1 MiB (nor BODY_LIMIT_BYTES). */
 const ADMIN_BODY_LIMIT_BYTES = 1024 * 1024;
@@ -33,17 +33,15 @@ export async function createApp(config: AppConfig, logger: LoggerService): Promi
     logger,
     abortOnError: false,
   });
-  door.mount('/v1', app.get(ProxyRoutes).serve);
-  const fastify = app.getHttpAdapter().getInstance();
+  door.mount('/v1', app.get(ProxyService).handle);
+  // Shutdown lets connections go one by one (main.ts): it sees every connection and request from the start.
+  const connections = app.get(ConnectionDrain);
+  connections.attach(app.getHttpServer());
+  door.observe((request, response) => connections.track(request, response));
   // A connection that never sent a byte has no request to finish, but the HTTP server does not count
   // it as idle and would wait for it (up to headersTimeout) on close: drop such connections first.
-  const sockets = new Set<Socket>();
-  fastify.server.on('connection', (socket: Socket) => {
-    sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
-  });
-  fastify.addHook('preClose', (done) => {
-    for (const socket of sockets) if (socket.bytesRead === 0) socket.destroy();
+  app.getHttpAdapter().getInstance().addHook('preClose', (done) => {
+    connections.dropSilent();
     done();
   });
   app.useGlobalPipes(

@@ -1,11 +1,11 @@
 import 'reflect-metadata';
-import type { Server } from 'node:http';
 import { INestApplication } from '@nestjs/common';
 import { createApp } from './app.factory';
 import { loadAppConfig } from './app-config';
 import { ConfigError } from './config/config-error';
 import { readEnvironment } from './config/env-file';
 import { PinoLogger } from './common/logging/pino-logger';
+import { ConnectionDrain } from './health/connection-drain';
 import { DrainState } from './health/drain-state';
 
 async function main(): Promise<void> {
@@ -39,17 +39,20 @@ async function main(): Promise<void> {
 
 /**
  * SIGTERM/SIGINT (DESIGN §8): `/ready` turns 503 at once and requests are still served for
- * SHUTDOWN_GRACE_MS, so the load balancer moves traffic away; then app.close() stops accepting
- * connections, lets in-flight requests and streams finish, flushes the audit queue and closes the
- * pools (Nest's shutdown hooks), and the process exits 0. A second signal skips the rest of the grace.
+ * SHUTDOWN_GRACE_MS, so the load balancer moves traffic away; then the listener closes and the open
+ * connections are let go one by one once their requests are answered (ConnectionDrain), app.close()
+ * flushes the audit queue and closes the pools (Nest's shutdown hooks), and the process exits 0.
+ * A second signal skips the rest of the grace and drops the connections still open.
  */
 function stopGracefully(app: INestApplication, graceMs: number, logger: PinoLogger): void {
   let skipGrace: () => void = () => undefined;
   let stopping = false;
+  const connections = app.get(ConnectionDrain);
   const onSignal = (signal: NodeJS.Signals) => {
     if (stopping) {
       logger.warn(`${signal} again: closing now`, 'Shutdown');
       skipGrace();
+      connections.destroyAll();
       return;
     }
     stopping = true;
@@ -60,15 +63,8 @@ function stopGracefully(app: INestApplication, graceMs: number, logger: PinoLogg
       setTimeout(resolve, graceMs);
     })
       .then(async () => {
-        // close() drops the connections idle at that moment; a keep-alive connection whose request
-        // (a long stream) ends later would hold the close open until the client's keep-alive timeout.
-        const server = app.getHttpServer() as Server;
-        const sweeper = setInterval(() => server.closeIdleConnections(), 100);
-        try {
-          await app.close();
-        } finally {
-          clearInterval(sweeper);
-        }
+        await connections.close();
+        await app.close();
       })
       .then(
         () => {

@@ -10,7 +10,6 @@ import { ProxyAccessLogListener } from './proxy-access-log.listener';
 import { ProxyAuditListener } from './proxy-audit.listener';
 import { ProxyEvents } from './proxy-event';
 import { ProxyMetricsListener } from './proxy-metrics.listener';
-import { ProxyRoutes } from './proxy.routes';
 import { ProxyService } from './proxy.service';
 import { ResponseRelay } from './relay';
 import { UpstreamDispatcher } from './upstream-dispatch';
@@ -19,7 +18,6 @@ import { UpstreamPools } from './upstream-pools';
 @Module({
   imports: [AuditModule, BudgetsModule, CacheModule, RateLimitsModule, VirtualKeysModule],
   providers: [
-    ProxyRoutes,
     ProxyService,
     ProxyBodyReader,
     BackendRouter,

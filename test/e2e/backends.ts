@@ -11,7 +11,10 @@ export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 export type SharedBackend = 'sqlite' | 'postgres' | 'redis' | 'mongodb';
 
-/** The backends every per-backend e2e runs on: MongoDB only when MONGODB_URI is set (none on CI's machine). */
+/**
+ * The backends every per-backend e2e runs on: MongoDB when the test setup provides one (MONGODB_URI, or
+ * the FerretDB it starts from .cache/bin; test/support/global-setup.ts), else it is left out, loudly.
+ */
 export const E2E_BACKENDS: SharedBackend[] = ['sqlite', 'postgres', 'redis', ...(process.env.MONGODB_URI ? ['mongodb' as const] : [])];
 
 export interface BackendEnv {

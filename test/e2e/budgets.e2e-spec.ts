@@ -128,7 +128,8 @@ describe.each(E2E_BACKENDS)('budgets across two replicas on %s (e2e)', (backend)
     } finally {
       await direct.close();
     }
-  });
+    // MongoDB through FerretDB runs one command at a time (test/support/serial-relay.ts): seconds, not ms.
+  }, 60_000);
 });
 
 describe('budget settlement on every path (e2e, sqlite)', () => {

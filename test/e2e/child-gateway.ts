@@ -24,11 +24,11 @@ export interface ChildGateway {
 }
 
 /**
- * Starts `node dist/src/main.js` with exactly `env` (plus PATH) in `cwd` (no stray `.env` or
- * `gateway.json`), on a free port, and resolves once it logs its listening address.
+ * Starts `node dist/src/main.js` (or `main`) with exactly `env` (plus PATH) in `cwd` (no stray `.env`
+ * or `gateway.json`), on a free port, and resolves once it logs its listening address.
  */
-export async function startChildGateway(env: Record<string, string>, cwd: string): Promise<ChildGateway> {
-  const child = spawn(process.execPath, [MAIN_JS], {
+export async function startChildGateway(env: Record<string, string>, cwd: string, main = MAIN_JS): Promise<ChildGateway> {
+  const child = spawn(process.execPath, [main], {
     cwd,
     // No drain period unless a test asks for one: SIGTERM then closes at once.
     env: { PATH: process.env.PATH ?? '', PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', SHUTDOWN_GRACE_MS: '0', ...env },

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import Redis from 'ioredis';
+import mongoose from 'mongoose';
 import { Client } from 'pg';
 import { AuditRecord } from '../../src/audit/domain/audit-record';
 import { runMigrateCli } from '../../src/storage/migrate/migrate.cli';
@@ -39,6 +40,12 @@ describe('storage:migrate (e2e)', () => {
   const postgres = PG_DSN.replace(/\/[^/?]*(\?|$)/, `/${database}$1`);
   const prefix = `ditto-migrate-${randomUUID().slice(0, 8)}`;
   const redis = `${REDIS_URL}/0?prefix=${prefix}`;
+  // MongoDB when the test setup has one (MONGODB_URI, or FerretDB): sqlite -> mongodb -> redis -> postgres.
+  const mongoUri = process.env.MONGODB_URI ?? '';
+  const mongodb = mongoUri ? new URL(`/${database}`, mongoUri).toString() : null;
+  const chain = [sqlite, ...(mongodb ? [mongodb] : []), redis, postgres];
+  const names = ['sqlite', ...(mongodb ? ['mongodb'] : []), 'redis', 'postgres'];
+  if (!mongodb) process.stderr.write('\n*** storage:migrate e2e: MongoDB hop SKIPPED (no MONGODB_URI, no FerretDB installed) ***\n\n');
   let out = '';
   let write: jest.SpyInstance;
 
@@ -63,10 +70,15 @@ describe('storage:migrate (e2e)', () => {
     const keys = await client.keys(`${prefix}:*`);
     if (keys.length) await client.del(...keys);
     client.disconnect();
+    if (mongodb) {
+      const connection = await mongoose.createConnection(mongoUri, { dbName: database }).asPromise();
+      await connection.dropDatabase();
+      await connection.close();
+    }
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('copies every row sqlite -> postgres -> redis, idempotently, with a count check', async () => {
+  it(`copies every row ${names.join(' -> ')}, idempotently, with a count check`, async () => {
     const source = await open(sqlite);
     for (let i = 0; i < 25; i++) {
       const cache = { ttlSecs: [null, 0, 600][i % 3] };
@@ -96,15 +108,15 @@ describe('storage:migrate (e2e)', () => {
     const expected = await snapshot(source);
     await source.close();
 
-    expect(await runMigrateCli(['--from', sqlite, '--to', postgres])).toBe(0);
-    expect(await runMigrateCli(['--from', postgres, '--to', redis])).toBe(0);
-    for (const location of [postgres, redis]) {
-      const target = await open(location);
+    for (let hop = 1; hop < chain.length; hop++) {
+      out = '';
+      expect(await runMigrateCli(['--from', chain[hop - 1], '--to', chain[hop]])).toBe(0);
+      expect(out).toMatch(/audit_log\s+1200\s+1200\s+1200\s+ok/);
+      expect(out).toMatch(/rate_limits\s+2\s+2\s+2\s+ok/);
+      const target = await open(chain[hop]);
       expect(await snapshot(target)).toEqual(expected);
       await target.close();
     }
-    expect(out).toMatch(/audit_log\s+1200\s+1200\s+1200\s+ok/);
-    expect(out).toMatch(/rate_limits\s+2\s+2\s+2\s+ok/);
 
     // A second run copies nothing and still checks out.
     out = '';

@@ -1,9 +1,7 @@
 import { AuditLogRepository } from '../../src/audit/audit-log.repository';
 import { VirtualKeyIndex } from '../../src/virtual-keys/virtual-key-index';
-import { BackendEnv, backendEnv } from './backends';
+import { BackendEnv, E2E_BACKENDS, backendEnv } from './backends';
 import { ADMIN_TOKEN, READ_TOKEN, RunningGateway, admin, startGateway, within } from './harness';
-
-const BACKENDS = ['sqlite', 'postgres', 'redis'] as const;
 
 /** Every token the suite sees, to prove none of them is ever logged or audited. */
 const issuedTokens: string[] = [];
@@ -23,7 +21,7 @@ async function auditRows(gateway: RunningGateway) {
   return rows;
 }
 
-describe.each(BACKENDS)('virtual keys admin API on %s (e2e)', (backend) => {
+describe.each(E2E_BACKENDS)('virtual keys admin API on %s (e2e)', (backend) => {
   let store: BackendEnv;
   let a: RunningGateway;
   const env = () => ({ ...store.env, ADMIN_TOKEN, ADMIN_READ_TOKEN: READ_TOKEN, BODY_LIMIT_BYTES: '4096' });

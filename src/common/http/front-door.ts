@@ -37,12 +37,18 @@ const KEEP_ALIVE_TIMEOUT_MS = 72_000;
 export class FrontDoor {
   private readonly logger = new Logger('FrontDoor');
   private readonly mounts = new Map<string, PrefixHandler>();
+  private readonly observers: Listener[] = [];
 
   constructor(private readonly options: FrontDoorOptions) {}
 
   /** Serves `${prefix}` and everything under `${prefix}/` with `handler`. */
   mount(prefix: string, handler: PrefixHandler): void {
     this.mounts.set(prefix, handler);
+  }
+
+  /** Calls `observer` with every request, first (the shutdown's connection tracking). */
+  observe(observer: Listener): void {
+    this.observers.push(observer);
   }
 
   /** Fastify's serverFactory: `fastify` is Fastify's request listener. */
@@ -77,6 +83,7 @@ export class FrontDoor {
   };
 
   private enter(request: IncomingMessage, response: ServerResponse, fastify: Listener, expectsContinue: boolean): void {
+    for (const observer of this.observers) observer(request, response);
     let target;
     try {
       target = canonicalTarget(request.url ?? '');

@@ -10,12 +10,17 @@ const BATCH = 500;
  * number and inserting leaves a gap forever, so the wait is bounded.
  */
 const GAP_WAIT_MS = 5_000;
+/** How long a change is kept: a poller only ever looks a few poll intervals back. */
+export const CHANGE_RETENTION_MS = 300_000;
+/** How often each instance deletes the changes older than that (the first poll does it at once). */
+const PRUNE_EVERY_MS = 60_000;
 
 /**
  * The version-counter change feed (DESIGN §3.4): publish takes the next number from a counter
  * document and inserts the change under it; every instance polls for numbers above the last one it
  * delivered, starting from the counter's value when it opened. Works on a standalone server, where
- * change streams are unavailable.
+ * change streams are unavailable. Each instance also deletes changes older than CHANGE_RETENTION_MS
+ * about once a minute: a plain `deleteMany`, where a TTL index would need a server that has them.
  */
 export class MongooseChangeFeed extends ChangeFeed {
   private readonly listeners = new Set<ChangeListener>();
@@ -25,6 +30,7 @@ export class MongooseChangeFeed extends ChangeFeed {
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
   private stopped = false;
+  private prunedAt = 0;
 
   private constructor(
     private readonly models: MongooseModels,
@@ -76,6 +82,7 @@ export class MongooseChangeFeed extends ChangeFeed {
   }
 
   private async poll(): Promise<void> {
+    await this.prune();
     let docs: ChangeDoc[];
     try {
       const seq = this.delivered.size > 0 ? { $gt: this.last, $nin: [...this.delivered] } : { $gt: this.last };
@@ -91,6 +98,14 @@ export class MongooseChangeFeed extends ChangeFeed {
       this.deliver({ entity: doc.entity, id: doc.entity_id });
     }
     this.advance();
+  }
+
+  private async prune(): Promise<void> {
+    const now = Date.now();
+    if (now - this.prunedAt < PRUNE_EVERY_MS) return;
+    this.prunedAt = now;
+    // Every instance prunes: deleting what another one just deleted is harmless.
+    await this.models.changes.deleteMany({ at: { $lt: new Date(now - CHANGE_RETENTION_MS) } }).catch(() => undefined);
   }
 
   private advance(): void {

@@ -3,47 +3,51 @@ import { Ledger, LedgerScope, Reservation, ReserveResult, rolledOver, windowStar
 import { Page, decodeCursor, encodeCursor } from '../../../common/page';
 import {
   int64,
+  num,
   prefixRegex,
   reservationFromDoc,
   reservationKey,
   reservationToDoc,
+  scopeDerived,
   scopeFromDoc,
   scopeToDoc,
 } from './mongoose.mappers';
 import { LedgerScopeDoc, MongooseModels, ReservationDoc, driverCollection, isDuplicateKey, retryOnDuplicate } from './mongoose.schemas';
 
-type Document = mongo.Document;
-
 export type LedgerKind = 'tokens' | 'usd_micros';
 
 const isString = (v: unknown): v is string => typeof v === 'string';
 
-/** A constant inside an aggregation expression, never mistaken for a field path or an operator. */
-const lit = (value: unknown): Document => ({ $literal: value });
+/** How often one call re-reads a scope that changed under it before giving up (never reached in tests). */
+const MAX_ATTEMPTS = 100;
 
-/**
- * The window arithmetic of `rolledOver()` as aggregation expressions over a scope document, so the
- * rollover happens inside the same single-document atomic update as the check or the settle.
- */
-function windowAt(now: number): { ended: Document; spent: Document; windowStart: Document } {
-  const t = lit(int64(now));
-  // `$gt: [null, 0]` is false, so scopes without a period never roll over.
-  const ended = { $and: [{ $gt: ['$period_ms', 0] }, { $gte: [t, { $add: ['$window_start', '$period_ms'] }] }] };
-  return {
-    ended,
-    spent: { $cond: [ended, lit(0n), '$spent'] },
-    windowStart: { $cond: [ended, { $subtract: [t, { $mod: [t, '$period_ms'] }] }, '$window_start'] },
-  };
+type ScopeRow = mongo.WithId<LedgerScopeDoc>;
+
+/** Matches the row only while `fields` still hold the values read in `doc`: a compare-and-set. */
+function unchanged(doc: ScopeRow, fields: Array<'limit' | 'spent' | 'reserved' | 'period_ms' | 'window_start'>): mongo.Filter<LedgerScopeDoc> {
+  const filter: mongo.Document = { _id: doc._id };
+  for (const field of fields) {
+    const value = doc[field];
+    filter[field] = value === null || value === undefined ? null : int64(num(value));
+  }
+  return filter as mongo.Filter<LedgerScopeDoc>;
 }
 
 /**
- * A ledger in MongoDB without multi-document transactions (a standalone server has none).
+ * A ledger in MongoDB without multi-document transactions (a standalone server has none), using only
+ * single-document updates with classic operators (`$inc`, `$set`): no update pipelines and no `$expr`,
+ * which not every server behind the MongoDB protocol implements (FerretDB 1.x has neither).
  *
- * Each per-scope check-and-add is one guarded single-document update (`$expr` filter + update
- * pipeline), which MongoDB applies atomically: concurrent reserves from any number of connections can
- * never push `spent + reserved` past a limit. All-or-none across scopes is done by compensation: the
- * scopes already taken are given back when a later one refuses. Exactly-once settling rests on
- * `findOneAndDelete` of the reservation document: only the caller that deleted it touches the scopes.
+ * Each scope row carries two derived fields, kept in step by every write: `window_end` and `headroom`
+ * = (limit ?? 0) - spent - reserved. A reserve on one scope is then one guarded update,
+ * `{window_end > now, limit null or headroom >= n}` → `$inc {reserved: n, headroom: -n}`, which the
+ * server applies atomically per document: concurrent reserves from any number of connections can never
+ * push `spent + reserved` past a limit. What that update cannot do (roll an ended window over, complete
+ * a row written before the derived fields, change a limit) is a read followed by a compare-and-set on
+ * the fields it read, retried when another writer got there first. All-or-none across scopes is done by
+ * compensation: the scopes already taken are given back when a later one refuses. Exactly-once
+ * settling rests on `findOneAndDelete` of the reservation document: only the caller that deleted it
+ * touches the scopes.
  */
 export class MongooseLedger extends Ledger {
   private readonly scopes: mongo.Collection<LedgerScopeDoc>;
@@ -111,40 +115,63 @@ export class MongooseLedger extends Ledger {
   }
 
   async setLimit(scope: string, limit: number | null, periodMs: number | null, now = Date.now()): Promise<LedgerScope> {
-    const window = windowAt(now);
-    const windowStart =
-      periodMs === null
-        ? lit(0n)
-        : { $cond: [{ $eq: ['$period_ms', lit(int64(periodMs))] }, window.windowStart, lit(int64(windowStartFor(periodMs, now)))] };
-    // One upserting pipeline: the limit changes atomically with respect to concurrent reserves, and a
-    // new row starts from the $ifNull defaults.
-    const update = [
-      { $set: { spent: { $ifNull: ['$spent', lit(0n)] }, reserved: { $ifNull: ['$reserved', lit(0n)] }, window_start: { $ifNull: ['$window_start', lit(0n)] } } },
-      {
-        $set: {
-          limit: lit(limit === null ? null : int64(limit)),
-          spent: window.spent,
-          window_start: windowStart,
-          period_ms: lit(periodMs === null ? null : int64(periodMs)),
-          updated_at: lit(int64(now)),
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const doc = await this.current(scope, now);
+      if (doc === null) {
+        const fresh: LedgerScope = {
+          scope,
+          limit,
+          spent: 0,
+          reserved: 0,
+          periodMs,
+          windowStart: periodMs === null ? 0 : windowStartFor(periodMs, now),
+          updatedAt: now,
+        };
+        try {
+          await this.scopes.insertOne(scopeToDoc(this.kind, fresh));
+          return fresh;
+        } catch (error) {
+          // Created a moment ago by a concurrent call: update that row instead.
+          if (!isDuplicateKey(error)) throw error;
+          continue;
+        }
+      }
+      const row = scopeFromDoc(doc);
+      // The same period keeps the current window; another one starts a window aligned to `now`.
+      const windowStart = periodMs === null ? 0 : row.periodMs === periodMs ? row.windowStart : windowStartFor(periodMs, now);
+      const { window_end } = scopeDerived({ ...row, periodMs, windowStart });
+      // spent stays; reserved may move under concurrent reserves, which $inc on headroom commutes with.
+      const updated = await this.scopes.findOneAndUpdate(
+        unchanged(doc, ['limit', 'period_ms', 'window_start']),
+        {
+          $set: {
+            limit: limit === null ? null : int64(limit),
+            period_ms: periodMs === null ? null : int64(periodMs),
+            window_start: int64(windowStart),
+            window_end,
+            updated_at: int64(now),
+          },
+          $inc: { headroom: int64((limit ?? 0) - (row.limit ?? 0)) },
         },
-      },
-    ];
-    const doc = await retryOnDuplicate(() =>
-      this.scopes.findOneAndUpdate({ kind: this.kind, scope }, update, { upsert: true, returnDocument: 'after' }),
-    );
-    if (!doc) throw new Error(`upsert of ledger scope '${scope}' returned no document`);
-    return scopeFromDoc(doc);
+        { returnDocument: 'after' },
+      );
+      if (updated) return scopeFromDoc(updated);
+    }
+    throw this.busy(scope);
   }
 
   async resetSpent(scope: string, now = Date.now()): Promise<LedgerScope | null> {
-    const window = windowAt(now);
-    const doc = await this.scopes.findOneAndUpdate(
-      { kind: this.kind, scope },
-      [{ $set: { spent: lit(0n), window_start: window.windowStart, updated_at: lit(int64(now)) } }],
-      { returnDocument: 'after' },
-    );
-    return doc ? scopeFromDoc(doc) : null;
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const doc = await this.current(scope, now);
+      if (doc === null) return null;
+      const updated = await this.scopes.findOneAndUpdate(
+        unchanged(doc, ['spent', 'window_start']),
+        { $set: { spent: 0n, updated_at: int64(now) }, $inc: { headroom: int64(num(doc.spent)) } },
+        { returnDocument: 'after' },
+      );
+      if (updated) return scopeFromDoc(updated);
+    }
+    throw this.busy(scope);
   }
 
   async get(scope: string, now = Date.now()): Promise<LedgerScope | null> {
@@ -189,29 +216,31 @@ export class MongooseLedger extends Ledger {
 
   /** Adds `amount` to one scope's reserved if it fits (creating the scope unlimited when unknown). */
   private async take(scope: string, amount: number, now: number): Promise<boolean> {
-    if (await this.takeExisting(scope, amount, now)) return true;
-    try {
-      await this.scopes.insertOne(
-        scopeToDoc(this.kind, { scope, limit: null, spent: 0, reserved: amount, periodMs: null, windowStart: 0, updatedAt: now }),
+    const n = int64(amount);
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const result = await this.scopes.updateOne(
+        { kind: this.kind, scope, window_end: { $gt: int64(now) }, $or: [{ limit: null }, { headroom: { $gte: n } }] },
+        { $inc: { reserved: n, headroom: -n }, $set: { updated_at: int64(now) } },
       );
-      return true;
-    } catch (error) {
-      if (!isDuplicateKey(error)) throw error;
+      if (result.matchedCount === 1) return true;
+      // Unknown, refused, or not current (window ended, row without the derived fields): look.
+      const doc = await this.current(scope, now);
+      if (doc === null) {
+        try {
+          await this.scopes.insertOne(
+            scopeToDoc(this.kind, { scope, limit: null, spent: 0, reserved: amount, periodMs: null, windowStart: 0, updatedAt: now }),
+          );
+          return true;
+        } catch (error) {
+          // Created a moment ago by a concurrent reserve: the guard decides.
+          if (!isDuplicateKey(error)) throw error;
+          continue;
+        }
+      }
+      if (doc.limit !== null && doc.limit !== undefined && num(doc.headroom) < amount) return false;
+      // It fits now (rolled over just now, or released meanwhile): the guarded update again.
     }
-    // The row exists (perhaps created a moment ago by a concurrent reserve): the guard decides.
-    return this.takeExisting(scope, amount, now);
-  }
-
-  private async takeExisting(scope: string, amount: number, now: number): Promise<boolean> {
-    const window = windowAt(now);
-    const n = lit(int64(amount));
-    const fits = {
-      $or: [{ $not: [{ $isNumber: '$limit' }] }, { $lte: [{ $add: [window.spent, '$reserved', n] }, '$limit'] }],
-    };
-    const result = await this.scopes.updateOne({ kind: this.kind, scope, $expr: fits }, [
-      { $set: { spent: window.spent, window_start: window.windowStart, reserved: { $add: ['$reserved', n] }, updated_at: lit(int64(now)) } },
-    ]);
-    return result.matchedCount === 1;
+    throw this.busy(scope);
   }
 
   private async settle(id: string, actual: number, now: number): Promise<boolean> {
@@ -223,26 +252,61 @@ export class MongooseLedger extends Ledger {
   }
 
   /**
-   * Per scope, in one round trip: reserved += `reservedDelta` (never below 0) and spent += `spentDelta`,
-   * after the window rollover. Scope rows are never deleted, so every scope a reservation counted in
-   * is still there.
+   * Per scope: reserved += `reservedDelta` (never below 0) and spent += `spentDelta`, after the window
+   * rollover. Scope rows are never deleted, so every scope a reservation counted in is still there.
    */
   private async adjust(scopes: string[], reservedDelta: number, spentDelta: number, now: number): Promise<void> {
-    if (scopes.length === 0) return;
-    const window = windowAt(now);
-    const update = [
-      {
-        $set: {
-          spent: { $add: [window.spent, lit(int64(spentDelta))] },
-          window_start: window.windowStart,
-          reserved: { $max: [lit(0n), { $add: ['$reserved', lit(int64(reservedDelta))] }] },
-          updated_at: lit(int64(now)),
+    await Promise.all(scopes.map((scope) => this.adjustOne(scope, reservedDelta, spentDelta, now)));
+  }
+
+  private async adjustOne(scope: string, reservedDelta: number, spentDelta: number, now: number): Promise<void> {
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const result = await this.scopes.updateOne(
+        { kind: this.kind, scope, window_end: { $gt: int64(now) }, reserved: { $gte: int64(-reservedDelta) } },
+        {
+          $inc: { reserved: int64(reservedDelta), spent: int64(spentDelta), headroom: int64(-reservedDelta - spentDelta) },
+          $set: { updated_at: int64(now) },
         },
-      },
-    ];
-    const operations: mongo.AnyBulkWriteOperation<LedgerScopeDoc>[] = scopes.map((scope) => ({
-      updateOne: { filter: { kind: this.kind, scope }, update },
-    }));
-    await this.scopes.bulkWrite(operations, { ordered: false });
+      );
+      if (result.matchedCount === 1) return;
+      const doc = await this.current(scope, now);
+      if (doc === null) return;
+      if (num(doc.reserved) >= -reservedDelta) continue;
+      // Less reserved than this reservation counted (rows migrated apart from their reservations):
+      // reserved stops at 0, as on every backend.
+      const row = scopeFromDoc(doc);
+      const next = { ...row, reserved: Math.max(0, row.reserved + reservedDelta), spent: row.spent + spentDelta };
+      const updated = await this.scopes.updateOne(
+        unchanged(doc, ['limit', 'spent', 'reserved', 'window_start']),
+        { $set: { reserved: int64(next.reserved), spent: int64(next.spent), headroom: scopeDerived(next).headroom, updated_at: int64(now) } },
+      );
+      if (updated.matchedCount === 1) return;
+    }
+    throw this.busy(scope);
+  }
+
+  /**
+   * The scope's row as of `now`, or null when unknown. A row whose window has ended is rolled over
+   * (spent 0, the window containing `now`) and a row without the derived fields gets them, each by a
+   * compare-and-set on every field the new values were computed from; a writer that got there first
+   * makes it read again.
+   */
+  private async current(scope: string, now: number): Promise<ScopeRow | null> {
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const doc = await this.scopes.findOne({ kind: this.kind, scope });
+      if (!doc) return null;
+      const row = scopeFromDoc(doc);
+      const rolled = rolledOver(row, now);
+      if (rolled === row && doc.window_end !== undefined && doc.headroom !== undefined) return doc;
+      await this.scopes.updateOne(
+        unchanged(doc, ['limit', 'spent', 'reserved', 'period_ms', 'window_start']),
+        { $set: { spent: int64(rolled.spent), window_start: int64(rolled.windowStart), ...scopeDerived(rolled) } },
+      );
+    }
+    throw this.busy(scope);
+  }
+
+  private busy(scope: string): Error {
+    return new Error(`ledger scope '${scope}' kept changing under ${MAX_ATTEMPTS} attempts to update it`);
   }
 }

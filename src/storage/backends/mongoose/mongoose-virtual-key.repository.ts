@@ -18,16 +18,23 @@ export class MongooseVirtualKeyRepository extends VirtualKeyRepository {
     try {
       await this.models.keys.create(keyToDoc(key));
     } catch (error) {
-      throw conflictOr(error, key.id);
+      throw await this.createConflictOr(error, key.id);
     }
   }
 
   async update(key: VirtualKey): Promise<boolean> {
+    // The unique index is what refuses a token hash owned by another key (and decides a race). Looked
+    // up first as well, because not every server reports that refusal on an update as a duplicate key:
+    // FerretDB 1.24 answers InternalError ("UNIQUE constraint failed"), which would surface as a 500.
+    if ((await this.models.keys.exists({ token_hash: key.tokenHash, _id: { $ne: key.id } })) !== null) {
+      throw new GatewayError(ErrorCode.Conflict, TOKEN_IN_USE);
+    }
     try {
       const result = await this.models.keys.replaceOne({ _id: key.id }, keyToDoc(key));
       return result.matchedCount === 1;
     } catch (error) {
-      throw conflictOr(error, key.id);
+      // The id does not change: only the token hash's index can refuse.
+      throw isDuplicateKey(error) ? new GatewayError(ErrorCode.Conflict, TOKEN_IN_USE) : error;
     }
   }
 
@@ -84,12 +91,18 @@ export class MongooseVirtualKeyRepository extends VirtualKeyRepository {
       return keys.length - duplicates;
     }
   }
+
+  /**
+   * A duplicate key error of a create as the conflict it stands for. Which index refused is read from
+   * the store (is the id taken?), not from the error: MongoDB names the index (`keyPattern`), FerretDB
+   * 1.24 does not.
+   */
+  private async createConflictOr(error: unknown, id: string): Promise<unknown> {
+    if (!isDuplicateKey(error)) return error;
+    return (await this.models.keys.exists({ _id: id })) !== null
+      ? new GatewayError(ErrorCode.Conflict, `virtual key '${id}' already exists`)
+      : new GatewayError(ErrorCode.Conflict, TOKEN_IN_USE);
+  }
 }
 
-function conflictOr(error: unknown, id: string): unknown {
-  if (!isDuplicateKey(error)) return error;
-  const pattern = (error as { keyPattern?: Record<string, unknown> }).keyPattern;
-  return pattern && 'token_hash' in pattern
-    ? new GatewayError(ErrorCode.Conflict, 'token already in use by another key')
-    : new GatewayError(ErrorCode.Conflict, `virtual key '${id}' already exists`);
-}
+const TOKEN_IN_USE = 'token already in use by another key';

@@ -71,6 +71,24 @@ export function keyFromDoc(doc: VirtualKeyDoc): VirtualKey {
   };
 }
 
+/**
+ * `window_end` of a scope without a period: a window that never ends (epoch ms far beyond any clock),
+ * so "the window is current" is one range condition for every scope. A safe integer, so it reads back
+ * as a plain number.
+ */
+export const NO_WINDOW_END = Number.MAX_SAFE_INTEGER;
+
+/** The derived fields of a scope row (LedgerScopeDoc). */
+export function scopeDerived(scope: Pick<LedgerScope, 'limit' | 'spent' | 'reserved' | 'periodMs' | 'windowStart'>): {
+  window_end: bigint;
+  headroom: bigint;
+} {
+  return {
+    window_end: int64(scope.periodMs === null ? NO_WINDOW_END : scope.windowStart + scope.periodMs),
+    headroom: int64((scope.limit ?? 0) - scope.spent - scope.reserved),
+  };
+}
+
 export function scopeToDoc(kind: string, scope: LedgerScope): LedgerScopeDoc {
   return {
     kind,
@@ -81,6 +99,7 @@ export function scopeToDoc(kind: string, scope: LedgerScope): LedgerScopeDoc {
     period_ms: int64OrNull(scope.periodMs),
     window_start: int64(scope.windowStart),
     updated_at: int64(scope.updatedAt),
+    ...scopeDerived(scope),
   };
 }
 

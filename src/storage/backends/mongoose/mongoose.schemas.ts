@@ -27,7 +27,12 @@ export interface VirtualKeyDoc {
   updated_at: Int64;
 }
 
-/** One row per (ledger kind, scope): the token and cost ledgers share the collection, apart by kind. */
+/**
+ * One row per (ledger kind, scope): the token and cost ledgers share the collection, apart by kind.
+ * `window_end` and `headroom` are derived from the other fields and kept in step by every write, so
+ * that a reserve is one plain guarded `$inc` (see MongooseLedger). Rows written before they existed
+ * lack both and are completed the first time they are touched.
+ */
 export interface LedgerScopeDoc {
   kind: string;
   scope: string;
@@ -37,6 +42,10 @@ export interface LedgerScopeDoc {
   period_ms: Int64 | null;
   window_start: Int64;
   updated_at: Int64;
+  /** window_start + period_ms; NO_WINDOW_END for a scope without a period. */
+  window_end?: Int64;
+  /** (limit ?? 0) - spent - reserved: what a reserve may still take when there is a limit. */
+  headroom?: Int64;
 }
 
 /** The rate limits set on one scope (ScopeRateLimitRepository). */
@@ -71,7 +80,7 @@ export interface ChangeDoc {
   seq: Int64;
   entity: string;
   entity_id: string;
-  /** Wall-clock time, only for the TTL index that prunes old changes. */
+  /** Wall-clock time, only for pruning old changes (MongooseChangeFeed). */
   at: Date;
 }
 
@@ -87,9 +96,6 @@ export interface JobLeaseDoc {
   /** Epoch ms after which the lease no longer holds. */
   expires_at: Int64;
 }
-
-/** How long change documents are kept; pollers only ever look a few poll intervals back. */
-const CHANGE_TTL_SECS = 300;
 
 const int64 = { type: BigInt, default: null };
 const int64Required = { type: BigInt, required: true };
@@ -133,6 +139,8 @@ const ledgerScopeSchema = new Schema(
     period_ms: int64,
     window_start: int64Required,
     updated_at: int64Required,
+    window_end: int64,
+    headroom: int64,
   },
   options,
 );
@@ -190,7 +198,10 @@ const changeSchema = new Schema(
   options,
 );
 changeSchema.index({ seq: 1 }, { unique: true });
-changeSchema.index({ at: 1 }, { expireAfterSeconds: CHANGE_TTL_SECS });
+// No TTL index on `at`: the feed prunes old changes itself (MongooseChangeFeed), because not every
+// server behind the MongoDB protocol has TTL indexes. Databases created before keep their `at_1` TTL
+// index; it prunes the same documents and does no harm. A plain index on `at` would clash with it
+// (same key, other options), and the collection holds only minutes of admin changes: none is declared.
 
 const counterSchema = new Schema({ _id: { type: String, required: true }, seq: int64Required }, options);
 

@@ -117,6 +117,9 @@ export class WorkerSqliteWriter extends SqliteWriter {
     if (worker === null) return;
     // Answers to every batch sent come before the exit, so nothing in flight is lost.
     const exited = new Promise((resolve) => worker.once('exit', resolve));
+    // Referenced until it has exited: idle, it is unreferenced, and a process with nothing else left
+    // to do (the HTTP server already closed) would end here, in the middle of its shutdown.
+    worker.ref();
     worker.postMessage({ close: true });
     await exited;
   }
