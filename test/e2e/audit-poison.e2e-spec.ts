@@ -150,7 +150,10 @@ describe.each(E2E_BACKENDS)('audit poisoning on %s (e2e)', (backend) => {
     expect(gateway.logs.filter((l) => l.level === 'error')).toEqual([]);
   }, 30_000);
 
-  it('drops only the event the store refuses, with one ERROR line naming it (not its payload), and keeps writing the others', async () => {
+  // MongoDB keeps a payload as JSON text, so no content of a bounded event is refused there; and
+  // FerretDB, the server the suite runs MongoDB tests against, has no validators (collMod) to make
+  // it refuse one on purpose. The refusal path is exercised on the other stores.
+  (backend === 'mongodb' ? it.skip : it)('drops only the event the store refuses, with one ERROR line naming it (not its payload), and keeps writing the others', async () => {
     await refuseKeyInStore(backend, store.env);
     const since = Date.now();
     const good: string[] = [];

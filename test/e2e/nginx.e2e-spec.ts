@@ -157,7 +157,13 @@ if (!NGINX) {
 
     it('passes an 8 MiB upload sent with `Expect: 100-continue` byte for byte', async () => {
       // Text (the mock upstream keeps bodies as strings), random so nothing in between can compress it.
-      const body = Buffer.from(randomBytes(6 * 1024 * 1024).toString('base64'));
+      // A transcription upload as clients send it: multipart, the audio file and the model.
+      const boundary = 'ditto-nginx-upload';
+      const body = Buffer.concat([
+        Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\nContent-Type: audio/wav\r\n\r\n`),
+        Buffer.from(randomBytes(6 * 1024 * 1024).toString('base64')),
+        Buffer.from(`\r\n--${boundary}\r\nContent-Disposition: form-data; name="model"\r\n\r\nwhisper-1\r\n--${boundary}--\r\n`),
+      ]);
       const { hostname, port } = new URL(nginx.url);
       const result = await new Promise<{ status: number; continued: boolean; text: string }>((resolve, reject) => {
         let continued = false;
@@ -168,7 +174,7 @@ if (!NGINX) {
           path: '/v1/audio/transcriptions',
           headers: {
             authorization: `Bearer ${token}`,
-            'content-type': 'application/octet-stream',
+            'content-type': `multipart/form-data; boundary=${boundary}`,
             'content-length': body.length,
             expect: '100-continue',
           },

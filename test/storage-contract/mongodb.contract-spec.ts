@@ -93,6 +93,26 @@ if (uri) {
       });
     }
 
+    it('stores audit payloads as JSON text (any keys, arrays of arrays), and still reads rows written as documents', async () => {
+      await raw
+        .db(database)
+        .collection('audit_log')
+        .insertOne({ _id: 'a0000000000000000000000001' as never, ts: 1n, kind: 'proxy', request_id: 'old', key_id: null, tenant_id: null, payload: { status: 200, nested: { a: 1 } } });
+      const backend = await openMongooseBackend(testStorageOptions({ mongodb: { uri, database } }));
+      try {
+        const payload = { odd: { $where: '1', 'a.b': [[1, [2]]] }, status: 200 };
+        await backend.audit.append([{ id: 'a0000000000000000000000002', ts: 2, kind: 'proxy', requestId: 'new', keyId: null, tenantId: null, payload }]);
+        const rows = (await backend.audit.query({}, 10, null)).items;
+        expect(rows.map((r) => [r.requestId, r.payload])).toEqual([
+          ['new', payload],
+          ['old', { status: 200, nested: { a: 1 } }],
+        ]);
+        expect(typeof (await raw.db(database).collection('audit_log').findOne({ request_id: 'new' }))!.payload).toBe('string');
+      } finally {
+        await backend.close();
+      }
+    });
+
     it('completes a ledger row written before window_end/headroom existed, and its limit still holds', async () => {
       // As the ledger wrote rows before: no derived fields; a window of an hour that ended long ago.
       const HOUR = 3_600_000;

@@ -150,7 +150,10 @@ export function auditToDoc(record: AuditRecord): AuditDoc {
     request_id: record.requestId,
     key_id: record.keyId,
     tenant_id: record.tenantId,
-    payload: record.payload,
+    // As JSON text: audit payloads hold whatever clients sent (keys with `$` or `.`, arrays of arrays,
+    // deep nesting) and a document field would be refused for some of it (FerretDB refuses all three;
+    // MongoDB before 5.0 the keys). Nothing queries inside a payload.
+    payload: JSON.stringify(record.payload),
   };
 }
 
@@ -162,7 +165,8 @@ export function auditFromDoc(doc: AuditDoc): AuditRecord {
     requestId: doc.request_id ?? null,
     keyId: doc.key_id ?? null,
     tenantId: doc.tenant_id ?? null,
-    payload: doc.payload ?? {},
+    // Rows written before payloads were stored as text hold the document itself.
+    payload: typeof doc.payload === 'string' ? (JSON.parse(doc.payload) as Record<string, unknown>) : (doc.payload ?? {}),
   };
 }
 

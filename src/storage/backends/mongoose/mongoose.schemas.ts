@@ -73,7 +73,8 @@ export interface AuditDoc {
   request_id: string | null;
   key_id: string | null;
   tenant_id: string | null;
-  payload: Record<string, unknown>;
+  /** JSON text (older rows: the object itself). */
+  payload: string | Record<string, unknown>;
 }
 
 export interface ChangeDoc {
