@@ -13,7 +13,7 @@ import { Client } from 'pg';
 import Redis from 'ioredis';
 import { AuditRecord } from '../src/audit/domain/audit-record';
 import { openBackend } from '../src/storage/open-backend';
-import { BackendName, StorageBackend, StorageOptions } from '../src/storage/storage-backend';
+import { BackendName, StorageBackend, StorageOptions } from '../src/storage/ports/storage-backend';
 import { recordRun } from './record';
 
 const PG_DSN = process.env.TEST_POSTGRES_DSN ?? 'postgres://postgres@127.0.0.1:5432/ditto_test';

@@ -4,8 +4,8 @@ import { Counter } from 'prom-client';
 import type { ConfigType } from '@nestjs/config';
 import { auditConfig } from './audit.config';
 import { MetricsService } from '../metrics/metrics.service';
-import { JobLock } from '../storage/job-lock';
-import { AuditLogRepository } from './audit-log.repository';
+import { JobLock } from '../storage/ports/job-lock';
+import { AuditLogRepository } from '../storage/ports/audit-log.repository';
 
 export const AUDIT_PRUNE_JOB = 'audit-prune';
 /** Lease of the prune lock: if a replica dies while pruning, another may prune after this long. */

@@ -3,7 +3,7 @@ import { ApiOkResponse, ApiOperation, ApiProduces, ApiTags } from '@nestjs/swagg
 import { AdminApi, AdminErrors } from '../admin/admin-errors.decorator';
 import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
 import { decodeCursor } from '../common/page';
-import { AuditLogRepository } from './audit-log.repository';
+import { AuditLogRepository } from '../storage/ports/audit-log.repository';
 import { AuditQuery } from './domain/audit-record';
 import { AuditFilterQueryDto, AuditPageView, ExportAuditQueryDto, ListAuditQueryDto } from './dto/audit.dto';
 import { AuditExportService } from './export/audit-export.service';

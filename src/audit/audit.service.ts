@@ -3,7 +3,7 @@ import { Counter } from 'prom-client';
 import type { ConfigType } from '@nestjs/config';
 import { auditConfig } from './audit.config';
 import { MetricsService } from '../metrics/metrics.service';
-import { AuditLogRepository, AuditRecordRejected } from './audit-log.repository';
+import { AuditLogRepository, AuditRecordRejected } from '../storage/ports/audit-log.repository';
 import { newAuditId } from './domain/audit-id';
 import { boundPayload, storableName } from './domain/audit-payload';
 import { AuditRecord } from './domain/audit-record';

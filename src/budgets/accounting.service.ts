@@ -9,9 +9,10 @@ import { CostsService } from '../costs/costs.service';
 import { MetricsService } from '../metrics/metrics.service';
 import { ModelPrice, TokenCounts, costMicros } from '../costs/pricing';
 import { VirtualKey } from '../virtual-keys/domain/virtual-key';
-import { BudgetLedger } from './budget-ledger';
-import { AccountingLedger, AccountingReserveResult } from './domain/accounting-ledger';
-import { scopesOf } from './domain/scopes';
+import { BudgetLedger } from '../storage/ports/budget-ledger';
+import { CostLedger } from '../storage/ports/cost-ledger';
+import { AccountingLedger, AccountingReserveResult } from '../storage/ports/accounting-ledger';
+import { scopesOf } from '../ledger/domain/scopes';
 import { OutputField, estimateRequest } from './token-estimate';
 
 type Json = Record<string, unknown>;
@@ -63,6 +64,7 @@ export class AccountingService {
 
   constructor(
     private readonly ledger: BudgetLedger,
+    private readonly costLedger: CostLedger,
     private readonly accounting: AccountingLedger,
     private readonly costs: CostsService,
     private readonly metrics: MetricsService,
@@ -160,7 +162,7 @@ export class AccountingService {
   private async outputRoom(scopes: string[], promptTokens: number, price: ModelPrice | null): Promise<number | null> {
     const [tokenScopes, costScopes] = await Promise.all([
       Promise.all(scopes.map((scope) => this.ledger.get(scope))),
-      price === null ? Promise.resolve([]) : this.costs.limitedScopes(scopes),
+      price === null ? Promise.resolve([]) : this.costLimited(scopes),
     ]);
     let room: number | null = null;
     let tightest: { scope: string; code: ErrorCode } | null = null;
@@ -182,9 +184,15 @@ export class AccountingService {
     return room;
   }
 
+  /** The cost limits of the given scopes that exist (one read per scope, in parallel). */
+  private async costLimited(scopes: string[]): Promise<Array<{ scope: string; limit: number; spent: number; reserved: number }>> {
+    const found = await Promise.all(scopes.map((scope) => this.costLedger.get(scope)));
+    return found.flatMap((s) => (s !== null && s.limit !== null ? [{ scope: s.scope, limit: s.limit, spent: s.spent, reserved: s.reserved }] : []));
+  }
+
   /** An unpriced model cannot be charged against a cost limit: refuse rather than charge zero. */
   private async refuseUnpricedUnderCostLimit(key: VirtualKey, scopes: string[], model: string | null): Promise<void> {
-    const limited = key.budget.totalUsdMicros !== null ? [`key:${key.id}`] : (await this.costs.limitedScopes(scopes)).map((s) => s.scope);
+    const limited = key.budget.totalUsdMicros !== null ? [`key:${key.id}`] : (await this.costLimited(scopes)).map((s) => s.scope);
     if (limited.length === 0) return;
     throw new GatewayError(
       ErrorCode.CostUnknownModel,

@@ -7,10 +7,10 @@ import { ActiveStorage } from '../storage/active-storage';
 import { redactUrl } from '../storage/redact';
 import { CacheController } from './cache.controller';
 import { l2RedisUrl } from './l2-url';
-import { openRedisResponseCacheStore } from './redis-response-cache.store';
+import { openRedisResponseCacheStore } from '../storage/backends/redis/redis-response-cache.store';
 import { RequestCache } from './request-cache';
 import { ResponseCacheService } from './response-cache.service';
-import { ResponseCacheStore } from './response-cache.store';
+import { ResponseCacheStore } from '../storage/ports/response-cache-store';
 
 /** An L2 answer slower than this is not worth waiting for: the request goes upstream as a miss. */
 const L2_TIMEOUT_CAP_MS = 1000;

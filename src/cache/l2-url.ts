@@ -1,5 +1,5 @@
 import type { ConfigType } from '@nestjs/config';
-import { BackendName } from '../storage/storage-backend';
+import { BackendName } from '../storage/ports/storage-backend';
 import { storageConfig } from '../storage/storage.config';
 import { cacheConfig } from './cache.config';
 

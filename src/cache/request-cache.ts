@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { Inject, Injectable } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { cacheConfig } from './cache.config';
-import { Usage } from '../proxy/usage';
+import { Usage } from '../proxy/domain/usage';
 import { VirtualKey } from '../virtual-keys/domain/virtual-key';
 import { cacheBypassed, cacheKey, cacheScope, isCacheableRequest } from './cache-key';
 import { CachedResponse } from './domain/cached-response';

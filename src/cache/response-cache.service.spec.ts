@@ -3,10 +3,10 @@ import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
 import { loadAppConfig } from '../app-config';
 import { MetricsService } from '../metrics/metrics.service';
 import { MemoryChangeFeed } from '../storage/backends/memory/memory-change-feed';
-import { ChangeEvent, ChangeFeed } from '../storage/change-feed';
+import { ChangeEvent, ChangeFeed } from '../storage/ports/change-feed';
 import { CachePurgeFilter, CachedResponse, matchesPurge } from './domain/cached-response';
 import { ResponseCacheService } from './response-cache.service';
-import { ResponseCacheStore } from './response-cache.store';
+import { ResponseCacheStore } from '../storage/ports/response-cache-store';
 
 /** A stand-in for the shared L2 (the redis adapter has its own suite against a real server). */
 class MapStore extends ResponseCacheStore {

@@ -4,11 +4,11 @@ import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
 import type { ConfigType } from '@nestjs/config';
 import { cacheConfig } from './cache.config';
 import { MetricsService } from '../metrics/metrics.service';
-import { ChangeEvent, ChangeFeed } from '../storage/change-feed';
+import { ChangeEvent, ChangeFeed } from '../storage/ports/change-feed';
 import { VirtualKey } from '../virtual-keys/domain/virtual-key';
 import { CachePurgeFilter, CachedResponse } from './domain/cached-response';
 import { MemoryLru } from './memory-lru';
-import { ResponseCacheStore } from './response-cache.store';
+import { ResponseCacheStore } from '../storage/ports/response-cache-store';
 
 /** Change feed entity of a purge; its id is the JSON of the filter. */
 export const PROXY_CACHE_ENTITY = 'proxy_cache';

@@ -1,7 +1,6 @@
 import { Module } from '@nestjs/common';
-import { AuditModule } from '../audit/audit.module';
-import { CostsController } from './costs.controller';
 import { CostsService } from './costs.service';
 
-@Module({ imports: [AuditModule], controllers: [CostsController], providers: [CostsService], exports: [CostsService] })
+/** Model prices (PRICING_FILE, `pricing` in gateway.json). Cost limits are the ledger's (src/ledger). */
+@Module({ providers: [CostsService], exports: [CostsService] })
 export class CostsModule {}

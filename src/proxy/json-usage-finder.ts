@@ -1,4 +1,4 @@
-import { Usage, usageFrom } from './usage';
+import { Usage, usageFrom } from './domain/usage';
 
 /** A `usage` value larger than this is not kept (real ones are a few hundred bytes). */
 const USAGE_VALUE_MAX_BYTES = 64 * 1024;

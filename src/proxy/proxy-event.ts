@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import type { Settlement } from '../budgets/accounting.service';
-import { Usage } from './usage';
+import { Usage } from './domain/usage';
 
 /** What happened to one proxied request; audit (and budgets) consume it. Never holds a secret. */
 export interface ProxyEvent {

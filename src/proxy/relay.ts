@@ -12,7 +12,7 @@ import { Exchange, Headers, drained } from './exchange';
 import { JsonUsageFinder } from './json-usage-finder';
 import { SseUsageTap } from './sse-usage-tap';
 import { UpstreamAnswer, describeFailure } from './upstream-dispatch';
-import { Usage } from './usage';
+import { Usage } from './domain/usage';
 
 const DROPPED_RESPONSE_HEADERS = new Set(['connection', 'keep-alive', 'transfer-encoding', 'proxy-authenticate', 'trailer', 'upgrade']);
 

@@ -1,5 +1,5 @@
 import { StringDecoder } from 'node:string_decoder';
-import { Usage, usageFrom } from './usage';
+import { Usage, usageFrom } from './domain/usage';
 
 const EVENT_END = /\r?\n\r?\n/;
 

@@ -3,7 +3,7 @@ import { ApiNoContentResponse, ApiOkResponse, ApiOperation, ApiParam, ApiTags } 
 import { Actor } from '../admin/admin-actor.decorator';
 import type { AdminActor } from '../admin/admin-auth.guard';
 import { AdminApi, AdminErrors } from '../admin/admin-errors.decorator';
-import { SCOPE_PARAM } from '../budgets/scope-params';
+import { SCOPE_PARAM } from '../ledger/scope-params';
 import { PageQueryDto } from '../common/page-query.dto';
 import { PutRateLimitDto, RateLimitPageView, RateLimitView, toRateLimitView } from './dto/rate-limit.dto';
 import { RateLimitsService } from './rate-limits.service';

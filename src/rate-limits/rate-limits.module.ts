@@ -3,11 +3,11 @@ import { AuditModule } from '../audit/audit.module';
 import type { ConfigType } from '@nestjs/config';
 import { storageConfig } from '../storage/storage.config';
 import { ActiveStorage } from '../storage/active-storage';
-import { MemoryRateLimiter } from './memory-rate-limiter';
-import { RateLimiter } from './rate-limiter';
+import { MemoryRateLimiter } from '../storage/backends/memory/memory-rate-limiter';
+import { RateLimiter } from '../storage/ports/rate-limiter-store';
 import { RateLimitsController } from './rate-limits.controller';
 import { RateLimitsService } from './rate-limits.service';
-import { RedisRateLimiter } from './redis-rate-limiter';
+import { RedisRateLimiter } from '../storage/backends/redis/redis-rate-limiter';
 
 /**
  * Rate limits: the service the proxy asks (RateLimitsService), the admin routes, and the limiter —

@@ -6,7 +6,7 @@ import { MemoryChangeFeed } from '../storage/backends/memory/memory-change-feed'
 import { MemoryRateLimitRepository } from '../storage/backends/memory/memory-rate-limit.repository';
 import { VirtualKey } from '../virtual-keys/domain/virtual-key';
 import { RateDecision } from './domain/rate-decision';
-import { MemoryRateLimiter } from './memory-rate-limiter';
+import { MemoryRateLimiter } from '../storage/backends/memory/memory-rate-limiter';
 import { RateLimitsService, rateLimitError, rateLimitHeaders } from './rate-limits.service';
 
 function key(over: Partial<VirtualKey> = {}): VirtualKey {

@@ -2,16 +2,16 @@ import { Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs
 import { Counter } from 'prom-client';
 import type { AdminActor } from '../admin/admin-auth.guard';
 import { AuditService } from '../audit/audit.service';
-import { SCOPE_FORMAT, isScope, scopesOf } from '../budgets/domain/scopes';
+import { SCOPE_FORMAT, isScope, scopesOf } from '../ledger/domain/scopes';
 import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
 import { Page } from '../common/page';
 import { MetricsService } from '../metrics/metrics.service';
-import { ChangeFeed } from '../storage/change-feed';
+import { ChangeFeed } from '../storage/ports/change-feed';
 import { VirtualKey } from '../virtual-keys/domain/virtual-key';
 import { UNLIMITED } from './domain/rate-decision';
 import { toRateLimitView } from './dto/rate-limit.dto';
-import { RateDecision, RateLimitRule, RateLimiter } from './rate-limiter';
-import { ScopeRateLimit, ScopeRateLimitRepository } from './scope-rate-limit.repository';
+import { RateDecision, RateLimitRule, RateLimiter } from '../storage/ports/rate-limiter-store';
+import { ScopeRateLimit, ScopeRateLimitRepository } from '../storage/ports/scope-rate-limit.repository';
 
 export const RATE_LIMIT_ENTITY = 'rate_limit';
 /** Full reload now and then: a safety net for change events lost while a feed was reconnecting. */

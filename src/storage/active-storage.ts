@@ -1,6 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { openBackend } from './open-backend';
-import { BackendName, StorageBackend, StorageOptions } from './storage-backend';
+import { BackendName, StorageBackend, StorageOptions } from './ports/storage-backend';
 import { StorageSelectionInput, storageCandidates } from './storage-selection';
 
 export interface StorageInfo {

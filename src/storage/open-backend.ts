@@ -1,4 +1,4 @@
-import { BackendName, StorageBackend, StorageOptions } from './storage-backend';
+import { BackendName, StorageBackend, StorageOptions } from './ports/storage-backend';
 
 /**
  * Opens one backend by name. Drivers are loaded lazily so a gateway on SQLite never loads mongoose,

@@ -1,4 +1,4 @@
-import { BackendName } from './storage-backend';
+import { BackendName } from './ports/storage-backend';
 
 /** What the selection needs to know from the environment (no URLs: selection does no I/O). */
 export interface StorageSelectionInput {

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { defineConfig } from '../config/config-slice';
 import { boolean, integer, redisScheme, url } from '../config/env-schema';
-import { BACKEND_NAMES, StorageOptions } from './storage-backend';
+import { BACKEND_NAMES, StorageOptions } from './ports/storage-backend';
 import { StorageSelectionInput } from './storage-selection';
 
 /** Which store, how it is chosen (docs/storage.md), and how to reach each candidate. */

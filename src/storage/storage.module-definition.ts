@@ -1,5 +1,5 @@
 import { ConfigurableModuleBuilder } from '@nestjs/common';
-import { StorageOptions } from './storage-backend';
+import { StorageOptions } from './ports/storage-backend';
 import { StorageSelectionInput } from './storage-selection';
 
 export interface StorageModuleOptions {

@@ -1,13 +1,13 @@
 import { Global, Injectable, Module, OnApplicationShutdown } from '@nestjs/common';
-import { AuditLogRepository } from '../audit/audit-log.repository';
-import { BudgetLedger } from '../budgets/budget-ledger';
-import { AccountingLedger, ParallelAccountingLedger } from '../budgets/domain/accounting-ledger';
-import { CostLedger } from '../costs/cost-ledger';
-import { ScopeRateLimitRepository } from '../rate-limits/scope-rate-limit.repository';
-import { VirtualKeyRepository } from '../virtual-keys/virtual-key.repository';
+import { AuditLogRepository } from './ports/audit-log.repository';
+import { BudgetLedger } from './ports/budget-ledger';
+import { AccountingLedger, ParallelAccountingLedger } from './ports/accounting-ledger';
+import { CostLedger } from './ports/cost-ledger';
+import { ScopeRateLimitRepository } from './ports/scope-rate-limit.repository';
+import { VirtualKeyRepository } from './ports/virtual-key.repository';
 import { ActiveStorage, openActiveStorage } from './active-storage';
-import { ChangeFeed } from './change-feed';
-import { JobLock } from './job-lock';
+import { ChangeFeed } from './ports/change-feed';
+import { JobLock } from './ports/job-lock';
 import { StorageController } from './storage.controller';
 import { ConfigurableModuleClass, STORAGE_MODULE_OPTIONS, StorageModuleOptions } from './storage.module-definition';
 

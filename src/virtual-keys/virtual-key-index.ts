@@ -1,9 +1,9 @@
 import { Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
 import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
-import { ChangeFeed } from '../storage/change-feed';
+import { ChangeFeed } from '../storage/ports/change-feed';
 import { VirtualKey } from './domain/virtual-key';
 import { hashToken } from './domain/token';
-import { VirtualKeyRepository } from './virtual-key.repository';
+import { VirtualKeyRepository } from '../storage/ports/virtual-key.repository';
 
 export const VIRTUAL_KEY_ENTITY = 'virtual_key';
 /** Full reload now and then: a safety net for change events lost while a feed was reconnecting. */

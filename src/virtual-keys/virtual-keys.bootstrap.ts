@@ -5,7 +5,7 @@ import { VirtualKeyConfig } from '../config/gateway-file';
 import { VirtualKey } from './domain/virtual-key';
 import { displayPrefix, hashToken } from './domain/token';
 import { VirtualKeyIndex } from './virtual-key-index';
-import { VirtualKeyRepository } from './virtual-key.repository';
+import { VirtualKeyRepository } from '../storage/ports/virtual-key.repository';
 import { VirtualKeysService } from './virtual-keys.service';
 
 export function keyFromConfig(config: VirtualKeyConfig, now: number): VirtualKey {

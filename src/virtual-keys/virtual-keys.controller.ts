@@ -6,18 +6,18 @@ import type { AdminActor } from '../admin/admin-auth.guard';
 import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
 import {
   CreateVirtualKeyDto,
-  KEY_ID_PATTERN,
   ListVirtualKeysQueryDto,
   UpdateVirtualKeyDto,
   VirtualKeyPageView,
   VirtualKeyView,
   VirtualKeyWithTokenView,
 } from './dto/virtual-key.dto';
+import { KEY_ID_FORMAT, KEY_ID_PATTERN } from './domain/virtual-key';
 import { toVirtualKeyView } from './virtual-key.mapper';
 import { VirtualKeysService } from './virtual-keys.service';
 
 function checkId(id: string): string {
-  if (!KEY_ID_PATTERN.test(id)) throw new GatewayError(ErrorCode.InvalidRequest, 'key id must be 1-128 characters of A-Z a-z 0-9 _ . : @ -', 'id');
+  if (!KEY_ID_PATTERN.test(id)) throw new GatewayError(ErrorCode.InvalidRequest, `key id must be ${KEY_ID_FORMAT}`, 'id');
   return id;
 }
 

@@ -1,16 +1,15 @@
 import { Injectable } from '@nestjs/common';
 import { AuditService } from '../audit/audit.service';
 import { AdminActor } from '../admin/admin-auth.guard';
-import { BudgetsService } from '../budgets/budgets.service';
-import { CostsService } from '../costs/costs.service';
+import { CostLimits, TokenLimits } from '../ledger/scope-limits';
 import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
 import { Page } from '../common/page';
-import { ChangeFeed } from '../storage/change-feed';
+import { ChangeFeed } from '../storage/ports/change-feed';
 import { VirtualKey, VirtualKeyFilter } from './domain/virtual-key';
 import { displayPrefix, generateToken, hashToken } from './domain/token';
 import { CreateVirtualKeyDto, UpdateVirtualKeyDto } from './dto/virtual-key.dto';
 import { VIRTUAL_KEY_ENTITY, VirtualKeyIndex } from './virtual-key-index';
-import { VirtualKeyRepository } from './virtual-key.repository';
+import { VirtualKeyRepository } from '../storage/ports/virtual-key.repository';
 
 const METADATA_MAX_BYTES = 16 * 1024;
 
@@ -28,8 +27,8 @@ export class VirtualKeysService {
     private readonly changes: ChangeFeed,
     private readonly index: VirtualKeyIndex,
     private readonly audit: AuditService,
-    private readonly budgets: BudgetsService,
-    private readonly costs: CostsService,
+    private readonly tokenLimits: TokenLimits,
+    private readonly costLimits: CostLimits,
   ) {}
 
   async create(dto: CreateVirtualKeyDto, actor: AdminActor): Promise<{ key: VirtualKey; token: string }> {
@@ -120,8 +119,8 @@ export class VirtualKeysService {
   /** The key's own budget is the limit of its `key:<id>` scope on both ledgers. */
   async applyBudget(key: VirtualKey): Promise<void> {
     await Promise.all([
-      this.budgets.limits.applyKeyLimit(key.id, key.budget.totalTokens),
-      this.costs.limits.applyKeyLimit(key.id, key.budget.totalUsdMicros),
+      this.tokenLimits.applyKeyLimit(key.id, key.budget.totalTokens),
+      this.costLimits.applyKeyLimit(key.id, key.budget.totalUsdMicros),
     ]);
   }
 

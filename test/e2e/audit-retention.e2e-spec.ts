@@ -4,7 +4,7 @@ import { AuditRecord } from '../../src/audit/domain/audit-record';
 import { loadAppConfig } from '../../src/app-config';
 import { MetricsService } from '../../src/metrics/metrics.service';
 import { openBackend } from '../../src/storage/open-backend';
-import { BackendName, StorageBackend } from '../../src/storage/storage-backend';
+import { BackendName, StorageBackend } from '../../src/storage/ports/storage-backend';
 import { BackendEnv, backendEnv } from './backends';
 import { RunningGateway, startGateway, within } from './harness';
 

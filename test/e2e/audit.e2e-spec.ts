@@ -7,7 +7,7 @@ import { AuditRecord } from '../../src/audit/domain/audit-record';
 import { verifyExport } from '../../src/audit/export/verify';
 import { loadAppConfig } from '../../src/app-config';
 import { openBackend } from '../../src/storage/open-backend';
-import { BackendName, StorageBackend } from '../../src/storage/storage-backend';
+import { BackendName, StorageBackend } from '../../src/storage/ports/storage-backend';
 import { MockUpstream, startMockUpstream } from '../../bench/mock-upstream';
 import { BackendEnv, E2E_BACKENDS, backendEnv } from './backends';
 import { VERIFY_JS, requireBuild } from './child-gateway';

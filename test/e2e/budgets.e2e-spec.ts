@@ -6,7 +6,7 @@ import { AuditRecord } from '../../src/audit/domain/audit-record';
 import { estimatePromptTokens } from '../../src/budgets/token-estimate';
 import { loadAppConfig } from '../../src/app-config';
 import { openBackend } from '../../src/storage/open-backend';
-import { BackendName } from '../../src/storage/storage-backend';
+import { BackendName } from '../../src/storage/ports/storage-backend';
 import { BackendEnv, E2E_BACKENDS, backendEnv } from './backends';
 import { ADMIN_TOKEN, READ_TOKEN, RunningGateway, admin, adminGet, startGateway, within } from './harness';
 

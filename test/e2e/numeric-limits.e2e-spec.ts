@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { loadAppConfig } from '../../src/app-config';
 import { openBackend } from '../../src/storage/open-backend';
-import { BackendName, StorageBackend } from '../../src/storage/storage-backend';
+import { BackendName, StorageBackend } from '../../src/storage/ports/storage-backend';
 import { MockUpstream, startMockUpstream } from '../../bench/mock-upstream';
 import { BackendEnv, E2E_BACKENDS, backendEnv } from './backends';
 import { ADMIN_TOKEN, RunningGateway, admin, adminGet, startGateway, within } from './harness';

@@ -3,7 +3,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import OpenAI from 'openai';
-import { AuditLogRepository } from '../../src/audit/audit-log.repository';
+import { AuditLogRepository } from '../../src/storage/ports/audit-log.repository';
 import { AuditService } from '../../src/audit/audit.service';
 import { MockUpstream, startMockUpstream } from '../../bench/mock-upstream';
 import { RunningGateway, startGateway, within } from './harness';

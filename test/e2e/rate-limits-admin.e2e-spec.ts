@@ -1,7 +1,7 @@
-import { MemoryRateLimiter } from '../../src/rate-limits/memory-rate-limiter';
-import { RateLimiter } from '../../src/rate-limits/rate-limiter';
+import { MemoryRateLimiter } from '../../src/storage/backends/memory/memory-rate-limiter';
+import { RateLimiter } from '../../src/storage/ports/rate-limiter-store';
 import { RateLimitsService } from '../../src/rate-limits/rate-limits.service';
-import { RedisRateLimiter } from '../../src/rate-limits/redis-rate-limiter';
+import { RedisRateLimiter } from '../../src/storage/backends/redis/redis-rate-limiter';
 import { VirtualKey } from '../../src/virtual-keys/domain/virtual-key';
 import { BackendEnv, backendEnv } from './backends';
 import { ADMIN_TOKEN, READ_TOKEN, RunningGateway, admin, adminGet, startGateway, within } from './harness';

@@ -9,7 +9,7 @@ import { AuditRecord } from '../../src/audit/domain/audit-record';
 import { runMigrateCli } from '../../src/storage/migrate/migrate.cli';
 import { parseStoreLocation } from '../../src/storage/migrate/store-location';
 import { openBackend } from '../../src/storage/open-backend';
-import { StorageBackend } from '../../src/storage/storage-backend';
+import { StorageBackend } from '../../src/storage/ports/storage-backend';
 import { sampleKey } from '../storage-contract/contract';
 import { PG_DSN, REDIS_URL } from './backends';
 

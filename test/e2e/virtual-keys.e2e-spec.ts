@@ -1,4 +1,4 @@
-import { AuditLogRepository } from '../../src/audit/audit-log.repository';
+import { AuditLogRepository } from '../../src/storage/ports/audit-log.repository';
 import { VirtualKeyIndex } from '../../src/virtual-keys/virtual-key-index';
 import { BackendEnv, E2E_BACKENDS, backendEnv } from './backends';
 import { ADMIN_TOKEN, READ_TOKEN, RunningGateway, admin, startGateway, within } from './harness';

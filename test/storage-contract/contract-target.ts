@@ -1,4 +1,4 @@
-import { StorageBackend } from '../../src/storage/storage-backend';
+import { StorageBackend } from '../../src/storage/ports/storage-backend';
 
 /**
  * How the storage contract suite reaches one backend. Each `<backend>.contract-spec.ts` builds one of

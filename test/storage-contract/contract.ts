@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { AuditRecord } from '../../src/audit/domain/audit-record';
-import { ParallelAccountingLedger } from '../../src/budgets/domain/accounting-ledger';
+import { ParallelAccountingLedger } from '../../src/storage/ports/accounting-ledger';
 import { ErrorCode, GatewayError } from '../../src/common/errors/gateway-error';
-import { ScopeRateLimit } from '../../src/rate-limits/scope-rate-limit.repository';
-import { StorageBackend } from '../../src/storage/storage-backend';
+import { ScopeRateLimit } from '../../src/storage/ports/scope-rate-limit.repository';
+import { StorageBackend } from '../../src/storage/ports/storage-backend';
 import { VirtualKey } from '../../src/virtual-keys/domain/virtual-key';
 import { ContractTarget } from './contract-target';
 

@@ -1,5 +1,5 @@
-import { JobLockResult } from '../../src/storage/job-lock';
-import { StorageBackend } from '../../src/storage/storage-backend';
+import { JobLockResult } from '../../src/storage/ports/job-lock';
+import { StorageBackend } from '../../src/storage/ports/storage-backend';
 import { ContractTarget } from './contract-target';
 
 export interface JobLockContractOptions {

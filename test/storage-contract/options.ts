@@ -1,4 +1,4 @@
-import { StorageOptions } from '../../src/storage/storage-backend';
+import { StorageOptions } from '../../src/storage/ports/storage-backend';
 
 /** Storage options for tests: local services, overridable through TEST_* variables. */
 export function testStorageOptions(overrides: Partial<StorageOptions> = {}): StorageOptions {

@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { WINDOW_MS } from '../../src/rate-limits/domain/sliding-window';
-import { MemoryRateLimiter } from '../../src/rate-limits/memory-rate-limiter';
-import { RateLimitRule, RateLimiter } from '../../src/rate-limits/rate-limiter';
-import { RedisRateLimiter } from '../../src/rate-limits/redis-rate-limiter';
+import { MemoryRateLimiter } from '../../src/storage/backends/memory/memory-rate-limiter';
+import { RateLimitRule, RateLimiter } from '../../src/storage/ports/rate-limiter-store';
+import { RedisRateLimiter } from '../../src/storage/backends/redis/redis-rate-limiter';
 import { testStorageOptions } from './options';
 
 const REDIS_URL = testStorageOptions().redis.url;

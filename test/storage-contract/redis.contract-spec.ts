@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { AccountingLedger } from '../../src/budgets/domain/accounting-ledger';
+import { AccountingLedger } from '../../src/storage/ports/accounting-ledger';
 import { RedisKeys } from '../../src/storage/backends/redis/redis-keys';
 import { RedisAccountingLedger } from '../../src/storage/backends/redis/redis-ledger';
 import { defineScripts } from '../../src/storage/backends/redis/redis-scripts';
 import { openRedisBackend } from '../../src/storage/backends/redis/redis.backend';
-import { StorageBackend } from '../../src/storage/storage-backend';
+import { StorageBackend } from '../../src/storage/ports/storage-backend';
 import { describeStorageContract, sampleKey } from './contract';
 import { ContractTarget } from './contract-target';
 import { describeJobLockContract } from './job-lock.contract';

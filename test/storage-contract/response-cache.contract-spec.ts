@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { loadAppConfig } from '../../src/app-config';
 import { CachedResponse } from '../../src/cache/domain/cached-response';
-import { RedisResponseCacheStore, openRedisResponseCacheStore } from '../../src/cache/redis-response-cache.store';
+import { RedisResponseCacheStore, openRedisResponseCacheStore } from '../../src/storage/backends/redis/redis-response-cache.store';
 import { ResponseCacheService } from '../../src/cache/response-cache.service';
 import { MetricsService } from '../../src/metrics/metrics.service';
 import { MemoryChangeFeed } from '../../src/storage/backends/memory/memory-change-feed';

@@ -1,7 +1,7 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { IsIn, IsOptional, IsString, Matches, MaxLength } from 'class-validator';
 import { IsIntegerIn, QueryInteger } from '../../common/numeric-limits';
-import { KEY_ID_PATTERN } from '../../virtual-keys/dto/virtual-key.dto';
+import { KEY_ID_FORMAT, KEY_ID_PATTERN } from '../../virtual-keys/domain/virtual-key';
 import { EXPORT_FORMATS, ExportFormat } from '../export/export-format';
 
 export const MAX_AUDIT_PAGE = 1000;
@@ -33,7 +33,7 @@ export class AuditFilterQueryDto {
   @ApiPropertyOptional({ example: 'search-prod' })
   @IsOptional()
   @IsString({ message: 'key_id must be a string' })
-  @Matches(KEY_ID_PATTERN, { message: 'key_id must be 1-128 characters of A-Z a-z 0-9 _ . : @ -' })
+  @Matches(KEY_ID_PATTERN, { message: `key_id must be ${KEY_ID_FORMAT}` })
   key_id?: string;
 
   @ApiPropertyOptional({ example: 'acme' })

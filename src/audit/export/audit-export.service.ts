@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { Injectable, Logger } from '@nestjs/common';
-import { AuditLogRepository } from '../audit-log.repository';
+import { AuditLogRepository } from '../../storage/ports/audit-log.repository';
 import { AuditQuery, AuditRecord } from '../domain/audit-record';
 import { ExportFormat, csvHeaderLine, exportLine } from './export-format';
 import { HashChain, toRowView } from './hash-chain';

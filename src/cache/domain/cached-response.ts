@@ -1,4 +1,4 @@
-import { Usage } from '../../proxy/usage';
+import { Usage } from '../../proxy/domain/usage';
 
 /**
  * One cached upstream answer, replayed as-is to a later identical request. Entries are shared between

@@ -12,7 +12,6 @@
  */
 export const WINDOW_MS = 60_000;
 
-export { MAX_RATE_LIMIT } from '../../common/numeric-limits';
 
 /** What one scope counted (requests, or tokens) in the current window and the one before. */
 export interface WindowCounts {

@@ -1,8 +1,8 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { IsOptional } from 'class-validator';
 import { IsIntegerIn } from '../../common/numeric-limits';
-import { MAX_RATE_LIMIT } from '../domain/sliding-window';
-import { ScopeRateLimit } from '../scope-rate-limit.repository';
+import { MAX_RATE_LIMIT } from '../../common/numeric-limits';
+import { ScopeRateLimit } from '../../storage/ports/scope-rate-limit.repository';
 
 export class PutRateLimitDto {
   @ApiPropertyOptional({ example: 600, nullable: true, type: Number, minimum: 1, maximum: MAX_RATE_LIMIT, description: 'Requests per minute; null or omitted = no request limit' })

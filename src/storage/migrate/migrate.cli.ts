@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import { parseArgs } from 'node:util';
 import { openBackend } from '../open-backend';
-import { StorageBackend } from '../storage-backend';
+import { StorageBackend } from '../ports/storage-backend';
 import { Progress, TableReport, migrateStorage } from './migrate';
 import { parseStoreLocation } from './store-location';
 

@@ -1,7 +1,7 @@
 import { isDeepStrictEqual } from 'node:util';
-import { Ledger } from '../../budgets/domain/ledger';
-import { ScopeRateLimit, ScopeRateLimitRepository } from '../../rate-limits/scope-rate-limit.repository';
-import { StorageBackend } from '../storage-backend';
+import { Ledger } from '../ports/ledger';
+import { ScopeRateLimit, ScopeRateLimitRepository } from '../ports/scope-rate-limit.repository';
+import { StorageBackend } from '../ports/storage-backend';
 
 export type Table =
   | 'virtual_keys'

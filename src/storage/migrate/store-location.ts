@@ -1,4 +1,4 @@
-import { BackendName, StorageOptions } from '../storage-backend';
+import { BackendName, StorageOptions } from '../ports/storage-backend';
 import { redactUrl } from '../redact';
 
 export interface StoreLocation {

@@ -1,3 +1,7 @@
+/** Key ids: no path separators, whitespace or control characters (they appear in URLs and scopes). */
+export const KEY_ID_PATTERN = /^[A-Za-z0-9_.:@-]{1,128}$/;
+export const KEY_ID_FORMAT = '1-128 characters of A-Z a-z 0-9 _ . : @ -';
+
 /** A virtual key as the domain sees it. The clear token is never stored: only its SHA-256 hex. */
 export interface VirtualKey {
   id: string;

@@ -2,12 +2,10 @@ import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { Type } from 'class-transformer';
 import { PageQueryDto } from '../../common/page-query.dto';
 import { IsArray, IsBoolean, IsObject, IsOptional, IsString, Matches, MaxLength, MinLength, ValidateNested } from 'class-validator';
-import { IsIntegerIn, MAX_CACHE_TTL_SECS, MAX_EPOCH_MS, MAX_LIMIT } from '../../common/numeric-limits';
-import { MAX_RATE_LIMIT } from '../../rate-limits/domain/sliding-window';
+import { IsIntegerIn, MAX_CACHE_TTL_SECS, MAX_EPOCH_MS, MAX_LIMIT, MAX_RATE_LIMIT } from '../../common/numeric-limits';
+import { KEY_ID_FORMAT, KEY_ID_PATTERN } from '../domain/virtual-key';
 
-/** Key ids: no path separators, whitespace or control characters (they appear in URLs and scopes). */
-export const KEY_ID_PATTERN = /^[A-Za-z0-9_.:@-]{1,128}$/;
-const ID_MESSAGE = 'must be 1-128 characters of A-Z a-z 0-9 _ . : @ -';
+const ID_MESSAGE = `must be ${KEY_ID_FORMAT}`;
 // eslint-disable-next-line no-control-regex -- control characters are exactly what it refuses
 const SCOPE_PART = /^[^/\s\x00-\x1f\x7f]{1,128}$/;
 const SCOPE_MESSAGE = 'must be 1-128 characters without "/", whitespace or control characters';

@@ -1,4 +1,4 @@
-import { AuditLogRepository } from '../../../audit/audit-log.repository';
+import { AuditLogRepository } from '../../ports/audit-log.repository';
 import {
   AuditQuery,
   AuditRecord,

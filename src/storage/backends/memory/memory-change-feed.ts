@@ -1,4 +1,4 @@
-import { ChangeEvent, ChangeFeed, ChangeListener } from '../../change-feed';
+import { ChangeEvent, ChangeFeed, ChangeListener } from '../../ports/change-feed';
 
 /** Single-process change feed: listeners are called on the next tick, like a remote feed would. */
 export class MemoryChangeFeed extends ChangeFeed {

@@ -1,4 +1,4 @@
-import { JobLock, JobLockResult } from '../../job-lock';
+import { JobLock, JobLockResult } from '../../ports/job-lock';
 
 /**
  * Job locks of one process (memory and state backends: nothing is shared between replicas there).

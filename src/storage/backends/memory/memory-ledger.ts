@@ -1,5 +1,5 @@
 import { Page, decodeCursor, encodeCursor } from '../../../common/page';
-import { Ledger, LedgerScope, Reservation, ReserveResult, rolledOver, windowStartFor } from '../../../budgets/domain/ledger';
+import { Ledger, LedgerScope, Reservation, ReserveResult, rolledOver, windowStartFor } from '../../ports/ledger';
 
 const isString = (v: unknown): v is string => typeof v === 'string';
 

@@ -1,7 +1,7 @@
 import { ErrorCode, GatewayError } from '../../../common/errors/gateway-error';
 import { Page, decodeCursor, encodeCursor } from '../../../common/page';
 import { VirtualKey, VirtualKeyFilter } from '../../../virtual-keys/domain/virtual-key';
-import { VirtualKeyRepository } from '../../../virtual-keys/virtual-key.repository';
+import { VirtualKeyRepository } from '../../ports/virtual-key.repository';
 
 const isString = (v: unknown): v is string => typeof v === 'string';
 

@@ -1,4 +1,4 @@
-import { StorageBackend } from '../../storage-backend';
+import { StorageBackend } from '../../ports/storage-backend';
 import { MemoryAuditLogRepository } from './memory-audit-log.repository';
 import { MemoryChangeFeed } from './memory-change-feed';
 import { MemoryJobLock } from './memory-job-lock';

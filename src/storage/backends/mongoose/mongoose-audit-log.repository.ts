@@ -1,5 +1,5 @@
 import { QueryFilter } from 'mongoose';
-import { AuditLogRepository, AuditRecordRejected } from '../../../audit/audit-log.repository';
+import { AuditLogRepository, AuditRecordRejected } from '../../ports/audit-log.repository';
 import { AuditPosition, AuditQuery, AuditRecord, isAuditPosition } from '../../../audit/domain/audit-record';
 import { Page, decodeCursor, encodeCursor } from '../../../common/page';
 import { auditFromDoc, auditToDoc, prefixRegex } from './mongoose.mappers';

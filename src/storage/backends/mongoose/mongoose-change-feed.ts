@@ -1,4 +1,4 @@
-import { ChangeEvent, ChangeFeed, ChangeListener } from '../../change-feed';
+import { ChangeEvent, ChangeFeed, ChangeListener } from '../../ports/change-feed';
 import { num } from './mongoose.mappers';
 import { ChangeDoc, CounterDoc, MongooseModels } from './mongoose.schemas';
 

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Logger } from '@nestjs/common';
 import { mongo } from 'mongoose';
-import { JobLock, JobLockResult } from '../../job-lock';
+import { JobLock, JobLockResult } from '../../ports/job-lock';
 import { int64 } from './mongoose.mappers';
 import { JobLeaseDoc, MongooseModels, driverCollection, isDuplicateKey } from './mongoose.schemas';
 

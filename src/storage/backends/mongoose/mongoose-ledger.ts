@@ -1,5 +1,5 @@
 import { mongo } from 'mongoose';
-import { Ledger, LedgerScope, Reservation, ReserveResult, rolledOver, windowStartFor } from '../../../budgets/domain/ledger';
+import { Ledger, LedgerScope, Reservation, ReserveResult, rolledOver, windowStartFor } from '../../ports/ledger';
 import { Page, decodeCursor, encodeCursor } from '../../../common/page';
 import {
   int64,

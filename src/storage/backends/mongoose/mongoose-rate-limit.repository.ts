@@ -1,6 +1,6 @@
 import { ErrorCode, GatewayError } from '../../../common/errors/gateway-error';
 import { Page, decodeCursor, encodeCursor } from '../../../common/page';
-import { ScopeRateLimit, ScopeRateLimitRepository } from '../../../rate-limits/scope-rate-limit.repository';
+import { ScopeRateLimit, ScopeRateLimitRepository } from '../../ports/scope-rate-limit.repository';
 import { rateLimitFromDoc, rateLimitToDoc } from './mongoose.mappers';
 import { MongooseModels, RateLimitDoc, retryOnDuplicate } from './mongoose.schemas';
 

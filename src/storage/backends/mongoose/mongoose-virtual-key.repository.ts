@@ -2,7 +2,7 @@ import { QueryFilter } from 'mongoose';
 import { ErrorCode, GatewayError } from '../../../common/errors/gateway-error';
 import { Page, decodeCursor, encodeCursor } from '../../../common/page';
 import { VirtualKey, VirtualKeyFilter } from '../../../virtual-keys/domain/virtual-key';
-import { VirtualKeyRepository } from '../../../virtual-keys/virtual-key.repository';
+import { VirtualKeyRepository } from '../../ports/virtual-key.repository';
 import { keyFromDoc, keyToDoc } from './mongoose.mappers';
 import { MongooseModels, VirtualKeyDoc, duplicateCount, isDuplicateKey } from './mongoose.schemas';
 

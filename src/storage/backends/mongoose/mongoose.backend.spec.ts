@@ -1,4 +1,4 @@
-import { StorageOptions } from '../../storage-backend';
+import { StorageOptions } from '../../ports/storage-backend';
 import { openMongooseBackend } from './mongoose.backend';
 
 function options(uri: string): StorageOptions {

@@ -1,6 +1,6 @@
 import { Connection, createConnection } from 'mongoose';
 import { redactUrl } from '../../redact';
-import { StorageBackend, StorageOptions } from '../../storage-backend';
+import { StorageBackend, StorageOptions } from '../../ports/storage-backend';
 import { MongooseAuditLogRepository } from './mongoose-audit-log.repository';
 import { MongooseChangeFeed } from './mongoose-change-feed';
 import { MongooseJobLock } from './mongoose-job-lock';

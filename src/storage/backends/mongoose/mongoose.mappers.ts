@@ -1,6 +1,6 @@
 import { AuditRecord } from '../../../audit/domain/audit-record';
-import { LedgerScope, Reservation } from '../../../budgets/domain/ledger';
-import { ScopeRateLimit } from '../../../rate-limits/scope-rate-limit.repository';
+import { LedgerScope, Reservation } from '../../ports/ledger';
+import { ScopeRateLimit } from '../../ports/scope-rate-limit.repository';
 import { VirtualKey } from '../../../virtual-keys/domain/virtual-key';
 import { AuditDoc, LedgerScopeDoc, RateLimitDoc, ReservationDoc, VirtualKeyDoc } from './mongoose.schemas';
 

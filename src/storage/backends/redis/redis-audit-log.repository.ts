@@ -1,5 +1,5 @@
 import { Redis } from 'ioredis';
-import { AuditLogRepository, AuditRecordRejected } from '../../../audit/audit-log.repository';
+import { AuditLogRepository, AuditRecordRejected } from '../../ports/audit-log.repository';
 import { AuditQuery, AuditRecord } from '../../../audit/domain/audit-record';
 import { ErrorCode, GatewayError } from '../../../common/errors/gateway-error';
 import { decodeCursor, encodeCursor, Page } from '../../../common/page';

@@ -1,5 +1,5 @@
 import { Redis } from 'ioredis';
-import { ChangeEvent, ChangeFeed, ChangeListener } from '../../change-feed';
+import { ChangeEvent, ChangeFeed, ChangeListener } from '../../ports/change-feed';
 
 function isChangeEvent(v: unknown): v is ChangeEvent {
   const e = v as Partial<ChangeEvent> | null;

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Logger } from '@nestjs/common';
 import { Redis } from 'ioredis';
-import { JobLock, JobLockResult } from '../../job-lock';
+import { JobLock, JobLockResult } from '../../ports/job-lock';
 import { RedisKeys } from './redis-keys';
 import { runScript } from './redis-scripts';
 

@@ -1,4 +1,4 @@
-import { LedgerScope, Reservation } from '../../../budgets/domain/ledger';
+import { LedgerScope, Reservation } from '../../ports/ledger';
 
 /** Field order of a scope hash as read with HMGET and as answered by the ledger scripts. */
 export const SCOPE_FIELDS = ['limit', 'spent', 'reserved', 'period', 'ws', 'updated'] as const;

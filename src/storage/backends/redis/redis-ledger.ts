@@ -1,10 +1,10 @@
 import { Redis } from 'ioredis';
-import { BudgetLedger } from '../../../budgets/budget-ledger';
-import { AccountingLedger, AccountingReserveResult, AccountingSettled, LedgerAmounts } from '../../../budgets/domain/accounting-ledger';
-import { Ledger, LedgerScope, Reservation, ReserveResult, rolledOver } from '../../../budgets/domain/ledger';
+import { BudgetLedger } from '../../ports/budget-ledger';
+import { AccountingLedger, AccountingReserveResult, AccountingSettled, LedgerAmounts } from '../../ports/accounting-ledger';
+import { Ledger, LedgerScope, Reservation, ReserveResult, rolledOver } from '../../ports/ledger';
 import { ErrorCode, GatewayError } from '../../../common/errors/gateway-error';
 import { decodeCursor, encodeCursor, Page } from '../../../common/page';
-import { CostLedger } from '../../../costs/cost-ledger';
+import { CostLedger } from '../../ports/cost-ledger';
 import { LedgerKind, RedisKeys } from './redis-keys';
 import { reservationFromHash, SCOPE_FIELDS, scopeFromFields, scopeToFields } from './redis-ledger.mapper';
 import { queueScript, runScript } from './redis-scripts';

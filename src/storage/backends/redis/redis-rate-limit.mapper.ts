@@ -1,4 +1,4 @@
-import { ScopeRateLimit } from '../../../rate-limits/scope-rate-limit.repository';
+import { ScopeRateLimit } from '../../ports/scope-rate-limit.repository';
 
 /** The stored JSON of a scope's rate limits; the scope itself is the hash field. */
 interface RateLimitDoc {

@@ -1,6 +1,6 @@
 import { ChainableCommander, Redis } from 'ioredis';
 import { Page, encodeCursor } from '../../../common/page';
-import { ScopeRateLimit, ScopeRateLimitRepository } from '../../../rate-limits/scope-rate-limit.repository';
+import { ScopeRateLimit, ScopeRateLimitRepository } from '../../ports/scope-rate-limit.repository';
 import { RedisKeys } from './redis-keys';
 import { scopeAfter } from './redis-ledger';
 import { rateLimitFromJson, rateLimitToJson } from './redis-rate-limit.mapper';

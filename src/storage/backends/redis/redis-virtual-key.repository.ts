@@ -2,7 +2,7 @@ import { Redis } from 'ioredis';
 import { ErrorCode, GatewayError } from '../../../common/errors/gateway-error';
 import { decodeCursor, encodeCursor, Page } from '../../../common/page';
 import { VirtualKey, VirtualKeyFilter } from '../../../virtual-keys/domain/virtual-key';
-import { VirtualKeyRepository } from '../../../virtual-keys/virtual-key.repository';
+import { VirtualKeyRepository } from '../../ports/virtual-key.repository';
 import { RedisKeys } from './redis-keys';
 import { virtualKeyFromJson, virtualKeyToJson } from './redis-virtual-key.mapper';
 import { runScript } from './redis-scripts';

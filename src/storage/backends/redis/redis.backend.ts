@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import { redactUrl, withoutPassword } from '../../redact';
-import { StorageBackend, StorageOptions } from '../../storage-backend';
+import { StorageBackend, StorageOptions } from '../../ports/storage-backend';
 import { RedisAuditLogRepository } from './redis-audit-log.repository';
 import { RedisChangeFeed } from './redis-change-feed';
 import { RedisJobLock } from './redis-job-lock';

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { VirtualKey } from '../../../virtual-keys/domain/virtual-key';
-import { StorageBackend, StorageOptions } from '../../storage-backend';
+import { StorageBackend, StorageOptions } from '../../ports/storage-backend';
 import { MemoryAuditLogRepository } from '../memory/memory-audit-log.repository';
 import { MemoryChangeFeed } from '../memory/memory-change-feed';
 import { MemoryJobLock } from '../memory/memory-job-lock';

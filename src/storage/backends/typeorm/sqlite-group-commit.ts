@@ -4,7 +4,7 @@
  * an in-memory database, on the main connection; it imports nothing that needs TypeORM, so the worker
  * stays small.
  */
-import { LedgerScope, rolledOver } from '../../../budgets/domain/ledger';
+import { LedgerScope, rolledOver } from '../../ports/ledger';
 import { ledgerSql } from './ledger-sql';
 
 /** Rows of the two ledgers share the tables, told apart by this column. */

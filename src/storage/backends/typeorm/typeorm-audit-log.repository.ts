@@ -1,5 +1,5 @@
 import { SelectQueryBuilder } from 'typeorm';
-import { AuditLogRepository, AuditRecordRejected } from '../../../audit/audit-log.repository';
+import { AuditLogRepository, AuditRecordRejected } from '../../ports/audit-log.repository';
 import { AuditPosition, AuditQuery, AuditRecord, isAuditPosition } from '../../../audit/domain/audit-record';
 import { ErrorCode, GatewayError } from '../../../common/errors/gateway-error';
 import { Page, decodeCursor, encodeCursor } from '../../../common/page';

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { LessThan, MoreThan } from 'typeorm';
-import { ChangeEvent, ChangeFeed, ChangeListener } from '../../change-feed';
+import { ChangeEvent, ChangeFeed, ChangeListener } from '../../ports/change-feed';
 import { ChangeLogEntity } from './entities/change-log.entity';
 import { TypeormStore } from './typeorm-store';
 

@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { Logger } from '@nestjs/common';
 import { QueryRunner } from 'typeorm';
-import { JobLock, JobLockResult } from '../../job-lock';
+import { JobLock, JobLockResult } from '../../ports/job-lock';
 import { TypeormStore } from './typeorm-store';
 
 /**

@@ -1,6 +1,6 @@
 import { LessThan } from 'typeorm';
-import { AccountingLedger, AccountingReserveResult, AccountingSettled, LedgerAmounts } from '../../../budgets/domain/accounting-ledger';
-import { Ledger, LedgerScope, Reservation, ReserveResult, rolledOver, windowStartFor } from '../../../budgets/domain/ledger';
+import { AccountingLedger, AccountingReserveResult, AccountingSettled, LedgerAmounts } from '../../ports/accounting-ledger';
+import { Ledger, LedgerScope, Reservation, ReserveResult, rolledOver, windowStartFor } from '../../ports/ledger';
 import { ErrorCode, GatewayError } from '../../../common/errors/gateway-error';
 import { Page, decodeCursor, encodeCursor } from '../../../common/page';
 import { LedgerReservationEntity } from './entities/ledger-reservation.entity';

@@ -1,6 +1,6 @@
 import { ErrorCode, GatewayError } from '../../../common/errors/gateway-error';
 import { Page, decodeCursor, encodeCursor } from '../../../common/page';
-import { ScopeRateLimit, ScopeRateLimitRepository } from '../../../rate-limits/scope-rate-limit.repository';
+import { ScopeRateLimit, ScopeRateLimitRepository } from '../../ports/scope-rate-limit.repository';
 import { RateLimitEntity } from './entities/rate-limit.entity';
 import { toScopeRateLimit } from './mappers/rate-limit.mapper';
 import { TypeormStore } from './typeorm-store';

@@ -1,7 +1,7 @@
 import { ErrorCode, GatewayError } from '../../../common/errors/gateway-error';
 import { Page, decodeCursor, encodeCursor } from '../../../common/page';
 import { VirtualKey, VirtualKeyFilter } from '../../../virtual-keys/domain/virtual-key';
-import { VirtualKeyRepository } from '../../../virtual-keys/virtual-key.repository';
+import { VirtualKeyRepository } from '../../ports/virtual-key.repository';
 import { VirtualKeyEntity } from './entities/virtual-key.entity';
 import { toVirtualKey, toVirtualKeyEntity } from './mappers/virtual-key.mapper';
 import { SqlSession, TypeormStore, isUniqueViolation } from './typeorm-store';

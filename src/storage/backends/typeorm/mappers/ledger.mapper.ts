@@ -1,4 +1,4 @@
-import { LedgerScope, Reservation } from '../../../../budgets/domain/ledger';
+import { LedgerScope, Reservation } from '../../../ports/ledger';
 import { LedgerReservationEntity } from '../entities/ledger-reservation.entity';
 import { LedgerScopeEntity } from '../entities/ledger-scope.entity';
 

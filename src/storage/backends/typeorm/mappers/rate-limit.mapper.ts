@@ -1,4 +1,4 @@
-import { ScopeRateLimit } from '../../../../rate-limits/scope-rate-limit.repository';
+import { ScopeRateLimit } from '../../../ports/scope-rate-limit.repository';
 import { RateLimitEntity } from '../entities/rate-limit.entity';
 
 export function toRateLimitEntity(limit: ScopeRateLimit): RateLimitEntity {

@@ -1,4 +1,4 @@
-import { Ledger } from '../budgets/domain/ledger';
+import { Ledger } from './ledger';
 
 /** Cost ledger port: amounts are integer USD micros. */
 export abstract class CostLedger extends Ledger {}

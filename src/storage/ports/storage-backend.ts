@@ -1,9 +1,9 @@
-import { AuditLogRepository } from '../audit/audit-log.repository';
-import { AccountingLedger } from '../budgets/domain/accounting-ledger';
-import { BudgetLedger } from '../budgets/budget-ledger';
-import { CostLedger } from '../costs/cost-ledger';
-import { ScopeRateLimitRepository } from '../rate-limits/scope-rate-limit.repository';
-import { VirtualKeyRepository } from '../virtual-keys/virtual-key.repository';
+import { AuditLogRepository } from './audit-log.repository';
+import { AccountingLedger } from './accounting-ledger';
+import { BudgetLedger } from './budget-ledger';
+import { CostLedger } from './cost-ledger';
+import { ScopeRateLimitRepository } from './scope-rate-limit.repository';
+import { VirtualKeyRepository } from './virtual-key.repository';
 import { ChangeFeed } from './change-feed';
 import { JobLock } from './job-lock';
 

@@ -1,9 +1,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Redis } from 'ioredis';
-import { RateDecision, RateLimitRule, ScopeCounts, decide, tokenCost, tokenDelta } from './domain/rate-decision';
-import { WINDOW_MS, elapsedInWindow, windowIndex } from './domain/sliding-window';
-import { RateLimiter } from './rate-limiter';
+import { RateDecision, RateLimitRule, ScopeCounts, decide, tokenCost, tokenDelta } from '../../../rate-limits/domain/rate-decision';
+import { WINDOW_MS, elapsedInWindow, windowIndex } from '../../../rate-limits/domain/sliding-window';
+import { RateLimiter } from '../../ports/rate-limiter-store';
 
 const SCRIPTS = { rateLimitAdmit: 'rate-limit-admit.lua', rateLimitAdjust: 'rate-limit-adjust.lua' } as const;
 type ScriptName = keyof typeof SCRIPTS;

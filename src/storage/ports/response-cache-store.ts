@@ -1,4 +1,4 @@
-import { CachePurgeFilter, CachedResponse } from './domain/cached-response';
+import { CachePurgeFilter, CachedResponse } from '../../cache/domain/cached-response';
 
 /**
  * The shared (L2) response cache, seen by every replica. Entries expire on their own at `expiresAt`.

@@ -3,7 +3,7 @@ import { ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { Actor } from '../admin/admin-actor.decorator';
 import type { AdminActor } from '../admin/admin-auth.guard';
 import { AdminApi, AdminErrors } from '../admin/admin-errors.decorator';
-import { Reservation } from './domain/ledger';
+import { Reservation } from '../storage/ports/ledger';
 import { ReapReservationsDto, ReapResultView, ReservationView } from './dto/scope-limit.dto';
 import { ReservationsService } from './reservations.service';
 

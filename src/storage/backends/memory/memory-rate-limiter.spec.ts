@@ -1,6 +1,6 @@
-import { WINDOW_MS } from './domain/sliding-window';
+import { WINDOW_MS } from '../../../rate-limits/domain/sliding-window';
 import { MemoryRateLimiter } from './memory-rate-limiter';
-import { RateLimitRule } from './rate-limiter';
+import { RateLimitRule } from '../../ports/rate-limiter-store';
 
 /** A moment 10 s into some window. */
 const T0 = 1_000 * WINDOW_MS + 10_000;

@@ -1,5 +1,5 @@
-import { Page } from '../common/page';
-import { VirtualKey, VirtualKeyFilter } from './domain/virtual-key';
+import { Page } from '../../common/page';
+import { VirtualKey, VirtualKeyFilter } from '../../virtual-keys/domain/virtual-key';
 
 /**
  * Storage port for virtual keys. Every adapter must behave identically (test/storage-contract).

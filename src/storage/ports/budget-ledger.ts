@@ -1,4 +1,4 @@
-import { Ledger } from './domain/ledger';
+import { Ledger } from './ledger';
 
 /** Token ledger port: amounts are tokens. */
 export abstract class BudgetLedger extends Ledger {}

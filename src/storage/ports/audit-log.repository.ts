@@ -1,5 +1,5 @@
-import { Page } from '../common/page';
-import { AuditQuery, AuditRecord } from './domain/audit-record';
+import { Page } from '../../common/page';
+import { AuditQuery, AuditRecord } from '../../audit/domain/audit-record';
 
 /**
  * Thrown by `append` when the store answered and refused records for what they hold (a constraint, a

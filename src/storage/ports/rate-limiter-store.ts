@@ -1,6 +1,6 @@
-import { RateDecision, RateLimitRule } from './domain/rate-decision';
+import { RateDecision, RateLimitRule } from '../../rate-limits/domain/rate-decision';
 
-export type { RateDecision, RateLimitKind, RateLimitRule } from './domain/rate-decision';
+export type { RateDecision, RateLimitKind, RateLimitRule } from '../../rate-limits/domain/rate-decision';
 
 /**
  * Port: the sliding-window counters of the rate-limited scopes (domain/sliding-window.ts). Redis keeps

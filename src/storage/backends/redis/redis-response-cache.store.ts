@@ -1,10 +1,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Redis } from 'ioredis';
-import { quit } from '../storage/backends/redis/redis.backend';
-import { withoutPassword } from '../storage/redact';
-import { CachePurgeFilter, CachedResponse } from './domain/cached-response';
-import { ResponseCacheStore } from './response-cache.store';
+import { quit } from './redis.backend';
+import { withoutPassword } from '../../redact';
+import { CachePurgeFilter, CachedResponse } from '../../../cache/domain/cached-response';
+import { ResponseCacheStore } from '../../ports/response-cache-store';
 
 const SCRIPTS = { set: 'cache-set.lua', purge: 'cache-purge.lua' } as const;
 const COMMANDS = { set: 'dittoCacheSet', purge: 'dittoCachePurge' } as const;

@@ -1,4 +1,4 @@
-import { Page } from '../common/page';
+import { Page } from '../../common/page';
 
 /**
  * Requests-per-minute and tokens-per-minute limits of one scope (`tenant:<t>`, `project:<t>/<p>`,

@@ -1,6 +1,6 @@
-import { RateDecision, RateLimitRule, ScopeCounts, decide, tokenCost, tokenDelta } from './domain/rate-decision';
-import { elapsedInWindow, windowIndex } from './domain/sliding-window';
-import { RateLimiter } from './rate-limiter';
+import { RateDecision, RateLimitRule, ScopeCounts, decide, tokenCost, tokenDelta } from '../../../rate-limits/domain/rate-decision';
+import { elapsedInWindow, windowIndex } from '../../../rate-limits/domain/sliding-window';
+import { RateLimiter } from '../../ports/rate-limiter-store';
 
 /** One scope's counters as of window `index`. */
 interface ScopeWindows {

@@ -1,8 +1,11 @@
+import { Injectable } from '@nestjs/common';
 import type { AdminActor } from '../admin/admin-auth.guard';
 import { AuditService } from '../audit/audit.service';
 import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
 import { Page } from '../common/page';
-import { Ledger, LedgerScope } from './domain/ledger';
+import { BudgetLedger } from '../storage/ports/budget-ledger';
+import { CostLedger } from '../storage/ports/cost-ledger';
+import { Ledger, LedgerScope } from '../storage/ports/ledger';
 import { SCOPE_FORMAT, ScopeType, formatPeriod, isScope, parsePeriod } from './domain/scopes';
 
 export type LedgerUnit = 'tokens' | 'usd_micros';
@@ -12,10 +15,10 @@ export type ScopeView = Record<string, string | number | null>;
 
 /**
  * The admin side of one ledger (DESIGN §5.2): list, read, set a limit (with an optional `reset_every`
- * window), reset spend. The budgets and costs features each own one, on their own ledger and unit.
- * Every change is audited as `admin.<entity>.<action>` with the actor and before/after.
+ * window), reset spend: TokenLimits on the token ledger, CostLimits on the cost ledger. Every change
+ * is audited as `admin.<entity>.<action>` with the actor and before/after.
  */
-export class ScopeLimits {
+export abstract class ScopeLimits {
   constructor(
     private readonly ledger: Ledger,
     readonly unit: LedgerUnit,
@@ -94,4 +97,20 @@ function checkScope(scope: string): string {
 
 function notFound(scope: string): GatewayError {
   return new GatewayError(ErrorCode.NotFound, `scope '${scope}' has no limit and no recorded usage`);
+}
+
+/** The token ledger's limits (`/admin/budgets`, a key's `budget.total_tokens`). */
+@Injectable()
+export class TokenLimits extends ScopeLimits {
+  constructor(ledger: BudgetLedger, audit: AuditService) {
+    super(ledger, 'tokens', 'budget', audit);
+  }
+}
+
+/** The cost ledger's limits in USD micros (`/admin/costs`, a key's `budget.total_usd_micros`). */
+@Injectable()
+export class CostLimits extends ScopeLimits {
+  constructor(ledger: CostLedger, audit: AuditService) {
+    super(ledger, 'usd_micros', 'cost', audit);
+  }
 }

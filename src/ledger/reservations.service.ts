@@ -1,0 +1,58 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type { ConfigType } from '@nestjs/config';
+import type { AdminActor } from '../admin/admin-auth.guard';
+import { AuditService } from '../audit/audit.service';
+import { budgetsConfig } from '../budgets/budgets.config';
+import { BudgetLedger } from '../storage/ports/budget-ledger';
+import { CostLedger } from '../storage/ports/cost-ledger';
+import { Reservation } from '../storage/ports/ledger';
+
+const DRY_RUN_ITEMS_MAX = 1000;
+
+export interface LedgerReap {
+  count: number;
+  items: Reservation[];
+}
+
+/**
+ * Releases reservations nobody will settle (DESIGN §6 "never leak"): those of a replica that crashed
+ * mid-request, on both ledgers. The reaper job does it on a schedule; `POST /admin/reservations/reap`
+ * on demand. Releasing is exactly-once per reservation on every backend.
+ */
+@Injectable()
+export class ReservationsService {
+  /** RESERVATION_TTL_SECS in ms: the age past which a reservation is released. */
+  readonly ttlMs: number;
+
+  constructor(
+    private readonly budgets: BudgetLedger,
+    private readonly costs: CostLedger,
+    private readonly audit: AuditService,
+    @Inject(budgetsConfig.KEY) settings: ConfigType<typeof budgetsConfig>,
+  ) {
+    this.ttlMs = settings.reservationTtlMs;
+  }
+
+  /** Releases the reservations created before `cutoff` (epoch ms); answers how many, per ledger. */
+  async release(cutoff: number): Promise<{ tokens: number; usdMicros: number }> {
+    const [tokens, usdMicros] = await Promise.all([this.budgets.reap(cutoff), this.costs.reap(cutoff)]);
+    return { tokens, usdMicros };
+  }
+
+  /** Admin: release (or, dry run, list) reservations older than `olderThanMs` on both ledgers. */
+  async reap(olderThanMs: number | undefined, dryRun: boolean, actor: AdminActor): Promise<{ olderThanMs: number; tokens: LedgerReap; usdMicros: LedgerReap }> {
+    const age = olderThanMs ?? this.ttlMs;
+    const cutoff = Date.now() - age;
+    if (dryRun) {
+      const [tokens, usdMicros] = await Promise.all([this.budgets.listReservations(cutoff), this.costs.listReservations(cutoff)]);
+      const view = (items: Reservation[]) => ({ count: items.length, items: items.slice(0, DRY_RUN_ITEMS_MAX) });
+      return { olderThanMs: age, tokens: view(tokens), usdMicros: view(usdMicros) };
+    }
+    const released = await this.release(cutoff);
+    await this.audit.recordNow({
+      kind: 'admin.reservations.reap',
+      payload: { actor, older_than_secs: Math.round(age / 1000), released: { tokens: released.tokens, usd_micros: released.usdMicros } },
+    });
+    return { olderThanMs: age, tokens: { count: released.tokens, items: [] }, usdMicros: { count: released.usdMicros, items: [] } };
+  }
+}
