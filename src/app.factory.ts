@@ -21,7 +21,7 @@ export async function createApp(config: AppConfig, logger: LoggerService): Promi
   // Every request enters through the front door: one canonical URL, timeouts, and /v1 served apart.
   const door = new FrontDoor({ headersTimeoutMs: config.server.headersTimeoutMs, bodyTimeoutMs: config.server.bodyTimeoutMs });
   // return503OnClosing: false — during shutdown, requests on kept-alive connections are still served
-  // (with `connection: close`) instead of a bare 503: the grace period of DESIGN §8.
+  // (with `connection: close`) instead of a bare 503: the grace period of docs/deployment.md.
   const adapter = new FastifyAdapter({
     bodyLimit: Math.min(ADMIN_BODY_LIMIT_BYTES, config.server.bodyLimitBytes),
     trustProxy: true,

@@ -10,7 +10,6 @@ import { MetricsModule } from './metrics/metrics.module';
 import { ProxyModule } from './proxy/proxy.module';
 import { RateLimitsModule } from './rate-limits/rate-limits.module';
 import { StorageModule } from './storage/storage.module';
-import { storageConfig } from './storage/storage.config';
 import { VirtualKeysModule } from './virtual-keys/virtual-keys.module';
 
 /** Composes the features. The storage backend is chosen here, and only here. */
@@ -22,7 +21,7 @@ export class AppModule {
       imports: [
         configModule(config),
         ScheduleModule.forRoot(),
-        StorageModule.forRootAsync({ useFactory: (storage: AppConfig['storage']) => storage, inject: [storageConfig.KEY] }),
+        StorageModule.forRootAsync(config.storage),
         HealthModule,
         MetricsModule,
         VirtualKeysModule,

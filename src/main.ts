@@ -38,7 +38,7 @@ async function main(): Promise<void> {
 }
 
 /**
- * SIGTERM/SIGINT (DESIGN §8): `/ready` turns 503 at once and requests are still served for
+ * SIGTERM/SIGINT (docs/deployment.md): `/ready` turns 503 at once and requests are still served for
  * SHUTDOWN_GRACE_MS, so the load balancer moves traffic away; then the listener closes and the open
  * connections are let go one by one once their requests are answered (ConnectionDrain), app.close()
  * flushes the audit queue and closes the pools (Nest's shutdown hooks), and the process exits 0.

@@ -14,7 +14,7 @@ const LOCK_TTL_MS = 60_000;
 const RUN_BUDGET_MS = LOCK_TTL_MS / 2;
 
 /**
- * Retention (DESIGN §7): every AUDIT_PRUNE_INTERVAL_SECS, deletes rows older than
+ * Retention (docs/audit.md): every AUDIT_PRUNE_INTERVAL_SECS, deletes rows older than
  * AUDIT_RETENTION_SECS in batches of AUDIT_PRUNE_BATCH, at most AUDIT_PRUNE_MAX_BATCHES per run, under
  * the `audit-prune` JobLock so that one replica prunes at a time. What a run leaves behind waits for
  * the next one. The interval is registered with the SchedulerRegistry at bootstrap because its period

@@ -50,7 +50,7 @@ const OUTPUT_FIELD_BY_PATH: Record<string, OutputField> = {
 const COMPLETION_TOKENS_MODELS = /^(o\d|gpt-5)/;
 
 /**
- * Budget and cost accounting on the request path (DESIGN §1, §6): before forwarding, one atomic
+ * Budget and cost accounting on the request path (docs/architecture.md, docs/budgets.md): before forwarding, one atomic
  * reserve of the estimate on every scope of the key, on the token ledger and the cost ledger at once
  * (AccountingLedger: one transaction on SQLite; elsewhere the two ledger calls in parallel, one round
  * trip of latency, the other's reservation released when one refuses); when the response ends, one

@@ -126,7 +126,7 @@ function jsonText(value: unknown): string {
 }
 
 /**
- * Estimated prompt tokens of an OpenAI API request body (DESIGN §6): chat messages (+ tools), the
+ * Estimated prompt tokens of an OpenAI API request body (docs/budgets.md): chat messages (+ tools), the
  * Responses API's `input` + `instructions`, completions' `prompt`, embeddings' `input`; any other body
  * as bytes/4 of its JSON.
  */

@@ -1,8 +1,8 @@
 import { z } from 'zod';
 import { defineConfig } from '../config/config-slice';
-import { boolean, integer, redisScheme, url } from '../config/env-schema';
+import { boolean, integer } from '../config/env-schema';
 
-/** The proxy response cache: L1 in process, L2 in redis (docs/cache-and-rate-limits.md). */
+/** The proxy response cache: L1 in process, L2 in redis (docs/cache-and-rate-limits.md; where the L2 lives is storage's CACHE_REDIS_URL). */
 export const cacheConfig = defineConfig(
   'cache',
   {
@@ -12,7 +12,6 @@ export const cacheConfig = defineConfig(
     PROXY_CACHE_MAX_ENTRIES: integer(1, 10_000, 10_000_000),
     PROXY_CACHE_MAX_BYTES: integer(1024, 64 * 1024 * 1024),
     PROXY_CACHE_MAX_ENTRY_BYTES: integer(1, 1024 * 1024),
-    CACHE_REDIS_URL: url('redis', 'rediss', 'valkey', 'valkeys'),
   },
   (env) => ({
     /** Default TTL; 0 = off, except for keys whose own `cache.ttl_secs` turns it on. */
@@ -25,7 +24,5 @@ export const cacheConfig = defineConfig(
     maxEntries: env.PROXY_CACHE_MAX_ENTRIES,
     maxBytes: env.PROXY_CACHE_MAX_BYTES,
     maxEntryBytes: env.PROXY_CACHE_MAX_ENTRY_BYTES,
-    /** L2: CACHE_REDIS_URL, else the store's redis when the store is redis, else none (L1 only). */
-    redisUrl: env.CACHE_REDIS_URL ? redisScheme(env.CACHE_REDIS_URL) : null,
   }),
 );

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 
 /**
- * Whether this instance is shutting down (DESIGN §8): set on SIGTERM, read by `/ready`, which then
+ * Whether this instance is shutting down (docs/deployment.md): set on SIGTERM, read by `/ready`, which then
  * answers 503 so the load balancer stops sending new requests while the ones in flight finish.
  */
 @Injectable()

@@ -34,7 +34,7 @@ function BodyOf(type: Type): ParameterDecorator {
 }
 
 /**
- * One controller shape for both ledgers (DESIGN §5.2): `/admin/budgets` on the token ledger and
+ * One controller shape for both ledgers (docs/budgets.md): `/admin/budgets` on the token ledger and
  * `/admin/costs` on the cost ledger (USD micros): list, read, set a limit with an optional
  * `reset_every` window, reset spend.
  */

@@ -15,7 +15,7 @@ export interface LedgerReap {
 }
 
 /**
- * Releases reservations nobody will settle (DESIGN §6 "never leak"): those of a replica that crashed
+ * Releases reservations nobody will settle (docs/budgets.md "never leak"): those of a replica that crashed
  * mid-request, on both ledgers. The reaper job does it on a schedule; `POST /admin/reservations/reap`
  * on demand. Releasing is exactly-once per reservation on every backend.
  */

@@ -14,7 +14,7 @@ export type LedgerUnit = 'tokens' | 'usd_micros';
 export type ScopeView = Record<string, string | number | null>;
 
 /**
- * The admin side of one ledger (DESIGN §5.2): list, read, set a limit (with an optional `reset_every`
+ * The admin side of one ledger (docs/budgets.md): list, read, set a limit (with an optional `reset_every`
  * window), reset spend: TokenLimits on the token ledger, CostLimits on the cost ledger. Every change
  * is audited as `admin.<entity>.<action>` with the actor and before/after.
  */

@@ -3,7 +3,7 @@ import { GATEWAY } from '../config/gateway.config';
 import { BackendConfig, GatewayFile } from '../config/gateway-file';
 
 /**
- * Picks the backends for a request (DESIGN §4 router): a key pinned to a backend uses only that one;
+ * Picks the backends for a request (docs/configuration.md router): a key pinned to a backend uses only that one;
  * otherwise the exact model rule, else the longest matching `prefix*` rule, else `default_backends`.
  * Within the chosen list the weights pick the primary at random; the others follow in their listed
  * order as the fallbacks.

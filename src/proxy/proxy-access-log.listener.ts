@@ -3,7 +3,7 @@ import { TrustedLine } from '../common/logging/pino-logger';
 import { ProxyEvents } from './proxy-event';
 
 /**
- * One JSON log line per proxied request (DESIGN §5.3), carrying `request_id` (the client's
+ * One JSON log line per proxied request (docs/deployment.md), carrying `request_id` (the client's
  * `x-request-id` when it sent a valid one, else generated; also returned as `x-ditto-request-id` and
  * forwarded upstream), so a request can be followed from the client through the gateway to the
  * provider. Warn level for 5xx, info otherwise. No secrets: the event holds none, so the line skips

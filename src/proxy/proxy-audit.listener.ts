@@ -2,7 +2,7 @@ import { Injectable, OnModuleInit } from '@nestjs/common';
 import { AuditService } from '../audit/audit.service';
 import { ProxyEvent, ProxyEvents } from './proxy-event';
 
-/** Kind of audit event for a proxied request (DESIGN §7). */
+/** Kind of audit event for a proxied request (docs/audit.md). */
 export function proxyAuditKind(event: ProxyEvent): string {
   if (event.error === null || event.status < 400) return 'proxy';
   return event.status === 502 || event.status === 504 || event.error.startsWith('upstream') ? 'proxy.error' : 'proxy.blocked';

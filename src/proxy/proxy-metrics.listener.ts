@@ -15,7 +15,7 @@ const OVERHEAD_SECONDS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 
 export const routeLabel = (path: string): string => (ROUTES.has(path) ? path : '/v1/other');
 
 /**
- * Prometheus metrics of the proxy (DESIGN §5.3), from the ProxyEvents every request emits: requests by
+ * Prometheus metrics of the proxy (docs/deployment.md), from the ProxyEvents every request emits: requests by
  * route/status/backend, latency split into upstream time and the gateway's own overhead, refusals by
  * code, tokens and cost charged. Labels are bounded: routes from a fixed list, backends from the
  * config, statuses and error codes from finite sets; key ids only with METRICS_KEY_LABELS=true.

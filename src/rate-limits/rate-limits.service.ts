@@ -10,7 +10,7 @@ import { ChangeFeed } from '../storage/ports/change-feed';
 import { VirtualKey } from '../virtual-keys/domain/virtual-key';
 import { UNLIMITED } from './domain/rate-decision';
 import { toRateLimitView } from './dto/rate-limit.dto';
-import { RateDecision, RateLimitRule, RateLimiter } from '../storage/ports/rate-limiter-store';
+import { RateDecision, RateLimitRule, RateLimiterStore } from '../storage/ports/rate-limiter-store';
 import { ScopeRateLimit, ScopeRateLimitRepository } from '../storage/ports/scope-rate-limit.repository';
 
 export const RATE_LIMIT_ENTITY = 'rate_limit';
@@ -30,7 +30,7 @@ export interface RateAdmission {
 }
 
 /**
- * Requests- and tokens-per-minute limits, checked before the budget reserve (DESIGN §1): a key's own
+ * Requests- and tokens-per-minute limits, checked before the budget reserve (docs/architecture.md): a key's own
  * `limits` on `key:<id>`, and the limits set with `PUT /admin/limits/:scope` on any of its scopes.
  * The scope limits are held in memory (loaded at start, kept current by the change feed), so finding
  * a request's rules costs no storage round trip, and a request with no rules never reaches the limiter.
@@ -49,7 +49,7 @@ export class RateLimitsService implements OnModuleInit, OnApplicationShutdown {
   constructor(
     private readonly repository: ScopeRateLimitRepository,
     private readonly changes: ChangeFeed,
-    private readonly limiter: RateLimiter,
+    private readonly limiter: RateLimiterStore,
     private readonly audit: AuditService,
     private readonly metrics: MetricsService,
   ) {

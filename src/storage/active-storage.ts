@@ -1,5 +1,5 @@
 import { Logger } from '@nestjs/common';
-import { openBackend } from './open-backend';
+import { BackendConnection, connectBackend } from './connect-backend';
 import { BackendName, StorageBackend, StorageOptions } from './ports/storage-backend';
 import { StorageSelectionInput, storageCandidates } from './storage-selection';
 
@@ -29,24 +29,25 @@ export class ActiveStorage {
 }
 
 /**
- * Tries the candidates in order (DESIGN §3.1): the first that opens wins; each failure is logged at
- * ERROR with the backend and the cause. When every candidate fails, rejects with all the causes.
+ * Tries the candidates in order (docs/storage.md): the first whose probe connects (and
+ * migrates) wins; each failure is logged at ERROR with the backend and the cause. When every candidate
+ * fails, rejects with all the causes. A pure decision over `storageCandidates`; the probe is the only I/O.
  */
-export async function openActiveStorage(
+export async function selectStorage(
   selection: StorageSelectionInput,
   options: StorageOptions,
   logger = new Logger('Storage'),
-): Promise<ActiveStorage> {
+): Promise<{ connection: BackendConnection; info: StorageInfo }> {
   const failures: StorageInfo['fallbackFrom'] = [];
   const candidates = storageCandidates(selection);
   for (const candidate of candidates) {
     try {
-      const backend = await openBackend(candidate.backend, options);
+      const connection = await connectBackend(candidate.backend, options);
       logger.log(
         `using ${candidate.backend} storage (selected by ${candidate.selectedBy}` +
           (failures.length ? `, after ${failures.map((f) => f.backend).join(', ')} failed)` : ')'),
       );
-      return new ActiveStorage(backend, { backend: candidate.backend, selectedBy: candidate.selectedBy, fallbackFrom: failures });
+      return { connection, info: { backend: candidate.backend, selectedBy: candidate.selectedBy, fallbackFrom: failures } };
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
       failures.push({ backend: candidate.backend, error: message });

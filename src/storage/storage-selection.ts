@@ -19,7 +19,7 @@ export interface StorageCandidate {
 }
 
 /**
- * The ordered backends to try (DESIGN §3.1): the forced backend, else the first configured in the
+ * The ordered backends to try (docs/storage.md): the forced backend, else the first configured in the
  * order redis > postgres > mongodb > sqlite. With fallback on, the remaining configured backends
  * follow in that order and sqlite (always available) closes the list; with fallback off, only the
  * first is tried.

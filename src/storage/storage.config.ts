@@ -24,8 +24,9 @@ export const storageConfig = defineConfig(
     REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9_.:{}-]{1,64}$/, 'expected 1-64 of A-Z a-z 0-9 _ . : { } -').default('ditto'),
     REDIS_TIMEOUT_MS: integer(100, 10_000),
     CHANGE_FEED_POLL_MS: integer(20, 250, 60_000),
+    CACHE_REDIS_URL: url('redis', 'rediss', 'valkey', 'valkeys'),
   },
-  (env): { selection: StorageSelectionInput; options: StorageOptions } => ({
+  (env): { selection: StorageSelectionInput; options: StorageOptions; cacheRedisUrl: string | null } => ({
     selection: {
       forced: env.STORAGE_BACKEND === 'auto' ? null : env.STORAGE_BACKEND,
       fallback: env.STORAGE_FALLBACK,
@@ -41,6 +42,8 @@ export const storageConfig = defineConfig(
       redis: { url: redisScheme(env.VALKEY_URL ?? env.REDIS_URL ?? ''), prefix: env.REDIS_PREFIX, timeoutMs: env.REDIS_TIMEOUT_MS },
       changePollMs: env.CHANGE_FEED_POLL_MS,
     },
+    /** The shared (L2) response cache: CACHE_REDIS_URL, else the store's redis when the store is redis, else none. */
+    cacheRedisUrl: env.CACHE_REDIS_URL ? redisScheme(env.CACHE_REDIS_URL) : null,
   }),
   (env) => {
     const problems: string[] = [];

@@ -30,7 +30,7 @@ export class StorageController {
   constructor(private readonly storage: ActiveStorage) {}
 
   @Get(['admin/storage', 'api/auth/storage-info'])
-  @ApiOperation({ summary: 'Which storage backend is active, why, and what failed before it (DESIGN §3.1)' })
+  @ApiOperation({ summary: 'Which storage backend is active, why, and what failed before it (docs/storage.md)' })
   @ApiOkResponse({ type: StorageInfoDto })
   async info(): Promise<StorageInfoDto> {
     const { backend, info } = this.storage;

@@ -1,21 +1,31 @@
-import { Global, Injectable, Module, OnApplicationShutdown } from '@nestjs/common';
+import { DynamicModule, Global, Inject, Injectable, Module, OnApplicationShutdown } from '@nestjs/common';
+import { ActiveStorage, StorageInfo, selectStorage } from './active-storage';
+import { STORAGE_BACKEND, StorageSettings, backendWiring } from './backend-wiring';
+import { AccountingLedger, ParallelAccountingLedger } from './ports/accounting-ledger';
 import { AuditLogRepository } from './ports/audit-log.repository';
 import { BudgetLedger } from './ports/budget-ledger';
-import { AccountingLedger, ParallelAccountingLedger } from './ports/accounting-ledger';
-import { CostLedger } from './ports/cost-ledger';
-import { ScopeRateLimitRepository } from './ports/scope-rate-limit.repository';
-import { VirtualKeyRepository } from './ports/virtual-key.repository';
-import { ActiveStorage, openActiveStorage } from './active-storage';
 import { ChangeFeed } from './ports/change-feed';
+import { CostLedger } from './ports/cost-ledger';
 import { JobLock } from './ports/job-lock';
+import { RateLimiterStore } from './ports/rate-limiter-store';
+import { ResponseCacheStore } from './ports/response-cache-store';
+import { ScopeRateLimitRepository } from './ports/scope-rate-limit.repository';
+import { StorageBackend } from './ports/storage-backend';
+import { VirtualKeyRepository } from './ports/virtual-key.repository';
+import { StorageSelectionInput } from './storage-selection';
 import { StorageController } from './storage.controller';
-import { ConfigurableModuleClass, STORAGE_MODULE_OPTIONS, StorageModuleOptions } from './storage.module-definition';
 
+/** Closes the backend and the stores bound next to it when the application stops. */
 @Injectable()
 class StorageLifecycle implements OnApplicationShutdown {
-  constructor(private readonly storage: ActiveStorage) {}
+  constructor(
+    private readonly storage: ActiveStorage,
+    private readonly limiter: RateLimiterStore,
+    @Inject(ResponseCacheStore) private readonly cache: ResponseCacheStore | null,
+  ) {}
 
   async onApplicationShutdown(): Promise<void> {
+    await Promise.all([this.limiter.close(), this.cache?.close()]);
     await this.storage.backend.close();
   }
 }
@@ -26,40 +36,42 @@ const port = <T>(token: abstract new (...args: never[]) => T, pick: (s: ActiveSt
   inject: [ActiveStorage],
 });
 
+const PORTS = [VirtualKeyRepository, BudgetLedger, CostLedger, AccountingLedger, AuditLogRepository, ScopeRateLimitRepository, ChangeFeed, JobLock];
+
 /**
- * Picks ONE backend at bootstrap (`StorageModule.forRootAsync`) and binds every storage port to it.
- * Selecting at run time (with fallback) is why the adapters open their own DataSource/connection
- * rather than using the static TypeOrmModule/MongooseModule/RedisModule.
+ * Storage for the whole application (global): exactly one backend, chosen at bootstrap.
+ * `forRootAsync` probes the candidates in priority order with fallback (`selectStorage`: the pure
+ * `storageCandidates` order, each probe connecting and migrating, failures logged), then imports the
+ * Nest module of the one that opened, wired with its connection (backend-wiring.ts), and binds every
+ * port to it: keys, ledgers, audit, scope rate limits, change feed, job lock, the rate-limiter store and
+ * the shared response cache. Features see ports only.
  */
 @Global()
-@Module({
-  controllers: [StorageController],
-  providers: [
-    {
-      provide: ActiveStorage,
-      useFactory: (o: StorageModuleOptions) => openActiveStorage(o.selection, o.options),
-      inject: [STORAGE_MODULE_OPTIONS],
-    },
-    StorageLifecycle,
-    port(VirtualKeyRepository, (s) => s.backend.keys),
-    port(BudgetLedger, (s) => s.backend.budgets),
-    port(CostLedger, (s) => s.backend.costs),
-    port(AccountingLedger, (s) => s.backend.accounting ?? new ParallelAccountingLedger(s.backend.budgets, s.backend.costs)),
-    port(AuditLogRepository, (s) => s.backend.audit),
-    port(ScopeRateLimitRepository, (s) => s.backend.rateLimits),
-    port(ChangeFeed, (s) => s.backend.changes),
-    port(JobLock, (s) => s.backend.locks),
-  ],
-  exports: [
-    ActiveStorage,
-    VirtualKeyRepository,
-    BudgetLedger,
-    CostLedger,
-    AccountingLedger,
-    AuditLogRepository,
-    ScopeRateLimitRepository,
-    ChangeFeed,
-    JobLock,
-  ],
-})
-export class StorageModule extends ConfigurableModuleClass {}
+@Module({})
+export class StorageModule {
+  static async forRootAsync(settings: StorageSettings & { selection: StorageSelectionInput }): Promise<DynamicModule> {
+    const { connection, info } = await selectStorage(settings.selection, settings.options);
+    const wiring = await backendWiring(connection, settings);
+    return {
+      module: StorageModule,
+      imports: wiring.imports,
+      controllers: [StorageController],
+      providers: [
+        wiring.backend,
+        { provide: ActiveStorage, useFactory: (backend: StorageBackend) => new ActiveStorage(backend, info as StorageInfo), inject: [STORAGE_BACKEND] },
+        wiring.rateLimiter,
+        wiring.responseCache,
+        StorageLifecycle,
+        port(VirtualKeyRepository, (s) => s.backend.keys),
+        port(BudgetLedger, (s) => s.backend.budgets),
+        port(CostLedger, (s) => s.backend.costs),
+        port(AccountingLedger, (s) => s.backend.accounting ?? new ParallelAccountingLedger(s.backend.budgets, s.backend.costs)),
+        port(AuditLogRepository, (s) => s.backend.audit),
+        port(ScopeRateLimitRepository, (s) => s.backend.rateLimits),
+        port(ChangeFeed, (s) => s.backend.changes),
+        port(JobLock, (s) => s.backend.locks),
+      ],
+      exports: [ActiveStorage, RateLimiterStore, ResponseCacheStore, ...PORTS],
+    };
+  }
+}

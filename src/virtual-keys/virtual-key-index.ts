@@ -11,7 +11,7 @@ const RESYNC_MS = 60_000;
 
 /**
  * Every virtual key in memory, by token hash, so authenticating a request costs no storage round
- * trip (DESIGN §1). Kept current by the change feed: an admin change on any replica reloads that key
+ * trip (docs/architecture.md). Kept current by the change feed: an admin change on any replica reloads that key
  * here within the feed's delay (< 1 s); expiry is checked at lookup time, so it needs no event.
  */
 @Injectable()

@@ -30,7 +30,7 @@ export function keyFromConfig(config: VirtualKeyConfig, now: number): VirtualKey
   };
 }
 
-/** DESIGN §3.2: a store that holds keys wins over gateway.json; an empty store is seeded from it. */
+/** docs/storage.md: a store that holds keys wins over gateway.json; an empty store is seeded from it. */
 @Injectable()
 export class VirtualKeysBootstrap implements OnApplicationBootstrap {
   private readonly logger = new Logger(VirtualKeysBootstrap.name);

@@ -12,7 +12,7 @@ const REQUESTS = 5000;
 const CONCURRENCY = 64;
 
 /**
- * DESIGN §8: on SIGTERM the gateway stops accepting connections, finishes what is in flight (and
+ * docs/deployment.md: on SIGTERM the gateway stops accepting connections, finishes what is in flight (and
  * serves requests that arrive on open connections meanwhile), then flushes the audit queue before
  * closing storage. So every request that got an answer has its audit row, and only those.
  */
@@ -44,7 +44,7 @@ describe('SIGTERM during a burst (e2e, child process)', () => {
       // A long flush interval: whatever is queued at SIGTERM must be written by the shutdown flush.
       AUDIT_FLUSH_MS: '5000',
       AUDIT_BATCH_SIZE: '1000',
-      // Keep serving briefly after the signal (the grace period of DESIGN §8, where implemented), so
+      // Keep serving briefly after the signal (the grace period of docs/deployment.md, where implemented), so
       // the burst sees both: requests served after SIGTERM, and connections refused once it closes.
       SHUTDOWN_GRACE_MS: '1000',
     };

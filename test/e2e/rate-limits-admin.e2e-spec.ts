@@ -1,5 +1,5 @@
 import { MemoryRateLimiter } from '../../src/storage/backends/memory/memory-rate-limiter';
-import { RateLimiter } from '../../src/storage/ports/rate-limiter-store';
+import { RateLimiterStore } from '../../src/storage/ports/rate-limiter-store';
 import { RateLimitsService } from '../../src/rate-limits/rate-limits.service';
 import { RedisRateLimiter } from '../../src/storage/backends/redis/redis-rate-limiter';
 import { VirtualKey } from '../../src/virtual-keys/domain/virtual-key';
@@ -71,7 +71,7 @@ describe.each(['sqlite', 'redis'] as const)('rate limits admin API across two re
   });
 
   it(`counts on ${backend === 'redis' ? 'redis, shared by the replicas' : 'each replica in process'}`, () => {
-    expect(a.app.get(RateLimiter)).toBeInstanceOf(backend === 'redis' ? RedisRateLimiter : MemoryRateLimiter);
+    expect(a.app.get(RateLimiterStore)).toBeInstanceOf(backend === 'redis' ? RedisRateLimiter : MemoryRateLimiter);
   });
 
   it('refuses malformed scopes and limits with 400, and changes with the read-only token with 403', async () => {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { WINDOW_MS } from '../../src/rate-limits/domain/sliding-window';
 import { MemoryRateLimiter } from '../../src/storage/backends/memory/memory-rate-limiter';
-import { RateLimitRule, RateLimiter } from '../../src/storage/ports/rate-limiter-store';
+import { RateLimitRule, RateLimiterStore } from '../../src/storage/ports/rate-limiter-store';
 import { RedisRateLimiter } from '../../src/storage/backends/redis/redis-rate-limiter';
 import { testStorageOptions } from './options';
 
@@ -16,15 +16,15 @@ const scope = (type = 'key') => `${type}:s${++scopeSeq}`;
 interface LimiterTarget {
   name: string;
   /** Two limiters over the same counters (two replicas, for redis two connections). */
-  open(): Promise<{ a: RateLimiter; b: RateLimiter }>;
+  open(): Promise<{ a: RateLimiterStore; b: RateLimiterStore }>;
   teardown(): Promise<void>;
 }
 
-/** What every RateLimiter must do, whatever keeps the counters. */
+/** What every RateLimiterStore must do, whatever keeps the counters. */
 function describeRateLimiterContract(target: LimiterTarget): void {
-  describe(`RateLimiter contract: ${target.name}`, () => {
-    let a: RateLimiter;
-    let b: RateLimiter;
+  describe(`RateLimiterStore contract: ${target.name}`, () => {
+    let a: RateLimiterStore;
+    let b: RateLimiterStore;
 
     beforeAll(async () => ({ a, b } = await target.open()));
     afterAll(() => target.teardown());

@@ -1,4 +1,4 @@
-/** One audit event (DESIGN §7). `payload` never holds a secret (tokens, authorization, upstream keys). */
+/** One audit event (docs/audit.md). `payload` never holds a secret (tokens, authorization, upstream keys). */
 export interface AuditRecord {
   /** Unique and time-ordered (see newAuditId); also the tie-breaker for equal timestamps. */
   id: string;

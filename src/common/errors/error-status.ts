@@ -1,6 +1,6 @@
 import { ErrorCode } from './gateway-error';
 
-/** HTTP status and OpenAI error `type` for each code (DESIGN §5.1). */
+/** HTTP status and OpenAI error `type` for each code (docs/proxy.md). */
 export const ERROR_HTTP: Record<ErrorCode, { status: number; type: string }> = {
   [ErrorCode.InvalidRequest]: { status: 400, type: 'invalid_request_error' },
   [ErrorCode.InvalidApiKey]: { status: 401, type: 'invalid_request_error' },

@@ -2,7 +2,7 @@ import { VirtualKey } from '../../virtual-keys/domain/virtual-key';
 
 /**
  * Every request is charged to its key's scope and, where the key has them, its tenant's, project's
- * and user's (DESIGN §5.2). Projects and users are named within their tenant, so a key without a
+ * and user's (docs/budgets.md). Projects and users are named within their tenant, so a key without a
  * tenant is charged to its own scope only.
  */
 export function scopesOf(key: Pick<VirtualKey, 'id' | 'tenantId' | 'projectId' | 'userId'>): string[] {

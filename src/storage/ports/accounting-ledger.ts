@@ -17,7 +17,7 @@ export interface AccountingSettled {
 }
 
 /**
- * The token and cost ledgers of one store, reserved and settled together (DESIGN §6): all scopes of
+ * The token and cost ledgers of one store, reserved and settled together (docs/budgets.md): all scopes of
  * both ledgers or none. A store that can do both in one operation implements it (SQLite: one
  * transaction); the others use ParallelAccountingLedger.
  */
@@ -30,7 +30,7 @@ export abstract class AccountingLedger {
 /**
  * Both ledgers called in parallel (one round trip of latency: redis pipelines the two scripts on its
  * connection, postgres uses two pooled connections); when one refuses, the other's reservation is
- * released again (the compensation DESIGN §6 describes).
+ * released again (the compensation docs/budgets.md describes).
  */
 export class ParallelAccountingLedger extends AccountingLedger {
   constructor(

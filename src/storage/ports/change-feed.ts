@@ -9,7 +9,7 @@ export interface ChangeEvent {
 export type ChangeListener = (event: ChangeEvent) => void;
 
 /**
- * Cross-replica change notification (DESIGN §3.4): every listener of every instance sharing the store,
+ * Cross-replica change notification (docs/storage.md): every listener of every instance sharing the store,
  * the publisher's own included, receives each published event within 1 s. Delivery is at-least-once;
  * listeners must be idempotent (reload the entity).
  */

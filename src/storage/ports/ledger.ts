@@ -4,7 +4,7 @@ import { Page } from '../../common/page';
  * The shared shape of the token ledger (BudgetLedger, units = tokens) and the cost ledger
  * (CostLedger, units = USD micros). All amounts are non-negative integers; time is epoch ms.
  *
- * Accounting model (DESIGN §6): a request first *reserves* its estimate on every scope it is charged
+ * Accounting model (docs/budgets.md): a request first *reserves* its estimate on every scope it is charged
  * to, all or none, then *commits* its real usage (reserved -= estimate, spent += actual) or *releases*
  * the reservation. A scope without a limit never refuses but is still metered.
  */

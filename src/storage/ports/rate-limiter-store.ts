@@ -6,7 +6,7 @@ export type { RateDecision, RateLimitKind, RateLimitRule } from '../../rate-limi
  * Port: the sliding-window counters of the rate-limited scopes (domain/sliding-window.ts). Redis keeps
  * them shared by every replica; the in-process adapter keeps them per replica.
  */
-export abstract class RateLimiter {
+export abstract class RateLimiterStore {
   /**
    * Checks every rule and, only when all pass, counts the request (+1) and its `tokens` in every
    * rule's current window: all or nothing, atomically with respect to concurrent admissions.

@@ -2,7 +2,7 @@ import { CachePurgeFilter, CachedResponse } from '../../cache/domain/cached-resp
 
 /**
  * The shared (L2) response cache, seen by every replica. Entries expire on their own at `expiresAt`.
- * Only redis implements it (DESIGN §3.3); without one the cache is in-process only.
+ * Only redis implements it (docs/architecture.md); without one the cache is in-process only.
  */
 export abstract class ResponseCacheStore {
   /** The live entry under `hash`, or null. */

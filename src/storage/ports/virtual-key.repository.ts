@@ -19,7 +19,7 @@ export abstract class VirtualKeyRepository {
   abstract listAll(): Promise<VirtualKey[]>;
   abstract count(): Promise<number>;
   /**
-   * Bootstrap rule (DESIGN §3.2): if the store holds no key, writes `keys` and returns how many were
+   * Bootstrap rule (docs/storage.md): if the store holds no key, writes `keys` and returns how many were
    * written; if it holds any, writes nothing and returns 0.
    */
   abstract seedIfEmpty(keys: VirtualKey[]): Promise<number>;

@@ -1,6 +1,6 @@
 import { RateDecision, RateLimitRule, ScopeCounts, decide, tokenCost, tokenDelta } from '../../../rate-limits/domain/rate-decision';
 import { elapsedInWindow, windowIndex } from '../../../rate-limits/domain/sliding-window';
-import { RateLimiter } from '../../ports/rate-limiter-store';
+import { RateLimiterStore } from '../../ports/rate-limiter-store';
 
 /** One scope's counters as of window `index`. */
 interface ScopeWindows {
@@ -14,7 +14,7 @@ interface ScopeWindows {
  * so N replicas behind a load balancer let up to N × the limit through. Admission is synchronous
  * between awaits, hence atomic. Scopes idle for two windows are dropped once per window.
  */
-export class MemoryRateLimiter extends RateLimiter {
+export class MemoryRateLimiter extends RateLimiterStore {
   private readonly scopes = new Map<string, ScopeWindows>();
   private sweptAt = 0;
 

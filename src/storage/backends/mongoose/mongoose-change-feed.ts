@@ -16,7 +16,7 @@ export const CHANGE_RETENTION_MS = 300_000;
 const PRUNE_EVERY_MS = 60_000;
 
 /**
- * The version-counter change feed (DESIGN §3.4): publish takes the next number from a counter
+ * The version-counter change feed (docs/storage.md): publish takes the next number from a counter
  * document and inserts the change under it; every instance polls for numbers above the last one it
  * delivered, starting from the counter's value when it opened. Works on a standalone server, where
  * change streams are unavailable. Each instance also deletes changes older than CHANGE_RETENTION_MS

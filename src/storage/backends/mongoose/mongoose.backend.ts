@@ -1,4 +1,4 @@
-import { Connection, createConnection } from 'mongoose';
+import { ConnectOptions, Connection, createConnection } from 'mongoose';
 import { redactUrl } from '../../redact';
 import { StorageBackend, StorageOptions } from '../../ports/storage-backend';
 import { MongooseAuditLogRepository } from './mongoose-audit-log.repository';
@@ -18,36 +18,65 @@ const SERVER_SELECTION_TIMEOUT_MS = 5_000;
  * with a message naming MONGODB_URI (credentials redacted) and the cause.
  */
 export async function openMongooseBackend(options: StorageOptions): Promise<StorageBackend> {
-  const { uri, database } = options.mongodb;
-  const where = `MONGODB_URI=${uri ? redactUrl(uri) : '(not set)'}, database '${database}'`;
-  if (!uri) throw new Error(`MongoDB storage cannot start (${where}): MONGODB_URI is not set`);
+  const connection = await connectMongoose(options);
+  return mongooseBackend(connection, createModels(connection), options);
+}
 
+/**
+ * How connections to the server are made: the database, bounded waits for an unreachable server, no
+ * command buffering while disconnected (callers answer 503 at once), indexes built when the backend is
+ * assembled (awaited) rather than in the background. The application's connection (MongooseModule) too.
+ */
+export function connectionOptions(options: StorageOptions): ConnectOptions {
+  return {
+    dbName: options.mongodb.database,
+    serverSelectionTimeoutMS: SERVER_SELECTION_TIMEOUT_MS,
+    connectTimeoutMS: SERVER_SELECTION_TIMEOUT_MS,
+    bufferCommands: false,
+    autoIndex: false,
+    autoCreate: false,
+  };
+}
+
+/** Connects and pings (the storage selection's probe). */
+export async function connectMongoose(options: StorageOptions): Promise<Connection> {
+  const { uri } = options.mongodb;
+  if (!uri) throw failure(options, 'MONGODB_URI is not set');
   let connection: Connection | null = null;
-  let feed: MongooseChangeFeed | null = null;
   try {
-    connection = createConnection(uri, {
-      dbName: database,
-      serverSelectionTimeoutMS: SERVER_SELECTION_TIMEOUT_MS,
-      connectTimeoutMS: SERVER_SELECTION_TIMEOUT_MS,
-      // Fail fast instead of queueing operations while disconnected: callers answer 503.
-      bufferCommands: false,
-      // Indexes are built below, awaited, rather than in the background.
-      autoIndex: false,
-      autoCreate: false,
-    });
+    connection = createConnection(uri, connectionOptions(options));
     await connection.asPromise();
     await ping(connection);
-    const models = createModels(connection);
+    return connection;
+  } catch (error) {
+    await connection?.close(true).catch(() => undefined);
+    throw failure(options, error);
+  }
+}
+
+/**
+ * The ports on a connected connection and its models: builds the declared indexes (idempotent) and
+ * starts the change-feed poller. On failure it closes the connection and rejects like `connectMongoose`.
+ */
+export async function mongooseBackend(connection: Connection, models: MongooseModels, options: StorageOptions): Promise<StorageBackend> {
+  let feed: MongooseChangeFeed | null = null;
+  try {
     await createIndexes(models);
     feed = await MongooseChangeFeed.start(models, options.changePollMs);
-    return backend(connection, feed, models, uri, database);
+    return backend(connection, feed, models, options.mongodb.uri, options.mongodb.database);
   } catch (error) {
     await feed?.stop();
-    await connection?.close(true).catch(() => undefined);
-    const cause = error instanceof Error ? error.message : String(error);
-    // A driver message may quote the connection string; never let credentials through.
-    throw new Error(`MongoDB storage cannot start (${where}): ${cause.split(uri).join(redactUrl(uri))}`, { cause: error });
+    await connection.close(true).catch(() => undefined);
+    throw failure(options, error);
   }
+}
+
+function failure(options: StorageOptions, error: unknown): Error {
+  const { uri, database } = options.mongodb;
+  const where = `MONGODB_URI=${uri ? redactUrl(uri) : '(not set)'}, database '${database}'`;
+  const cause = error instanceof Error ? error.message : String(error);
+  // A driver message may quote the connection string; never let credentials through.
+  return new Error(`MongoDB storage cannot start (${where}): ${uri ? cause.split(uri).join(redactUrl(uri)) : cause}`, { cause: error });
 }
 
 async function ping(connection: Connection): Promise<void> {

@@ -222,18 +222,25 @@ export interface MongooseModels {
   leases: Model<JobLeaseDoc>;
 }
 
+/** Every model: its name, schema and collection (`MongooseModule.forFeature` takes this list as is). */
+export const MODEL_DEFINITIONS = {
+  keys: { name: 'VirtualKey', schema: virtualKeySchema, collection: 'virtual_keys' },
+  scopes: { name: 'LedgerScope', schema: ledgerScopeSchema, collection: 'ledger_scopes' },
+  reservations: { name: 'LedgerReservation', schema: reservationSchema, collection: 'ledger_reservations' },
+  audit: { name: 'AuditRecord', schema: auditSchema, collection: 'audit_log' },
+  rateLimits: { name: 'RateLimit', schema: rateLimitSchema, collection: 'rate_limits' },
+  changes: { name: 'Change', schema: changeSchema, collection: 'changes' },
+  counters: { name: 'Counter', schema: counterSchema, collection: 'counters' },
+  leases: { name: 'JobLease', schema: jobLeaseSchema, collection: 'job_leases' },
+} satisfies Record<keyof MongooseModels, { name: string; schema: Schema; collection: string }>;
+
 /** Models bound to one connection (never the global mongoose one), so instances stay independent. */
 export function createModels(connection: Connection): MongooseModels {
-  return {
-    keys: connection.model<VirtualKeyDoc>('VirtualKey', virtualKeySchema, 'virtual_keys'),
-    scopes: connection.model<LedgerScopeDoc>('LedgerScope', ledgerScopeSchema, 'ledger_scopes'),
-    reservations: connection.model<ReservationDoc>('LedgerReservation', reservationSchema, 'ledger_reservations'),
-    audit: connection.model<AuditDoc>('AuditRecord', auditSchema, 'audit_log'),
-    rateLimits: connection.model<RateLimitDoc>('RateLimit', rateLimitSchema, 'rate_limits'),
-    changes: connection.model<ChangeDoc>('Change', changeSchema, 'changes'),
-    counters: connection.model<CounterDoc>('Counter', counterSchema, 'counters'),
-    leases: connection.model<JobLeaseDoc>('JobLease', jobLeaseSchema, 'job_leases'),
+  const model = (key: keyof MongooseModels) => {
+    const { name, schema, collection } = MODEL_DEFINITIONS[key];
+    return connection.model(name, schema, collection);
   };
+  return Object.fromEntries(Object.keys(MODEL_DEFINITIONS).map((key) => [key, model(key as keyof MongooseModels)])) as unknown as MongooseModels;
 }
 
 /** Builds every declared index (idempotent; safe when several instances open at once). */

@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { Redis } from 'ioredis';
 import { RateDecision, RateLimitRule, ScopeCounts, decide, tokenCost, tokenDelta } from '../../../rate-limits/domain/rate-decision';
 import { WINDOW_MS, elapsedInWindow, windowIndex } from '../../../rate-limits/domain/sliding-window';
-import { RateLimiter } from '../../ports/rate-limiter-store';
+import { RateLimiterStore } from '../../ports/rate-limiter-store';
 
 const SCRIPTS = { rateLimitAdmit: 'rate-limit-admit.lua', rateLimitAdjust: 'rate-limit-adjust.lua' } as const;
 type ScriptName = keyof typeof SCRIPTS;
@@ -23,7 +23,7 @@ const MAX_RETRY_DELAY_MS = 2000;
  * gateway's clock, so replicas' clocks should agree (NTP); a skew of s ms shifts their windows by s.
  * Multi-key scripts: like the ledger's, not for Redis Cluster.
  */
-export class RedisRateLimiter extends RateLimiter {
+export class RedisRateLimiter extends RateLimiterStore {
   constructor(
     private readonly redis: Redis,
     private readonly prefix: string,

@@ -26,7 +26,8 @@ function isStoredMeta(value: unknown): value is StoredMeta {
 }
 
 /**
- * L2 in redis/valkey, on a connection of its own. Each entry is a hash under `<prefix>:e:<request
+ * L2 in redis/valkey: on the store's command connection when the store is that redis, else on a
+ * connection of its own (CACHE_REDIS_URL). Each entry is a hash under `<prefix>:e:<request
  * hash>` — `meta` (JSON), `body` (the raw bytes), `key` and `model` (for purges) — expiring at the
  * entry's expiresAt. Purges walk index sets (`<prefix>:idx:all`, `:idx:key:<id>`, `:idx:model:<name>`)
  * sorted by expiry, never the keyspace: see lua/cache-set.lua and lua/cache-purge.lua.
@@ -37,15 +38,20 @@ export class RedisResponseCacheStore extends ResponseCacheStore {
   constructor(
     private readonly redis: Redis,
     private readonly prefix: string,
+    /** A lookup that takes longer is a miss: the request does not wait on a slow L2. */
+    private readonly lookupTimeoutMs: number,
+    /** Whether close() quits the connection (it was opened for this store, not shared). */
+    private readonly ownsConnection = true,
   ) {
     super();
     for (const [name, file] of Object.entries(SCRIPTS) as Array<[keyof typeof SCRIPTS, string]>) {
+      if (COMMANDS[name] in redis) continue;
       redis.defineCommand(COMMANDS[name], { lua: fs.readFileSync(path.join(__dirname, 'lua', file), 'utf8') });
     }
   }
 
   async get(hash: string): Promise<CachedResponse | null> {
-    const [meta, body] = await this.redis.hmgetBuffer(this.entryKey(hash), 'meta', 'body');
+    const [meta, body] = await withTimeout(this.redis.hmgetBuffer(this.entryKey(hash), 'meta', 'body'), this.lookupTimeoutMs);
     if (meta === null || body === null) return null;
     let parsed: unknown;
     try {
@@ -88,7 +94,7 @@ export class RedisResponseCacheStore extends ResponseCacheStore {
   }
 
   close(): Promise<void> {
-    this.closing ??= quit(this.redis);
+    this.closing ??= this.ownsConnection ? quit(this.redis) : Promise.resolve();
     return this.closing;
   }
 
@@ -152,5 +158,13 @@ export async function openRedisResponseCacheStore(options: RedisCacheConnectionO
       resolve();
     }
   });
-  return new RedisResponseCacheStore(redis, options.prefix);
+  return new RedisResponseCacheStore(redis, options.prefix, options.timeoutMs);
+}
+
+function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
 }

@@ -1,4 +1,4 @@
-import { Redis } from 'ioredis';
+import { Redis, RedisOptions } from 'ioredis';
 import { redactUrl, withoutPassword } from '../../redact';
 import { StorageBackend, StorageOptions } from '../../ports/storage-backend';
 import { RedisAuditLogRepository } from './redis-audit-log.repository';
@@ -13,42 +13,93 @@ import { RedisVirtualKeyRepository } from './redis-virtual-key.repository';
 const MAX_RETRY_DELAY_MS = 2000;
 
 /**
- * Opens the redis/valkey backend (`redis://` or `rediss://` for TLS): one command connection plus one
- * pub/sub connection for the change feed. Until open has succeeded nothing retries, so an
- * unreachable server rejects within about `timeoutMs`; afterwards both connections reconnect on
- * their own with a capped backoff.
+ * How the command connection is made: no auto-pipelining (the hot path batches itself,
+ * RedisAccountingLedger, and deferring every write to the next tick only delayed the reserves that
+ * requests wait for: docs/benchmarks.md), timeouts from REDIS_TIMEOUT_MS, reconnects with a capped
+ * backoff. The application's connection (`RedisModule` of @nestjs-modules/ioredis) uses these too.
  */
-export async function openRedisBackend(options: StorageOptions): Promise<StorageBackend> {
-  const { url, prefix, timeoutMs } = options.redis;
-  let opened = false;
-  const commands = new Redis(url, {
-    lazyConnect: true,
-    // No auto-pipelining: the hot path batches itself (RedisAccountingLedger), and deferring every
-    // write to the next tick only delayed the reserves that requests wait for (docs/benchmarks.md).
+export function commandConnectionOptions(options: StorageOptions): RedisOptions {
+  const { timeoutMs } = options.redis;
+  return {
     enableAutoPipelining: false,
     connectTimeout: timeoutMs,
     commandTimeout: timeoutMs,
+    retryStrategy: (attempt) => Math.min(attempt * 100, MAX_RETRY_DELAY_MS),
+  };
+}
+
+/**
+ * Opens the redis/valkey backend (`redis://` or `rediss://` for TLS) on a command connection of its
+ * own plus one pub/sub connection for the change feed. Until open has succeeded nothing retries, so
+ * an unreachable server rejects within about `timeoutMs`; afterwards both connections reconnect on
+ * their own with a capped backoff.
+ */
+export async function openRedisBackend(options: StorageOptions): Promise<StorageBackend> {
+  const { url, timeoutMs } = options.redis;
+  let opened = false;
+  const commands = new Redis(url, {
+    ...commandConnectionOptions(options),
+    lazyConnect: true,
     retryStrategy: (attempt) => (opened ? Math.min(attempt * 100, MAX_RETRY_DELAY_MS) : null),
   });
-  const subscriber = commands.duplicate();
   // Without a listener ioredis prints connection errors to the console. Open reports its own failure;
   // later outages surface through ping() (/ready) and the failing commands themselves.
-  for (const client of [commands, subscriber]) client.on('error', () => undefined);
+  commands.on('error', () => undefined);
   try {
     await connect(commands, timeoutMs);
+  } catch (err) {
+    commands.disconnect();
+    throw failure(url, err);
+  }
+  try {
+    const backend = await redisBackend(commands, options);
+    opened = true;
+    return backend;
+  } catch (err) {
+    commands.disconnect();
+    throw err;
+  }
+}
+
+/** Connects once, pings, and lets go (the storage selection's probe). */
+export async function probeRedis(options: StorageOptions): Promise<void> {
+  const { url, timeoutMs } = options.redis;
+  const client = new Redis(url, { ...commandConnectionOptions(options), lazyConnect: true, retryStrategy: () => null });
+  client.on('error', () => undefined);
+  try {
+    await connect(client, timeoutMs);
+    await client.ping();
+  } catch (err) {
+    throw failure(url, err);
+  } finally {
+    await quit(client);
+  }
+}
+
+/**
+ * The ports on a command connection: its scripts, the pub/sub connection (a duplicate) and the change
+ * feed. Closing the backend quits both connections.
+ */
+export async function redisBackend(commands: Redis, options: StorageOptions): Promise<StorageBackend> {
+  const { url, prefix, timeoutMs } = options.redis;
+  const subscriber = commands.duplicate({ lazyConnect: true });
+  subscriber.on('error', () => undefined);
+  try {
     await commands.ping();
     await connect(subscriber, timeoutMs);
     defineScripts(commands);
     const keys = new RedisKeys(prefix);
     const changes = new RedisChangeFeed(commands, subscriber, keys.changes);
     await changes.start();
-    opened = true;
     return new RedisStorageBackend(url, prefix, commands, subscriber, keys, changes);
   } catch (err) {
-    commands.disconnect();
     subscriber.disconnect();
-    throw new Error(`REDIS_URL ${redactUrl(url)}: ${withoutPassword(describe(err), url)}`);
+    throw failure(url, err);
   }
+}
+
+function failure(url: string, err: unknown): Error {
+  return new Error(`REDIS_URL ${redactUrl(url)}: ${withoutPassword(describe(err), url)}`);
 }
 
 class RedisStorageBackend implements StorageBackend {

@@ -40,12 +40,63 @@ const PG_CONNECT_TIMEOUT_MS = 10_000;
 const PG_IDLE_TIMEOUT_MS = 30_000;
 
 /**
+ * A connected and migrated DataSource, and what assembling a backend on it needs: `connectTypeorm`
+ * makes one (the storage selection's probe), `typeormBackend` builds the ports on it.
+ */
+export interface TypeormConnection {
+  kind: 'sqlite' | 'postgres';
+  dataSource: DataSource;
+  /** SQLite: the queue every access to this file takes turns in (shared by the process's connections). */
+  queue: SerialQueue | null;
+  /** Lets go of the file's queue once the backend is closed. */
+  release: () => void;
+  /** Names the setting in errors: `SQLITE_PATH "…"` or `POSTGRES_DSN postgres://***@…`. */
+  fail: (cause: string) => Error;
+  facts: Record<string, unknown>;
+  /** SQLite: the file (or `:memory:`). */
+  file?: string;
+  /** PostgreSQL: the driver module typeorm loaded, for the change feed's own client. */
+  pg?: PgModule;
+}
+
+/**
  * Opens the SQLite or PostgreSQL backend: connects, runs pending migrations, pings, starts the change
  * feed, and only then resolves. On any failure it closes what it opened and rejects with an Error naming
  * the setting and the cause (never a password).
  */
 export async function openTypeormBackend(kind: 'sqlite' | 'postgres', options: StorageOptions): Promise<StorageBackend> {
-  return kind === 'sqlite' ? openSqlite(options) : openPostgres(options);
+  return typeormBackend(await connectTypeorm(kind, options), options);
+}
+
+/** Connects and migrates (the storage selection's probe); the DataSource is initialised when it resolves. */
+export function connectTypeorm(kind: 'sqlite' | 'postgres', options: StorageOptions): Promise<TypeormConnection> {
+  return kind === 'sqlite' ? connectSqlite(options) : connectPostgres(options);
+}
+
+/**
+ * The ports on a connected DataSource: the store, the SQLite writer thread, the change feed and the job
+ * lock. On failure it closes the DataSource too and rejects like `connectTypeorm`.
+ */
+export async function typeormBackend(connection: TypeormConnection, options: StorageOptions): Promise<StorageBackend> {
+  const { kind, dataSource, queue, release, fail, facts } = connection;
+  const store = new TypeormStore(dataSource, kind, kind === 'postgres' ? (options.postgres.schema ?? 'public') : null, queue);
+  const opened: Closeable[] = [store];
+  try {
+    if (kind === 'sqlite') store.useWriter(await openSqliteWriter(store, connection.file!, connection.file === ':memory:'));
+    await store.ping();
+    const schema = options.postgres.schema ?? 'public';
+    const changes =
+      kind === 'sqlite'
+        ? await SqliteChangeFeed.start(store, options.changePollMs)
+        : await PostgresChangeFeed.start(store, connection.pg!, options.postgres.dsn, schema, PG_CONNECT_TIMEOUT_MS);
+    opened.unshift(changes);
+    const locks = kind === 'sqlite' ? new SqliteJobLock(store) : new PostgresJobLock(store, schema);
+    return new TypeormBackend(kind, store, changes, locks, facts, release);
+  } catch (error) {
+    await closeAll(opened).catch(() => undefined);
+    release();
+    throw fail(causeOf(error));
+  }
 }
 
 interface Closeable {
@@ -96,7 +147,7 @@ class TypeormBackend implements StorageBackend {
   }
 }
 
-async function openSqlite(options: StorageOptions): Promise<StorageBackend> {
+async function connectSqlite(options: StorageOptions): Promise<TypeormConnection> {
   const configured = options.sqlite.path;
   const fail = (cause: string) => new Error(`SQLITE_PATH "${configured}": ${cause}`);
   const inMemory = configured === ':memory:';
@@ -126,24 +177,18 @@ async function openSqlite(options: StorageOptions): Promise<StorageBackend> {
     synchronize: false,
     logging: false,
   });
-  const store = new TypeormStore(dataSource, 'sqlite', null, queue);
-  const opened: Closeable[] = [store];
   try {
     // Queued like every other access: the migration transaction stays open across awaits.
     await queue.run(async () => {
       await dataSource.initialize();
       await dataSource.query('COMMIT');
     });
-    store.useWriter(await openSqliteWriter(store, file, inMemory));
-    await store.ping();
-    const changes = await SqliteChangeFeed.start(store, options.changePollMs);
-    opened.unshift(changes);
-    return new TypeormBackend('sqlite', store, changes, new SqliteJobLock(store), { path: file }, release);
   } catch (error) {
-    await closeAll(opened).catch(() => undefined);
+    if (dataSource.isInitialized) await dataSource.destroy().catch(() => undefined);
     release();
     throw fail(causeOf(error));
   }
+  return { kind: 'sqlite', dataSource, queue, release, fail, facts: { path: file }, file };
 }
 
 /**
@@ -171,7 +216,7 @@ async function directoryProblem(dir: string): Promise<string | null> {
   }
 }
 
-async function openPostgres(options: StorageOptions): Promise<StorageBackend> {
+async function connectPostgres(options: StorageOptions): Promise<TypeormConnection> {
   const { dsn, poolMin, poolMax } = options.postgres;
   const schema = options.postgres.schema ?? 'public';
   const fail = (cause: string) => new Error(`POSTGRES_DSN ${redactUrl(dsn)}: ${withoutPassword(cause, dsn)}`);
@@ -196,22 +241,14 @@ async function openPostgres(options: StorageOptions): Promise<StorageBackend> {
   }
   // typeorm has loaded `pg` for its driver; the change feed needs the same module for its own client.
   const pg = (dataSource.driver as unknown as { postgres: PgModule }).postgres;
-  const store = new TypeormStore(dataSource, 'postgres', schema, null);
-  const opened: Closeable[] = [store];
   try {
     await migrate(pg, dsn, schema, dataSource);
-    await store.ping();
-    const changes = await PostgresChangeFeed.start(store, pg, dsn, schema, PG_CONNECT_TIMEOUT_MS);
-    opened.unshift(changes);
-    return new TypeormBackend('postgres', store, changes, new PostgresJobLock(store, schema), {
-      dsn: redactUrl(dsn),
-      schema,
-      pool: { min: poolMin, max: poolMax },
-    });
   } catch (error) {
-    await closeAll(opened).catch(() => undefined);
+    if (dataSource.isInitialized) await dataSource.destroy().catch(() => undefined);
     throw fail(causeOf(error));
   }
+  const facts = { dsn: redactUrl(dsn), schema, pool: { min: poolMin, max: poolMax } };
+  return { kind: 'postgres', dataSource, queue: null, release: () => undefined, fail, facts, pg };
 }
 
 /**

@@ -1,6 +1,6 @@
 -- KEYS: records, token hashes, hash of each id, id index
 -- ARGV: (id, token hash, record JSON) per key
--- Writes every key only when the store holds none (DESIGN 3.2); all checks come before any write,
+-- Writes every key only when the store holds none (docs/storage.md); all checks come before any write,
 -- so a conflicting seed writes nothing. Answers the count, or 'id' / 'token' on a conflict.
 if redis.call('ZCARD', KEYS[4]) > 0 then return 0 end
 local ids, hashes = {}, {}
