@@ -68,8 +68,9 @@ export class UpstreamDispatcher {
           headers: { ...upstreamHeaders(request, backend, event.requestId, exchange.body), 'accept-encoding': acceptEncoding },
           body: upload?.stream ?? jsonPayload(exchange.body, json, edits, backend),
           signal: abort,
-          headersTimeout: backend.timeout_ms,
-          bodyTimeout: backend.timeout_ms,
+          // first_byte_timeout_ms: until the answer's headers; idle_timeout_ms: between body chunks.
+          headersTimeout: backend.first_byte_timeout_ms,
+          bodyTimeout: backend.idle_timeout_ms,
         });
       } catch (error) {
         if (event.aborted) return null;
