@@ -132,7 +132,7 @@ describe('uploads (e2e)', () => {
       } as RequestInit);
     const refused = await send(3 * LIMIT);
     expect(refused.status).toBe(413);
-    expect((await refused.json()).error.message).toMatch(/larger than 1048576 bytes/);
+    expect(((await refused.json()) as { error: { message: string } }).error.message).toMatch(/larger than 1048576 bytes/);
     expect(upstream.requests).toHaveLength(0);
     const fits = await send(LIMIT / 2);
     expect(fits.status).toBe(200);

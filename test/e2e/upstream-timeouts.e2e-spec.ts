@@ -73,7 +73,7 @@ describe('upstream timeouts (e2e)', () => {
       const started = Date.now();
       const answer = await chat(model);
       expect([model, answer.status]).toEqual([model, 504]);
-      expect((await answer.json()).error.code).toBe('backend_timeout');
+      expect(((await answer.json()) as { error: { code: string } }).error.code).toBe('backend_timeout');
       expect(Date.now() - started).toBeLessThan(1200);
     }
   });
@@ -81,7 +81,7 @@ describe('upstream timeouts (e2e)', () => {
   it('idle_timeout_ms does not bound the wait for the headers (first_byte_timeout_ms does)', async () => {
     const answer = await chat('patient');
     expect(answer.status).toBe(200);
-    expect((await answer.json()).usage.completion_tokens).toBe(4);
+    expect(((await answer.json()) as { usage: { completion_tokens: number } }).usage.completion_tokens).toBe(4);
   });
 
   it('idle_timeout_ms cuts a stream that pauses longer between chunks; the started answer is still charged', async () => {
@@ -92,7 +92,7 @@ describe('upstream timeouts (e2e)', () => {
     expect(Date.now() - started).toBeLessThan(2500);
     const event = await lastEvent('idle');
     expect(event).toMatchObject({ status: 200, error: 'upstream timeout mid-response' });
-    expect(event?.charged?.tokens).toBeGreaterThan(0);
+    expect((event?.charged as { tokens: number } | undefined)?.tokens).toBeGreaterThan(0);
   });
 
   it('a stream whose chunks each come within idle_timeout_ms runs longer than the first-byte timeout', async () => {
