@@ -95,7 +95,7 @@ describe('gateway config file', () => {
   it('loads JSON with ${VAR} and ${VAR:-default} resolved from the environment', () => {
     const file = gatewayFile(JSON.stringify({ ...valid, backends: [{ ...valid.backends[0], base_url: '${BASE:-https://api.openai.com/v1}' }] }));
     const config = loadAppConfig({ GATEWAY_CONFIG: file, OPENAI_API_KEY: 'sk-upstream', DEMO_KEY: 'sk-ditto-demo-0123456789abcdef' });
-    expect(config.gateway.backends[0]).toMatchObject({ api_key: 'sk-upstream', base_url: 'https://api.openai.com/v1', timeout_ms: 300000, weight: 1 });
+    expect(config.gateway.backends[0]).toMatchObject({ api_key: 'sk-upstream', base_url: 'https://api.openai.com/v1', first_byte_timeout_ms: 600000, idle_timeout_ms: 600000, connect_timeout_ms: 10000, weight: 1 });
     expect(config.gateway.virtual_keys[0]).toMatchObject({ id: 'demo', token: 'sk-ditto-demo-0123456789abcdef', enabled: true });
     expect(config.gateway.virtual_keys[0].budget).toEqual({ total_tokens: 100000, total_usd_micros: null });
   });

@@ -47,8 +47,25 @@ describe('gateway file: numbers', () => {
       expect(paths(key({ expires_at: bad }))).toEqual(['virtual_keys.0.expires_at']);
     }
     // A timeout a Node timer cannot hold would fire at once (1 ms) instead.
-    expect(paths({ backends: [{ name: 'b', base_url: 'http://x', timeout_ms: 2_147_483_648 }] })).toEqual(['backends.0.timeout_ms']);
+    for (const field of ['timeout_ms', 'connect_timeout_ms', 'first_byte_timeout_ms', 'idle_timeout_ms']) {
+      expect(paths({ backends: [{ name: 'b', base_url: 'http://x', [field]: 2_147_483_648 }] })).toEqual([`backends.0.${field}`]);
+      expect(paths({ backends: [{ name: 'b', base_url: 'http://x', [field]: 2_147_483_647 }] })).toEqual([]);
+    }
     expect(paths({ backends: [{ name: 'b', base_url: 'http://x', weight: 1e300 }] })).toEqual(['backends.0.weight']);
     expect(paths({ pricing: { m: { input_per_mtok_usd: 1e300, output_per_mtok_usd: 1 } } })).toEqual(['pricing.m.input_per_mtok_usd']);
+  });
+
+  describe('backend timeouts', () => {
+    const backend = (fields: Record<string, unknown>) => gatewayFileSchema.parse({ backends: [{ name: 'b', base_url: 'http://x', ...fields }] }).backends[0];
+
+    it('default to 600 s for the first byte and between chunks (the OpenAI SDKs wait 600 s), 10 s to connect', () => {
+      expect(backend({})).toMatchObject({ first_byte_timeout_ms: 600_000, idle_timeout_ms: 600_000, connect_timeout_ms: 10_000 });
+    });
+
+    it('timeout_ms, the old single knob, sets the first-byte and the idle timeout unless they are set themselves', () => {
+      expect(backend({ timeout_ms: 1500 })).toMatchObject({ first_byte_timeout_ms: 1500, idle_timeout_ms: 1500, connect_timeout_ms: 10_000 });
+      expect(backend({ timeout_ms: 1500, idle_timeout_ms: 200 })).toMatchObject({ first_byte_timeout_ms: 1500, idle_timeout_ms: 200 });
+      expect(backend({ timeout_ms: 1500, first_byte_timeout_ms: 9000, connect_timeout_ms: 50 })).toMatchObject({ first_byte_timeout_ms: 9000, idle_timeout_ms: 1500, connect_timeout_ms: 50 });
+    });
   });
 });

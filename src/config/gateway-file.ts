@@ -15,6 +15,10 @@ import { ConfigError, formatPath } from './config-error';
 
 /** An integer in [min, max] (docs/budgets.md, "Numbers": every numeric setting has a maximum). */
 const int = (min: number, max: number) => z.number().int().min(min).max(max);
+/** Timeouts of an upstream request (docs/proxy.md, "Timeouts"): OpenAI's SDKs wait 600 s, so the gateway waits as long. */
+export const DEFAULT_UPSTREAM_TIMEOUT_MS = 600_000;
+export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+
 const name = z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'expected 1-64 of A-Z a-z 0-9 _ . : -');
 
 const backendSchema = z.strictObject({
@@ -24,10 +28,18 @@ const backendSchema = z.strictObject({
   headers: z.record(z.string(), z.string()).optional(),
   // Forward the client's OpenAI-Organization / OpenAI-Project headers (off: the backend's key decides who is billed).
   pass_client_headers: z.boolean().default(false),
-  timeout_ms: int(1, MAX_TIMEOUT_MS).default(300_000),
+  // The old single knob: the first-byte and the idle timeout both, unless those are set themselves.
+  timeout_ms: int(1, MAX_TIMEOUT_MS).optional(),
+  connect_timeout_ms: int(1, MAX_TIMEOUT_MS).default(DEFAULT_CONNECT_TIMEOUT_MS),
+  first_byte_timeout_ms: int(1, MAX_TIMEOUT_MS).optional(),
+  idle_timeout_ms: int(1, MAX_TIMEOUT_MS).optional(),
   weight: int(0, MAX_WEIGHT).default(1),
   model_map: z.record(z.string(), z.string()).default({}),
-});
+}).transform(({ timeout_ms, first_byte_timeout_ms, idle_timeout_ms, ...backend }) => ({
+  ...backend,
+  first_byte_timeout_ms: first_byte_timeout_ms ?? timeout_ms ?? DEFAULT_UPSTREAM_TIMEOUT_MS,
+  idle_timeout_ms: idle_timeout_ms ?? timeout_ms ?? DEFAULT_UPSTREAM_TIMEOUT_MS,
+}));
 
 const virtualKeySchema = z.strictObject({
   id: z.string().regex(/^[A-Za-z0-9_.:@-]{1,128}$/, 'expected 1-128 of A-Z a-z 0-9 _ . : @ -'),

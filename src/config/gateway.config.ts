@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { ConfigError } from './config-error';
 import { EnvOf } from './config-slice';
 import { optional, url } from './env-schema';
-import { BackendConfig, GatewayFile, loadGatewayFile } from './gateway-file';
+import { BackendConfig, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_UPSTREAM_TIMEOUT_MS, GatewayFile, loadGatewayFile } from './gateway-file';
 
 export const DEFAULT_GATEWAY_CONFIG = './gateway.json';
 
@@ -36,5 +36,15 @@ export function loadGateway(env: EnvOf<typeof gatewayEnv>, raw: Readonly<Record<
 }
 
 function defaultBackend(baseUrl: string, apiKey: string | undefined): BackendConfig {
-  return { name: 'default', base_url: baseUrl, api_key: apiKey, timeout_ms: 300_000, weight: 1, model_map: {}, pass_client_headers: false };
+  return {
+    name: 'default',
+    base_url: baseUrl,
+    api_key: apiKey,
+    connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
+    first_byte_timeout_ms: DEFAULT_UPSTREAM_TIMEOUT_MS,
+    idle_timeout_ms: DEFAULT_UPSTREAM_TIMEOUT_MS,
+    weight: 1,
+    model_map: {},
+    pass_client_headers: false,
+  };
 }

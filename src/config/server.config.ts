@@ -2,6 +2,9 @@ import { z } from 'zod';
 import { defineConfig } from './config-slice';
 import { boolean, integer } from './env-schema';
 
+/** 64 GiB: far above any upload OpenAI takes; a bound an operator can only raise on purpose. */
+const MAX_UPLOAD_LIMIT_BYTES = 64 * 1024 ** 3;
+
 /** The HTTP server, its front door and its logs. */
 export const serverConfig = defineConfig(
   'server',
@@ -12,6 +15,8 @@ export const serverConfig = defineConfig(
     LOG_FORMAT: z.enum(['json', 'pretty']).default('json'),
     SHUTDOWN_GRACE_MS: integer(0, 10_000, 600_000),
     BODY_LIMIT_BYTES: integer(1024, 10 * 1024 * 1024),
+    // OpenAI takes audio up to 25 MB and files up to 512 MB; an upload is streamed, never held whole.
+    UPLOAD_LIMIT_BYTES: integer(1024, 512 * 1024 * 1024, MAX_UPLOAD_LIMIT_BYTES),
     REQUEST_HEADERS_TIMEOUT_MS: integer(1000, 10_000, 600_000),
     REQUEST_BODY_TIMEOUT_MS: integer(100, 30_000, 3_600_000),
     REQUEST_BODY_READS_MAX: integer(1, 256, 100_000),
@@ -25,7 +30,10 @@ export const serverConfig = defineConfig(
     logFormat: env.LOG_FORMAT,
     /** After SIGTERM: how long /ready answers 503 while requests are still served, before the server closes. */
     shutdownGraceMs: env.SHUTDOWN_GRACE_MS,
+    /** BODY_LIMIT_BYTES: the largest JSON (or any non-upload) `/v1` body. */
     bodyLimitBytes: env.BODY_LIMIT_BYTES,
+    /** UPLOAD_LIMIT_BYTES: the largest multipart upload on the routes that take one. */
+    uploadLimitBytes: env.UPLOAD_LIMIT_BYTES,
     /** REQUEST_HEADERS_TIMEOUT_MS: request line and headers must arrive within this time. */
     headersTimeoutMs: env.REQUEST_HEADERS_TIMEOUT_MS,
     /** REQUEST_BODY_TIMEOUT_MS: a JSON body must arrive whole, and an upload must not pause longer, than this. */

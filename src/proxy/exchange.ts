@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Writable } from 'node:stream';
 import type { Charge } from '../budgets/accounting.service';
 import type { RateAdmission } from '../rate-limits/rate-limits.service';
 import type { CacheTicket } from '../cache/request-cache';
@@ -120,7 +121,7 @@ export class Exchange {
 }
 
 /** Resolves when `out` can take more data; rejects when the client goes away first. */
-export function drained(out: ServerResponse, gone: ClientGone): Promise<void> {
+export function drained(out: Writable, gone: ClientGone): Promise<void> {
   if (gone.aborted) return Promise.reject(new Error('client gone'));
   return new Promise((resolve, reject) => {
     const onDrain = () => {

@@ -20,7 +20,8 @@ export type ProxyBody =
   | { kind: 'none' }
   /** `members`: where the top-level object's members sit in `text` (null when the body is not an object). */
   | { kind: 'json'; value: unknown; text: string; members: MemberSpan[] | null }
-  | { kind: 'stream'; stream: Readable; tooLarge(): boolean };
+  /** `length`: the client's content-length (sent upstream as is), null when it sent the body chunked. */
+  | { kind: 'stream'; stream: Readable; length: number | null; limit: number; tooLarge(): boolean };
 
 /** The client went away before its body was complete: nobody to answer. */
 export class ClientClosed extends Error {
@@ -40,7 +41,8 @@ const BODYLESS_METHODS = new Set(['GET', 'HEAD', 'DELETE']);
  *   or 415 (another label), before any upstream request;
  * - `multipart/form-data` is streamed, on the routes that take uploads only (415 elsewhere);
  * - GET/HEAD/DELETE carry no body (400);
- * - bounds: BODY_LIMIT_BYTES (413, from content-length without reading when it says so), the whole
+ * - bounds: BODY_LIMIT_BYTES for JSON, UPLOAD_LIMIT_BYTES for uploads (413, from content-length
+ *   before reading and before `100 Continue` when it says so, else when counting passes it), the whole
  *   JSON body within REQUEST_BODY_TIMEOUT_MS and an upload never idle longer (408), at most
  *   REQUEST_BODY_READS_MAX JSON bodies being received at once (503 server_busy), and JSON nesting
  *   deeper than JSON_MAX_DEPTH refused (400) before it is parsed;
@@ -53,7 +55,11 @@ export class ProxyBodyReader {
 
   constructor(@Inject(serverConfig.KEY) private readonly limits: ConfigType<typeof serverConfig>) {}
 
-  async read(request: IncomingMessage, route: RouteRule): Promise<ProxyBody> {
+  /**
+   * `proceed` is called once the body is going to be read, after every check the headers allow (the
+   * proxy answers `Expect: 100-continue` there: a refused upload is refused before it is sent).
+   */
+  async read(request: IncomingMessage, route: RouteRule, proceed: () => void): Promise<ProxyBody> {
     const method = request.method ?? 'GET';
     const type = mediaType(request.headers['content-type']);
     if (!hasBody(request)) {
@@ -62,30 +68,37 @@ export class ProxyBodyReader {
       return NONE;
     }
     if (BODYLESS_METHODS.has(method)) throw new GatewayError(ErrorCode.InvalidRequest, `a ${method} request cannot carry a body`);
-    const { bodyLimitBytes } = this.limits;
-    if (Number(request.headers['content-length']) > bodyLimitBytes) throw tooLarge(bodyLimitBytes);
-    if (type === 'multipart/form-data') {
-      if (!route.uploads) throw new GatewayError(ErrorCode.UnsupportedMediaType, 'this endpoint takes a JSON body, not multipart/form-data');
-      return this.upload(request);
+    const upload = type === 'multipart/form-data';
+    if (upload && !route.uploads) throw new GatewayError(ErrorCode.UnsupportedMediaType, 'this endpoint takes a JSON body, not multipart/form-data');
+    const limit = upload ? this.limits.uploadLimitBytes : this.limits.bodyLimitBytes;
+    const declared = declaredLength(request);
+    if (declared !== null && declared > limit) throw tooLarge(limit, upload);
+    if (upload) {
+      proceed();
+      return this.upload(request, declared);
     }
     if (this.reading >= this.limits.bodyReadsMax) {
       throw new GatewayError(ErrorCode.ServerBusy, `the gateway is receiving ${this.reading} request bodies already (REQUEST_BODY_READS_MAX); retry shortly`, null, null, {
         'retry-after': '1',
       });
     }
+    proceed();
     this.reading++;
     let text: string;
     try {
-      text = await readText(request, bodyLimitBytes, this.limits.bodyTimeoutMs);
+      text = await readText(request, limit, this.limits.bodyTimeoutMs);
     } finally {
       this.reading--;
     }
     return parseJson(text, type, this.limits.jsonMaxDepth);
   }
 
-  /** A multipart body as a stream, bounded by BODY_LIMIT_BYTES and by REQUEST_BODY_TIMEOUT_MS between chunks. */
-  private upload(request: IncomingMessage): ProxyBody {
-    const { bodyLimitBytes: limit, bodyTimeoutMs: idleMs } = this.limits;
+  /**
+   * A multipart body as a stream, never held whole: bounded by UPLOAD_LIMIT_BYTES (counted as it
+   * arrives when no content-length announced it) and by REQUEST_BODY_TIMEOUT_MS between chunks.
+   */
+  private upload(request: IncomingMessage, length: number | null): ProxyBody {
+    const { uploadLimitBytes: limit, bodyTimeoutMs: idleMs } = this.limits;
     let seen = 0;
     let exceeded = false;
     const counter: Transform = new Transform({
@@ -94,7 +107,7 @@ export class ProxyBodyReader {
         seen += chunk.length;
         if (seen > limit) {
           exceeded = true;
-          done(new Error('body too large'));
+          done(tooLarge(limit, true));
         } else done(null, chunk);
       },
       flush(done) {
@@ -105,8 +118,14 @@ export class ProxyBodyReader {
     const idle = setTimeout(() => counter.destroy(new GatewayError(ErrorCode.RequestTimeout, `the upload paused longer than ${idleMs} ms`)), idleMs);
     idle.unref();
     counter.once('close', () => clearTimeout(idle));
-    return { kind: 'stream', stream: request.pipe(counter), tooLarge: () => exceeded };
+    return { kind: 'stream', stream: request.pipe(counter), length, tooLarge: () => exceeded, limit };
   }
+}
+
+/** The content-length the client announced; null without one (chunked). */
+function declaredLength(request: IncomingMessage): number | null {
+  const value = request.headers['content-length'];
+  return value === undefined ? null : Number(value);
 }
 
 /** The media type of a content-type header, lower-cased, without parameters; '' when absent. */
@@ -176,6 +195,6 @@ function readText(request: IncomingMessage, limit: number, timeoutMs: number): P
   });
 }
 
-function tooLarge(limit: number): GatewayError {
-  return new GatewayError(ErrorCode.RequestTooLarge, `request body is larger than ${limit} bytes`);
+export function tooLarge(limit: number, upload = false): GatewayError {
+  return new GatewayError(ErrorCode.RequestTooLarge, `request body is larger than ${limit} bytes (${upload ? 'UPLOAD_LIMIT_BYTES' : 'BODY_LIMIT_BYTES'})`);
 }

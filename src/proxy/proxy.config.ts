@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { defineConfig } from '../config/config-slice';
 import { boolean, integer } from '../config/env-schema';
 
-/** Retries and fallback across backends, and what the proxy keeps of bodies. */
+/** Retries and fallback across backends, what the proxy keeps of bodies, and whether it compresses answers. */
 export const proxyConfig = defineConfig(
   'proxy',
   {
@@ -12,12 +12,15 @@ export const proxyConfig = defineConfig(
       .regex(/^\s*\d{3}(\s*-\s*\d{3})?(\s*,\s*\d{3}(\s*-\s*\d{3})?)*\s*$/, 'expected statuses and ranges, e.g. 429,500-504')
       .default('429,500-504'),
     AUDIT_LOG_BODIES: boolean(false),
+    COMPRESSION: z.enum(['on', 'off']).default('off'),
   },
   (env) => ({
     maxAttempts: env.PROXY_MAX_ATTEMPTS,
     retryStatuses: parseStatuses(env.PROXY_RETRY_STATUSES) as ReadonlySet<number>,
     /** AUDIT_LOG_BODIES: keep request and response bodies in `proxy` audit events. */
     logBodies: env.AUDIT_LOG_BODIES,
+    /** COMPRESSION=on: compress JSON and SSE answers the upstream sent uncompressed, when the client accepts gzip or br. */
+    compress: env.COMPRESSION === 'on',
   }),
 );
 

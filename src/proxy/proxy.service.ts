@@ -85,8 +85,11 @@ export class ProxyService {
     }
     const key = this.keys.admit(request.headers);
     exchange.identify(key);
-    if (/^100-continue$/i.test(request.headers.expect ?? '')) exchange.response.writeContinue();
-    exchange.body = await this.bodies.read(request, route);
+    // `100 Continue` only once the headers passed every check (key, method, type, announced size).
+    const expectsContinue = /^100-continue$/i.test(request.headers.expect ?? '');
+    exchange.body = await this.bodies.read(request, route, () => {
+      if (expectsContinue) exchange.response.writeContinue();
+    });
     const json = exchange.body.kind === 'json' && isJsonObject(exchange.body.value) ? exchange.body.value : null;
     const model = typeof json?.model === 'string' ? json.model : null;
     event.model = model;

@@ -1,7 +1,8 @@
 import { once } from 'node:events';
-import { Readable, Transform } from 'node:stream';
-import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
-import { Injectable } from '@nestjs/common';
+import { Readable, Transform, Writable } from 'node:stream';
+import { BrotliCompress, Gzip, constants, createBrotliCompress, createBrotliDecompress, createGunzip, createGzip, createInflate } from 'node:zlib';
+import { Inject, Injectable } from '@nestjs/common';
+import type { ConfigType } from '@nestjs/config';
 import { Dispatcher } from 'undici';
 import { writeJson } from '../common/errors/gateway-exception.filter';
 import { CachedResponse } from '../cache/domain/cached-response';
@@ -12,6 +13,7 @@ import { Exchange, Headers, drained } from './exchange';
 import { JsonUsageFinder } from './json-usage-finder';
 import { SseUsageTap } from './sse-usage-tap';
 import { UpstreamAnswer, describeFailure } from './upstream-dispatch';
+import { proxyConfig } from './proxy.config';
 import { Usage } from './domain/usage';
 
 const DROPPED_RESPONSE_HEADERS = new Set(['connection', 'keep-alive', 'transfer-encoding', 'proxy-authenticate', 'trailer', 'upgrade']);
@@ -21,6 +23,41 @@ function decoderFor(coding: string): Transform | null {
   if (coding === 'gzip' || coding === 'x-gzip') return createGunzip();
   if (coding === 'deflate') return createInflate();
   if (coding === 'br') return createBrotliDecompress();
+  return null;
+}
+
+/** A JSON answer smaller than this is sent as it is: compressing it would save next to nothing. */
+const COMPRESS_MIN_BYTES = 1024;
+
+/** Whether an answer may be compressed by the gateway: JSON or SSE, with a body, not tiny. */
+function compressible(exchange: Exchange, response: Dispatcher.ResponseData, sse: boolean, json: boolean): boolean {
+  if ((!sse && !json) || exchange.request.method === 'HEAD' || response.statusCode === 204 || response.statusCode === 304) return false;
+  const length = response.headers['content-length'];
+  return sse || length === undefined || Number(length) >= COMPRESS_MIN_BYTES;
+}
+
+/**
+ * The compressor for a client's `accept-encoding`: gzip when it takes gzip (or `*`), else br; null
+ * when it takes neither (q=0 counts as not taken). Brotli at quality 4: its default (11) costs far
+ * more CPU than a relayed answer is worth.
+ */
+export function encoderFor(header: string | string[] | undefined): { coding: string; stream: Gzip | BrotliCompress; flush(): void } | null {
+  const accepted = new Map<string, number>();
+  for (const part of [header ?? []].flat().flatMap((value) => value.split(','))) {
+    const [name, ...params] = part.split(';').map((p) => p.trim().toLowerCase());
+    if (!name) continue;
+    const q = params.find((p) => p.startsWith('q='));
+    accepted.set(name, q === undefined ? 1 : Number(q.slice(2)) || 0);
+  }
+  const takes = (coding: string) => (accepted.get(coding) ?? accepted.get('*') ?? 0) > 0;
+  if (takes('gzip')) {
+    const gzip = createGzip();
+    return { coding: 'gzip', stream: gzip, flush: () => gzip.flush(constants.Z_SYNC_FLUSH) };
+  }
+  if (takes('br')) {
+    const br = createBrotliCompress({ params: { [constants.BROTLI_PARAM_QUALITY]: 4 } });
+    return { coding: 'br', stream: br, flush: () => br.flush() };
+  }
   return null;
 }
 
@@ -38,7 +75,14 @@ interface UsageWatcher {
  */
 @Injectable()
 export class ResponseRelay {
-  constructor(private readonly cache: RequestCache) {}
+  private readonly compression: boolean;
+
+  constructor(
+    private readonly cache: RequestCache,
+    @Inject(proxyConfig.KEY) config: ConfigType<typeof proxyConfig>,
+  ) {
+    this.compression = config.compress;
+  }
 
   /**
    * Sends status, headers and body as they arrive; reads usage on the way. `strip`: the gateway asked
@@ -68,9 +112,20 @@ export class ResponseRelay {
     };
 
     const raw = exchange.response;
-    raw.writeHead(response.statusCode, responseHeaders(exchange.headers, response.headers, backend.name, { rewritten: rewrite, decoded: decodeForClient }));
+    // COMPRESSION=on: an answer that reaches the client uncompressed is compressed here when it accepts that.
+    const compressor = this.compression && (!encoded || decodeForClient) && compressible(exchange, response, sse, json) ? encoderFor(exchange.request.headers['accept-encoding']) : null;
+    const headers = responseHeaders(exchange.headers, response.headers, backend.name, { rewritten: rewrite, decoded: decodeForClient });
+    if (compressor) {
+      delete headers['content-length'];
+      headers['content-encoding'] = compressor.coding;
+      headers.vary = headers.vary === undefined ? 'accept-encoding' : `${String(headers.vary)}, accept-encoding`;
+      compressor.stream.pipe(raw);
+    }
+    raw.writeHead(response.statusCode, headers);
     // SSE: headers go out at once (clients wait for them); otherwise with the first body bytes, in one packet.
     if (sse) raw.flushHeaders();
+    // What the body is written to: the client's response, or the compressor in front of it.
+    const sink: Writable = compressor?.stream ?? raw;
     event.status = response.statusCode;
     // Encoded and not rewritten: the client gets the upstream's bytes, usage is read from a decoded copy.
     const sideDecoder = decoder && !decodeForClient ? decoder : null;
@@ -94,14 +149,17 @@ export class ResponseRelay {
         }
         exchange.keepHead(out);
         if (watcher instanceof SseUsageTap && watcher.done) exchange.relayed = true;
-        if (out.length > 0 && !raw.write(out)) await drained(raw, abort);
+        if (out.length > 0 && !sink.write(out)) await drained(sink, abort);
+        // A compressed stream is flushed event by event, so it stays live.
+        if (sse && compressor) compressor.flush();
       }
       const rest = watcher instanceof SseUsageTap && !sideDecoder ? watcher.end() : undefined;
       exchange.relayed = true;
-      raw.end(rest);
+      sink.end(rest);
     } catch (error) {
       // Client gone, or the upstream failed mid-body: the status is already sent, so cut the response.
       if (!abort.aborted) event.error = `upstream ${describeFailure(error)} mid-response`;
+      compressor?.stream.destroy();
       raw.destroy();
     } finally {
       if (sideDecoder && !sideFailed) {

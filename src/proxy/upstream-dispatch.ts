@@ -3,12 +3,11 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { Dispatcher } from 'undici';
 import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
-import { serverConfig } from '../config/server.config';
 import { BackendConfig } from '../config/gateway-file';
 import { Exchange, Headers } from './exchange';
 import { MemberEdit, editJson } from './json-text';
 import { proxyConfig } from './proxy.config';
-import { ProxyBody } from './proxy-body';
+import { ProxyBody, tooLarge } from './proxy-body';
 import { UpstreamPools } from './upstream-pools';
 
 type JsonObject = Record<string, unknown>;
@@ -39,7 +38,6 @@ export class UpstreamDispatcher {
   constructor(
     private readonly pools: UpstreamPools,
     @Inject(proxyConfig.KEY) private readonly config: ConfigType<typeof proxyConfig>,
-    @Inject(serverConfig.KEY) private readonly server: ConfigType<typeof serverConfig>,
   ) {}
 
   /** Null when the client went away before an answer came. */
@@ -67,15 +65,16 @@ export class UpstreamDispatcher {
         response = await upstream.pool.request({
           path: upstream.basePath + target,
           method: request.method as Dispatcher.HttpMethod,
-          headers: { ...upstreamHeaders(request, backend, event.requestId, exchange.body.kind === 'json'), 'accept-encoding': acceptEncoding },
+          headers: { ...upstreamHeaders(request, backend, event.requestId, exchange.body), 'accept-encoding': acceptEncoding },
           body: upload?.stream ?? jsonPayload(exchange.body, json, edits, backend),
           signal: abort,
-          headersTimeout: backend.timeout_ms,
-          bodyTimeout: backend.timeout_ms,
+          // first_byte_timeout_ms: until the answer's headers; idle_timeout_ms: between body chunks.
+          headersTimeout: backend.first_byte_timeout_ms,
+          bodyTimeout: backend.idle_timeout_ms,
         });
       } catch (error) {
         if (event.aborted) return null;
-        if (upload?.tooLarge()) throw new GatewayError(ErrorCode.RequestTooLarge, `request body is larger than ${this.server.bodyLimitBytes} bytes`);
+        if (upload?.tooLarge()) throw tooLarge(upload.limit, true);
         // The upload itself failed (paused too long): the client's fault, not the backend's.
         if (error instanceof GatewayError) throw error;
         const outcome = describeFailure(error);
@@ -109,7 +108,7 @@ function jsonPayload(body: ProxyBody, json: JsonObject | null, edits: ReadonlyMa
   return editJson(body.text, body.members, new Map([...edits, ['model', () => JSON.stringify(mapped)]]));
 }
 
-function upstreamHeaders(request: IncomingMessage, backend: BackendConfig, requestId: string, json: boolean): Headers {
+function upstreamHeaders(request: IncomingMessage, backend: BackendConfig, requestId: string, body: ProxyBody): Headers {
   const headers: Headers = {};
   const copy = (name: string) => {
     const value = request.headers[name];
@@ -117,9 +116,12 @@ function upstreamHeaders(request: IncomingMessage, backend: BackendConfig, reque
   };
   FORWARDED_REQUEST_HEADERS.forEach(copy);
   if (backend.pass_client_headers) BILLING_REQUEST_HEADERS.forEach(copy);
-  // JSON bodies go upstream as JSON whatever the client called them; an upload keeps its multipart type (and boundary).
-  if (json) headers['content-type'] = 'application/json';
+  // JSON bodies go upstream as JSON whatever the client called them; an upload keeps its multipart type
+  // (and boundary) and its length: undici sends a stream body with a content-length as is, and fails
+  // the request if the stream turns out longer or shorter.
+  if (body.kind === 'json') headers['content-type'] = 'application/json';
   else copy('content-type');
+  if (body.kind === 'stream' && body.length !== null) headers['content-length'] = String(body.length);
   headers['x-request-id'] = requestId;
   if (backend.api_key) headers.authorization = `Bearer ${backend.api_key}`;
   return { ...headers, ...(backend.headers ?? {}) };

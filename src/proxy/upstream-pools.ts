@@ -8,7 +8,10 @@ export interface Upstream {
   basePath: string;
 }
 
-/** One keep-alive undici pool per backend origin, created on first use and closed at shutdown. */
+/**
+ * One keep-alive undici pool per backend, created on first use and closed at shutdown; its
+ * `connect_timeout_ms` bounds each new connection (TCP and TLS).
+ */
 @Injectable()
 export class UpstreamPools implements OnApplicationShutdown {
   private readonly upstreams = new Map<string, Upstream>();
@@ -18,7 +21,7 @@ export class UpstreamPools implements OnApplicationShutdown {
     if (!upstream) {
       const url = new URL(backend.base_url);
       upstream = {
-        pool: new Pool(url.origin, { connections: 256, keepAliveTimeout: 30_000, connect: { timeout: Math.min(backend.timeout_ms, 10_000) } }),
+        pool: new Pool(url.origin, { connections: 256, keepAliveTimeout: 30_000, connect: { timeout: backend.connect_timeout_ms } }),
         basePath: url.pathname.replace(/\/+$/, ''),
       };
       this.upstreams.set(backend.name, upstream);

@@ -7,7 +7,7 @@ import { RedisRateLimiter } from '../../src/storage/backends/redis/redis-rate-li
 import { testStorageOptions } from './options';
 
 const REDIS_URL = testStorageOptions().redis.url;
-/** 10 s into some window; every test picks its own scopes, so they do not share counters. */
+/** Some moment, on a second; every test picks its own scopes, so they do not share counters. */
 const T0 = 29_000_000 * WINDOW_MS + 10_000;
 
 let scopeSeq = 0;
@@ -35,7 +35,8 @@ function describeRateLimiterContract(target: LimiterTarget): void {
       for (let i = 0; i < 4; i++) decisions.push(await a.admit(rules, 10, T0 + i));
       expect(decisions.map((d) => [d.ok, d.remainingRequests])).toEqual([[true, 2], [true, 1], [true, 0], [false, 0]]);
       expect(decisions[3]).toMatchObject({ scope: rules[0].scope, kind: 'requests', limitRequests: 3, limitTokens: null });
-      expect(decisions[3].retryAfterMs).toBe(50_000 - 3 + 20_000);
+      // The 3 share one second (latest at T0 + 2): a slot frees a window after that, never later.
+      expect(decisions[3].retryAfterMs).toBe(WINDOW_MS - 1);
       const retryAt = T0 + 3 + decisions[3].retryAfterMs;
       expect((await a.admit(rules, 10, retryAt - 1)).ok).toBe(false);
       expect((await a.admit(rules, 10, retryAt)).ok).toBe(true);
@@ -69,15 +70,46 @@ function describeRateLimiterContract(target: LimiterTarget): void {
       expect(await b.admit(rules, 100, T0 + 10)).toMatchObject({ ok: true, remainingTokens: 0 });
     });
 
-    it('corrects the previous window after a boundary, and leaves older windows alone', async () => {
+    it('corrects the bucket of the admission while it still counts, and leaves it alone after', async () => {
       const rules = [{ scope: scope(), rpm: null, tpm: 100 }];
-      const boundary = (Math.floor(T0 / WINDOW_MS) + 1) * WINDOW_MS;
-      await a.admit(rules, 100, boundary - 1);
-      expect((await a.admit(rules, 10, boundary)).ok).toBe(false);
-      await a.adjustTokens(rules, -60, boundary - 1, boundary + 1);
-      expect(await a.admit(rules, 10, boundary + 2)).toMatchObject({ ok: true, remainingTokens: 50 });
-      await a.adjustTokens(rules, 1000, boundary - 1, boundary + WINDOW_MS);
-      expect(await a.admit(rules, 90, boundary + WINDOW_MS)).toMatchObject({ ok: true, remainingTokens: 0 });
+      await a.admit(rules, 100, T0);
+      expect((await b.admit(rules, 10, T0 + 30_000)).ok).toBe(false);
+      await a.adjustTokens(rules, -60, T0, T0 + 30_001);
+      expect(await b.admit(rules, 10, T0 + 30_002)).toMatchObject({ ok: true, remainingTokens: 50 });
+      await a.adjustTokens(rules, 1000, T0, T0 + WINDOW_MS);
+      expect(await b.admit(rules, 90, T0 + WINDOW_MS)).toMatchObject({ ok: true, remainingTokens: 0 });
+    });
+
+    it('never admits more than the limit in any 60 s span through two replicas; retry-after is an honest wait of at most the window', async () => {
+      const rules = [{ scope: scope(), rpm: 10, tpm: 300 }];
+      let seed = 11;
+      const random = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) % n);
+      const admitted: Array<{ at: number; tokens: number }> = [];
+      let now = T0;
+      let honest = 0;
+      for (let i = 0; i < 600; i++) {
+        now += random(10) === 0 ? random(20_000) : random(300);
+        const tokens = 1 + random(60);
+        const decision = await (i % 2 === 0 ? a : b).admit(rules, tokens, now);
+        if (decision.ok) {
+          admitted.push({ at: now, tokens });
+          continue;
+        }
+        expect(decision.retryAfterMs).toBeLessThanOrEqual(WINDOW_MS);
+        // Now and then, the refused client waits exactly retry-after and gets in (nothing else was admitted meanwhile).
+        if (random(8) === 0) {
+          now += decision.retryAfterMs;
+          expect((await (i % 2 === 0 ? b : a).admit(rules, tokens, now)).ok).toBe(true);
+          admitted.push({ at: now, tokens });
+          honest++;
+        }
+      }
+      expect(honest).toBeGreaterThan(3);
+      for (const { at } of admitted) {
+        const span = admitted.filter((x) => x.at > at - WINDOW_MS && x.at <= at);
+        expect(span.length).toBeLessThanOrEqual(10);
+        expect(span.reduce((sum, x) => sum + x.tokens, 0)).toBeLessThanOrEqual(300);
+      }
     });
 
     it('admits exactly rpm of 200 concurrent requests sent through two replicas', async () => {
@@ -164,22 +196,26 @@ describe('RedisRateLimiter', () => {
     sent.mockRestore();
   });
 
-  it('keeps a window counter for two windows: `<prefix>:rl:<scope>:<window>` with a TTL', async () => {
+  it('keeps one hash per scope, `<prefix>:rlb:<scope>`, a field per second, expiring within two windows', async () => {
     const rules = [{ scope: 'tenant:ttl', rpm: 5, tpm: null }];
     const now = Date.now();
     await limiter.admit(rules, 7, now);
-    const counter = `${prefix}:rl:tenant:ttl:${Math.floor(now / WINDOW_MS)}`;
-    expect(await redis.hgetall(counter)).toEqual({ r: '1', t: '7' });
+    await limiter.admit(rules, 2, now);
+    const counter = `${prefix}:rlb:tenant:ttl`;
+    expect(await redis.hgetall(counter)).toEqual({ [String(Math.floor(now / 1000))]: `2:9:${now}` });
     const ttl = await redis.pttl(counter);
     expect(ttl).toBeGreaterThan(WINDOW_MS);
     expect(ttl).toBeLessThanOrEqual(2 * WINDOW_MS);
+    // A second that no longer counts is deleted by the next admission.
+    await limiter.admit(rules, 1, now + WINDOW_MS);
+    expect(Object.keys(await redis.hgetall(counter))).toEqual([String(Math.floor((now + WINDOW_MS) / 1000))]);
   });
 
   it('counts nothing on a refusal', async () => {
     const rules = [{ scope: 'tenant:none', rpm: 1, tpm: null }];
     await limiter.admit(rules, 3, T0);
-    const counter = `${prefix}:rl:tenant:none:${Math.floor(T0 / WINDOW_MS)}`;
+    const counter = `${prefix}:rlb:tenant:none`;
     expect((await limiter.admit(rules, 3, T0 + 1)).ok).toBe(false);
-    expect(await redis.hgetall(counter)).toEqual({ r: '1', t: '3' });
+    expect(await redis.hgetall(counter)).toEqual({ [String(T0 / 1000)]: `1:3:${T0}` });
   });
 });

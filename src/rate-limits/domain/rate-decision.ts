@@ -1,4 +1,4 @@
-import { WindowCounts, fits, remaining, retryAfterMs } from './sliding-window';
+import { Bucket, RateKind, fits, remaining, retryAfterMs } from './sliding-window';
 
 /** The rpm/tpm limits that apply to one scope (null = no limit of that kind). */
 export interface RateLimitRule {
@@ -7,7 +7,7 @@ export interface RateLimitRule {
   tpm: number | null;
 }
 
-export type RateLimitKind = 'requests' | 'tokens';
+export type RateLimitKind = RateKind;
 
 /** The answer to one admission. */
 export interface RateDecision {
@@ -50,18 +50,15 @@ export function tokenDelta(delta: number): number {
   return Number.isFinite(delta) ? Math.round(delta) : 0;
 }
 
-/** One rule's counters: requests and tokens, each over the current and previous window. */
-export interface ScopeCounts {
-  requests: WindowCounts;
-  tokens: WindowCounts;
-}
+/** One rule's counters: its buckets (requests and tokens per second), as the limiter read them. */
+export type ScopeCounts = readonly Bucket[];
 
 /**
  * Builds the decision from each rule's counters as the limiter saw them: after counting the request
  * when `admitted`, before (nothing counted) when not. Limiters check with the same `fits`, so the
  * rules this finds over their limit are exactly those that refused.
  */
-export function decide(rules: RateLimitRule[], counts: ScopeCounts[], tokens: number, elapsed: number, admitted: boolean): RateDecision {
+export function decide(rules: RateLimitRule[], counts: ScopeCounts[], tokens: number, now: number, admitted: boolean): RateDecision {
   const d: RateDecision = { ...UNLIMITED, ok: admitted };
   let refusedLeft = 0;
   let refusedLimit = 0;
@@ -69,14 +66,14 @@ export function decide(rules: RateLimitRule[], counts: ScopeCounts[], tokens: nu
     for (const kind of ['requests', 'tokens'] as const) {
       const limit = kind === 'requests' ? rule.rpm : rule.tpm;
       if (limit === null) continue;
-      const c = counts[i][kind];
-      const left = remaining(c, limit, elapsed);
+      const buckets = counts[i];
+      const left = remaining(buckets, kind, limit, now);
       if (kind === 'requests' && (d.remainingRequests === null || left < d.remainingRequests)) [d.limitRequests, d.remainingRequests] = [limit, left];
       if (kind === 'tokens' && (d.remainingTokens === null || left < d.remainingTokens)) [d.limitTokens, d.remainingTokens] = [limit, left];
       const cost = kind === 'requests' ? 1 : tokens;
-      if (admitted || fits(c, limit, cost, elapsed)) continue;
+      if (admitted || fits(buckets, kind, limit, cost, now)) continue;
       // Every refusing limit must have room again before the request fits: the longest wait decides.
-      const wait = retryAfterMs(c, limit, cost, elapsed);
+      const wait = retryAfterMs(buckets, kind, limit, cost, now);
       if (d.scope === null || wait > d.retryAfterMs) [d.scope, d.kind, d.retryAfterMs, refusedLimit, refusedLeft] = [rule.scope, kind, wait, limit, left];
     }
   });

@@ -1,66 +1,77 @@
 /**
- * The sliding-window counter (Cloudflare's approximation of a true sliding log): time is cut into
- * fixed 60 s windows aligned to the epoch, each scope counts what it admitted in the current window
- * and remembers the previous one, and the use of "the last 60 s" is estimated as
+ * The sliding window, in one-second buckets: each scope counts what it admitted per second of the
+ * clock (requests and tokens) and remembers when it last admitted something in each second. A
+ * bucket counts in full while its latest admission is less than WINDOW_MS old, and not at all after:
  *
- *   previous × (1 − elapsed / W) + current
+ *   use(now) = Σ { bucket | bucket.last + W > now }
  *
- * i.e. the previous window is assumed to have been spread evenly. Two counters per scope and kind,
- * however high the rate. `lua/rate-limit-admit.lua` mirrors `fits`; everything is computed scaled by W
- * so both sides use the same integer arithmetic (exact in doubles up to 2^53: limits are capped at
- * MAX_RATE_LIMIT, so `limit × W` stays far below).
+ * Every admission of the last 60 s sits in a bucket whose latest admission is no older than itself,
+ * so `use` never counts less than the true last 60 s: admitting only when `use + cost ≤ limit` keeps
+ * every 60 s span within the limit (a bucket counts up to its first second early: up to a second
+ * longer than the window, never shorter). The wait for a refused request is exact: the buckets age
+ * out one by one at `last + W`, so the first time enough of them have is known, and it is never
+ * more than the window away (every `last` is in the past). At most 61 buckets per scope and kind.
+ * `lua/rate-limit-admit.lua` keeps the same buckets in Redis; this file decides for both.
  */
 export const WINDOW_MS = 60_000;
 
+/** The width of a bucket: what an admission is rounded to, at most, when it ages out. */
+export const BUCKET_MS = 1_000;
 
-/** What one scope counted (requests, or tokens) in the current window and the one before. */
-export interface WindowCounts {
-  previous: number;
-  current: number;
+/** What a scope admitted within one BUCKET_MS of the clock. */
+export interface Bucket {
+  /** floor(time / BUCKET_MS) of its admissions. */
+  index: number;
+  requests: number;
+  tokens: number;
+  /** Epoch ms of its latest admission: it counts until `last + WINDOW_MS`. */
+  last: number;
 }
 
-export const NO_COUNTS: WindowCounts = Object.freeze({ previous: 0, current: 0 });
+export type RateKind = 'requests' | 'tokens';
 
-/** The window `now` falls in (windows are numbered from the epoch). */
-export function windowIndex(now: number): number {
-  return Math.floor(now / WINDOW_MS);
+/** The bucket an admission at `now` goes in. */
+export function bucketIndex(now: number): number {
+  return Math.floor(now / BUCKET_MS);
 }
 
-/** Ms since the start of `now`'s window. */
-export function elapsedInWindow(now: number): number {
-  return now - windowIndex(now) * WINDOW_MS;
+/** Whether `bucket` still counts at `now`. */
+export function live(bucket: Bucket, now: number): boolean {
+  return bucket.last + WINDOW_MS > now;
 }
 
-/** The estimate of the last 60 s, times WINDOW_MS (an integer). */
-function scaledUse(counts: WindowCounts, elapsed: number): number {
-  return counts.previous * (WINDOW_MS - elapsed) + counts.current * WINDOW_MS;
+/** What a scope used of one kind over the last window, as counted at `now`. */
+export function used(buckets: readonly Bucket[], kind: RateKind, now: number): number {
+  let sum = 0;
+  for (const bucket of buckets) if (live(bucket, now)) sum += bucket[kind];
+  return sum;
 }
 
 /** Whether `cost` more (1 request, or a request's tokens) stays within `limit` per minute. */
-export function fits(counts: WindowCounts, limit: number, cost: number, elapsed: number): boolean {
-  return scaledUse(counts, elapsed) + cost * WINDOW_MS <= limit * WINDOW_MS;
+export function fits(buckets: readonly Bucket[], kind: RateKind, limit: number, cost: number, now: number): boolean {
+  return used(buckets, kind, now) + cost <= limit;
 }
 
-/** What is left of `limit` now (whole units, never negative). */
-export function remaining(counts: WindowCounts, limit: number, elapsed: number): number {
-  return Math.max(0, Math.floor((limit * WINDOW_MS - scaledUse(counts, elapsed)) / WINDOW_MS));
+/** What is left of `limit` now (never negative). */
+export function remaining(buckets: readonly Bucket[], kind: RateKind, limit: number, now: number): number {
+  return Math.max(0, limit - used(buckets, kind, now));
 }
 
 /**
- * Ms from now until `cost` more would fit, if nothing else is counted meanwhile (the estimate only
- * falls with time: the previous window's share shrinks, then the current window becomes the previous).
- * 0 when it fits now; Infinity when it never can (`cost > limit`: a request larger than the tpm).
+ * Ms from `now` until `cost` more fits, if nothing else is counted meanwhile: the time the oldest
+ * buckets have aged out far enough. 0 when it fits now; at most WINDOW_MS otherwise (when the
+ * buckets' times are this clock's); Infinity when it never can (`cost > limit`: a request larger
+ * than the tpm).
  */
-export function retryAfterMs(counts: WindowCounts, limit: number, cost: number, elapsed: number): number {
+export function retryAfterMs(buckets: readonly Bucket[], kind: RateKind, limit: number, cost: number, now: number): number {
   if (cost > limit) return Infinity;
-  // In this window: previous × (W − t) + (current + cost) × W ≤ limit × W once t ≥ W − room × W / previous.
-  const roomNow = limit - counts.current - cost;
-  if (roomNow >= 0) {
-    if (counts.previous === 0) return 0;
-    const at = WINDOW_MS - Math.floor((roomNow * WINDOW_MS) / counts.previous);
-    return Math.max(0, at - elapsed);
+  const counted = buckets.filter((bucket) => live(bucket, now)).sort((a, b) => a.last - b.last);
+  let use = counted.reduce((sum, bucket) => sum + bucket[kind], 0);
+  if (use + cost <= limit) return 0;
+  for (const bucket of counted) {
+    use -= bucket[kind];
+    if (use + cost <= limit) return bucket.last + WINDOW_MS - now;
   }
-  // Not before the next window, where this window's count is the previous one and fades the same way.
-  const at = counts.current === 0 ? 0 : Math.max(0, WINDOW_MS - Math.floor(((limit - cost) * WINDOW_MS) / counts.current));
-  return WINDOW_MS - elapsed + at;
+  // Unreachable: with every bucket aged out the use is 0 and cost ≤ limit.
+  return WINDOW_MS;
 }

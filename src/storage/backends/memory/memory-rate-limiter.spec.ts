@@ -2,7 +2,7 @@ import { WINDOW_MS } from '../../../rate-limits/domain/sliding-window';
 import { MemoryRateLimiter } from './memory-rate-limiter';
 import { RateLimitRule } from '../../ports/rate-limiter-store';
 
-/** A moment 10 s into some window. */
+/** Some moment, on a second. */
 const T0 = 1_000 * WINDOW_MS + 10_000;
 
 describe('MemoryRateLimiter', () => {
@@ -15,8 +15,8 @@ describe('MemoryRateLimiter', () => {
     expect(decisions.map((d) => d.remainingRequests)).toEqual([2, 1, 0, 0]);
     expect(decisions[0]).toMatchObject({ scope: null, kind: null, limitRequests: 3, limitTokens: null, remainingTokens: null });
     expect(decisions[3]).toMatchObject({ ok: false, scope: 'key:k', kind: 'requests', limitRequests: 3 });
-    // 3 in this window: the next one starts in 50 s, where 3 × (W − t)/W + 1 ≤ 3 after t = 20 s.
-    expect(decisions[3].retryAfterMs).toBe(50_000 - 3 + 20_000);
+    // The 3 share one second (latest at T0 + 2): a slot frees when that second is a window old.
+    expect(decisions[3].retryAfterMs).toBe(WINDOW_MS - 1);
     const retryAt = T0 + 3 + decisions[3].retryAfterMs;
     expect((await limiter.admit(rules, 10, retryAt - 1)).ok).toBe(false);
     expect((await limiter.admit(rules, 10, retryAt)).ok).toBe(true);
@@ -73,26 +73,55 @@ describe('MemoryRateLimiter', () => {
     expect(await limiter.admit(rules, 100, T0 + 10)).toMatchObject({ ok: true, remainingTokens: 0 });
   });
 
-  it('corrects the previous window when the request ended after the boundary, and forgets older ones', async () => {
+  it('corrects the bucket of the admission while it still counts, and leaves it alone after', async () => {
     const limiter = new MemoryRateLimiter();
     const rules = [{ scope: 'key:k', rpm: null, tpm: 100 }];
-    const boundary = (Math.floor(T0 / WINDOW_MS) + 1) * WINDOW_MS;
-    await limiter.admit(rules, 100, boundary - 1);
-    // Just after the boundary the previous window still weighs ~100 %.
-    expect((await limiter.admit(rules, 10, boundary)).ok).toBe(false);
-    await limiter.adjustTokens(rules, -60, boundary - 1, boundary + 1);
-    expect(await limiter.admit(rules, 10, boundary + 2)).toMatchObject({ ok: true, remainingTokens: 50 });
-    // Admitted two windows ago: nothing left to correct (the 10 of the window after it now weigh in full).
-    await limiter.adjustTokens(rules, 1000, boundary - 1, boundary + WINDOW_MS);
-    expect(await limiter.admit(rules, 90, boundary + WINDOW_MS)).toMatchObject({ ok: true, remainingTokens: 0 });
+    await limiter.admit(rules, 100, T0);
+    expect((await limiter.admit(rules, 10, T0 + 30_000)).ok).toBe(false);
+    await limiter.adjustTokens(rules, -60, T0, T0 + 30_001);
+    expect(await limiter.admit(rules, 10, T0 + 30_002)).toMatchObject({ ok: true, remainingTokens: 50 });
+    // A window after the admission its bucket no longer counts: nothing left to correct.
+    await limiter.adjustTokens(rules, 1000, T0, T0 + WINDOW_MS);
+    expect(await limiter.admit(rules, 90, T0 + WINDOW_MS)).toMatchObject({ ok: true, remainingTokens: 0 });
   });
 
-  it('drops scopes idle for two windows', async () => {
+  it('never admits more than the limit in any 60 s span, and a refused client that waits retry-after gets in', async () => {
+    const limiter = new MemoryRateLimiter();
+    const rules = [{ scope: 'key:k', rpm: 10, tpm: 300 }];
+    let seed = 7;
+    const random = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) % n);
+    const admitted: Array<{ at: number; tokens: number }> = [];
+    let now = T0;
+    for (let i = 0; i < 3000; i++) {
+      // Bursts and pauses over about ten minutes.
+      now += random(10) === 0 ? random(20_000) : random(150);
+      const tokens = 1 + random(60);
+      const decision = await limiter.admit(rules, tokens, now);
+      if (decision.ok) {
+        admitted.push({ at: now, tokens });
+        continue;
+      }
+      expect(decision.retryAfterMs).toBeLessThanOrEqual(WINDOW_MS);
+      // Honest: at now + retry-after it fits (nothing else was admitted meanwhile), one ms earlier it does not.
+      const probe = new MemoryRateLimiter();
+      for (const a of admitted.filter((x) => x.at > now - 2 * WINDOW_MS)) await probe.admit(rules, a.tokens, a.at);
+      expect((await probe.admit(rules, tokens, now + decision.retryAfterMs - 1)).ok).toBe(false);
+      expect((await probe.admit(rules, tokens, now + decision.retryAfterMs)).ok).toBe(true);
+    }
+    expect(admitted.length).toBeGreaterThan(50);
+    for (const { at } of admitted) {
+      const span = admitted.filter((x) => x.at > at - WINDOW_MS && x.at <= at);
+      expect(span.length).toBeLessThanOrEqual(10);
+      expect(span.reduce((sum, x) => sum + x.tokens, 0)).toBeLessThanOrEqual(300);
+    }
+  });
+
+  it('drops scopes with nothing left counting (looked at once per window)', async () => {
     const limiter = new MemoryRateLimiter();
     await limiter.admit([{ scope: 'key:a', rpm: 5, tpm: null }], 0, T0);
-    await limiter.admit([{ scope: 'key:b', rpm: 5, tpm: null }], 0, T0 + WINDOW_MS);
+    await limiter.admit([{ scope: 'key:b', rpm: 5, tpm: null }], 0, T0 + WINDOW_MS / 2);
     expect(limiter.size).toBe(2);
-    await limiter.admit([{ scope: 'key:b', rpm: 5, tpm: null }], 0, T0 + 2 * WINDOW_MS);
+    await limiter.admit([{ scope: 'key:b', rpm: 5, tpm: null }], 0, T0 + WINDOW_MS);
     expect(limiter.size).toBe(1);
   });
 });

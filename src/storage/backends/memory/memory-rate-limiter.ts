@@ -1,51 +1,38 @@
-import { RateDecision, RateLimitRule, ScopeCounts, decide, tokenCost, tokenDelta } from '../../../rate-limits/domain/rate-decision';
-import { elapsedInWindow, windowIndex } from '../../../rate-limits/domain/sliding-window';
+import { RateDecision, RateLimitRule, decide, tokenCost, tokenDelta } from '../../../rate-limits/domain/rate-decision';
+import { Bucket, WINDOW_MS, bucketIndex, live } from '../../../rate-limits/domain/sliding-window';
 import { RateLimiterStore } from '../../ports/rate-limiter-store';
-
-/** One scope's counters as of window `index`. */
-interface ScopeWindows {
-  index: number;
-  requests: { previous: number; current: number };
-  tokens: { previous: number; current: number };
-}
 
 /**
  * The counters in this process (every store but redis): each replica limits what it admits itself,
  * so N replicas behind a load balancer let up to N × the limit through. Admission is synchronous
- * between awaits, hence atomic. Scopes idle for two windows are dropped once per window.
+ * between awaits, hence atomic. A scope keeps its live buckets (domain/sliding-window.ts), oldest
+ * first; scopes with none left are dropped once per window.
  */
 export class MemoryRateLimiter extends RateLimiterStore {
-  private readonly scopes = new Map<string, ScopeWindows>();
+  private readonly scopes = new Map<string, Bucket[]>();
   private sweptAt = 0;
 
   admit(rules: RateLimitRule[], tokens: number, now = Date.now()): Promise<RateDecision> {
-    const index = windowIndex(now);
-    const elapsed = elapsedInWindow(now);
     const cost = tokenCost(tokens);
-    this.sweep(index);
-    const states = rules.map((rule) => this.state(rule.scope, index));
+    this.sweep(now);
+    const states = rules.map((rule) => this.buckets(rule.scope, now));
     // Decided on the uncounted state, a refusal names the refusing rule; with none, every rule has room.
-    const refused = decide(rules, states, cost, elapsed, false);
+    const refused = decide(rules, states, cost, now, false);
     if (refused.scope !== null) return Promise.resolve(refused);
-    states.forEach((s, i) => {
-      s.requests.current += 1;
-      s.tokens.current += cost;
-      this.scopes.set(rules[i].scope, s);
+    states.forEach((buckets, i) => {
+      count(buckets, now, cost);
+      this.scopes.set(rules[i].scope, buckets);
     });
-    return Promise.resolve(decide(rules, states, cost, elapsed, true));
+    return Promise.resolve(decide(rules, states, cost, now, true));
   }
 
   adjustTokens(rules: RateLimitRule[], delta: number, admittedAt: number, now = Date.now()): Promise<void> {
-    const index = windowIndex(now);
-    const admittedIn = windowIndex(admittedAt);
     const change = tokenDelta(delta);
-    if (change === 0 || admittedIn > index || admittedIn < index - 1) return Promise.resolve();
+    if (change === 0) return Promise.resolve();
+    const index = bucketIndex(admittedAt);
     for (const rule of rules) {
-      const s = this.scopes.get(rule.scope);
-      if (s === undefined) continue;
-      roll(s, index);
-      const which = admittedIn === index ? 'current' : 'previous';
-      s.tokens[which] = Math.max(0, s.tokens[which] + change);
+      const bucket = this.scopes.get(rule.scope)?.find((b) => b.index === index);
+      if (bucket !== undefined && live(bucket, now)) bucket.tokens = Math.max(0, bucket.tokens + change);
     }
     return Promise.resolve();
   }
@@ -55,25 +42,31 @@ export class MemoryRateLimiter extends RateLimiterStore {
     return this.scopes.size;
   }
 
-  /** The scope's counters rolled to window `index` (not stored until something is counted). */
-  private state(scope: string, index: number): ScopeWindows & ScopeCounts {
-    const s = this.scopes.get(scope) ?? { index, requests: { previous: 0, current: 0 }, tokens: { previous: 0, current: 0 } };
-    return roll(s, index);
+  /** The scope's live buckets (not stored until something is counted). */
+  private buckets(scope: string, now: number): Bucket[] {
+    const buckets = this.scopes.get(scope);
+    if (buckets === undefined) return [];
+    let dead = 0;
+    while (dead < buckets.length && !live(buckets[dead], now)) dead++;
+    if (dead > 0) buckets.splice(0, dead);
+    return buckets;
   }
 
-  private sweep(index: number): void {
-    if (index <= this.sweptAt) return;
-    this.sweptAt = index;
-    for (const [scope, s] of this.scopes) if (s.index < index - 1) this.scopes.delete(scope);
+  private sweep(now: number): void {
+    if (now - this.sweptAt < WINDOW_MS) return;
+    this.sweptAt = now;
+    for (const [scope, buckets] of this.scopes) if (!buckets.some((b) => live(b, now))) this.scopes.delete(scope);
   }
 }
 
-function roll(s: ScopeWindows, index: number): ScopeWindows {
-  // A later window than `index` (the clock stepped back): keep it rather than lose what it counted.
-  if (s.index >= index) return s;
-  const wasPrevious = s.index === index - 1;
-  s.requests = { previous: wasPrevious ? s.requests.current : 0, current: 0 };
-  s.tokens = { previous: wasPrevious ? s.tokens.current : 0, current: 0 };
-  s.index = index;
-  return s;
+/** Counts an admission at `now` in its bucket (the newest one when the clock stepped back). */
+function count(buckets: Bucket[], now: number, tokens: number): void {
+  const newest = buckets[buckets.length - 1];
+  if (newest !== undefined && newest.index >= bucketIndex(now)) {
+    newest.requests += 1;
+    newest.tokens += tokens;
+    newest.last = Math.max(newest.last, now);
+  } else {
+    buckets.push({ index: bucketIndex(now), requests: 1, tokens, last: now });
+  }
 }

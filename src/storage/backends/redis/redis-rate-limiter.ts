@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Redis } from 'ioredis';
 import { RateDecision, RateLimitRule, ScopeCounts, decide, tokenCost, tokenDelta } from '../../../rate-limits/domain/rate-decision';
-import { WINDOW_MS, elapsedInWindow, windowIndex } from '../../../rate-limits/domain/sliding-window';
+import { Bucket, WINDOW_MS, bucketIndex } from '../../../rate-limits/domain/sliding-window';
 import { RateLimiterStore } from '../../ports/rate-limiter-store';
 
 const SCRIPTS = { rateLimitAdmit: 'rate-limit-admit.lua', rateLimitAdjust: 'rate-limit-adjust.lua' } as const;
@@ -13,22 +13,22 @@ const sources = Object.fromEntries(
   Object.entries(SCRIPTS).map(([name, file]) => [name, fs.readFileSync(path.join(__dirname, 'lua', file), 'utf8')]),
 ) as Record<ScriptName, string>;
 
-const MAX_RETRY_DELAY_MS = 2000;
 
 /**
- * The counters in redis/valkey, shared by every replica on the store: `<prefix>:rl:<scope>:<window>`
- * hashes (`r` requests, `t` tokens) that expire two windows after their last admission. Admission is
+ * The counters in redis/valkey, shared by every replica on the store: one hash per scope,
+ * `<prefix>:rlb:<scope>`, a field per one-second bucket (`<index>` = `requests:tokens:last`,
+ * domain/sliding-window.ts), expiring two windows after its last admission. Admission is
  * ONE script call for all of a request's scopes (lua/rate-limit-admit.lua), an adjustment one more
- * (lua/rate-limit-adjust.lua): EVALSHA, EVAL only after a NOSCRIPT. The window is taken from the
- * gateway's clock, so replicas' clocks should agree (NTP); a skew of s ms shifts their windows by s.
+ * (lua/rate-limit-adjust.lua): EVALSHA, EVAL only after a NOSCRIPT. Time is the gateway's
+ * clock, so replicas' clocks should agree (NTP); a skew of s ms can let a bucket count s ms longer or
+ * shorter.
  * Multi-key scripts: like the ledger's, not for Redis Cluster.
  */
 export class RedisRateLimiter extends RateLimiterStore {
+  /** `redis`: the store's command connection (the limiter does not close it). */
   constructor(
     private readonly redis: Redis,
     private readonly prefix: string,
-    /** Whether close() should quit the connection (it was opened for this limiter). */
-    private readonly ownsConnection = false,
   ) {
     super();
     for (const name of Object.keys(SCRIPTS) as ScriptName[]) {
@@ -36,61 +36,31 @@ export class RedisRateLimiter extends RateLimiterStore {
     }
   }
 
-  /**
-   * A limiter on its own connection to the store's server (`REDIS_URL`/`VALKEY_URL`, `REDIS_PREFIX`):
-   * the storage backend's connection is private to its adapters, and a separate auto-pipelined one
-   * keeps admissions from queueing behind ledger traffic. Not awaited: it connects in the background
-   * and reconnects with a capped backoff; a command that gets no answer within `timeoutMs` rejects.
-   */
-  static open(options: { url: string; prefix: string; timeoutMs: number }): RedisRateLimiter {
-    const redis = new Redis(options.url, {
-      enableAutoPipelining: true,
-      connectTimeout: options.timeoutMs,
-      commandTimeout: options.timeoutMs,
-      retryStrategy: (attempt) => Math.min(attempt * 100, MAX_RETRY_DELAY_MS),
-    });
-    // Without a listener ioredis prints connection errors to the console; failing commands report them.
-    redis.on('error', () => undefined);
-    return new RedisRateLimiter(redis, options.prefix, true);
-  }
-
   async admit(rules: RateLimitRule[], tokens: number, now = Date.now()): Promise<RateDecision> {
-    const index = windowIndex(now);
-    const elapsed = elapsedInWindow(now);
     const cost = tokenCost(tokens);
-    const keys = rules.flatMap((rule) => [this.key(rule.scope, index), this.key(rule.scope, index - 1)]);
     const limits = rules.flatMap((rule) => [rule.rpm ?? -1, rule.tpm ?? -1]);
-    const reply = (await this.run('rateLimitAdmit', keys, [elapsed, WINDOW_MS, cost, ...limits])) as number[];
-    const counts: ScopeCounts[] = rules.map((_, i) => ({
-      requests: { previous: Number(reply[4 * i + 1]), current: Number(reply[4 * i + 2]) },
-      tokens: { previous: Number(reply[4 * i + 3]), current: Number(reply[4 * i + 4]) },
-    }));
-    return decide(rules, counts, cost, elapsed, Number(reply[0]) === 1);
+    const keys = rules.map((rule) => this.key(rule.scope));
+    const reply = ((await this.run('rateLimitAdmit', keys, [now, WINDOW_MS, bucketIndex(now), cost, ...limits])) as unknown[]).map(Number);
+    const counts: ScopeCounts[] = [];
+    let at = 1;
+    for (let i = 0; i < rules.length; i++) {
+      const buckets: Bucket[] = [];
+      const n = reply[at++];
+      for (let j = 0; j < n; j++, at += 4) buckets.push({ index: reply[at], requests: reply[at + 1], tokens: reply[at + 2], last: reply[at + 3] });
+      counts.push(buckets);
+    }
+    return decide(rules, counts, cost, now, reply[0] === 1);
   }
 
   async adjustTokens(rules: RateLimitRule[], delta: number, admittedAt: number, now = Date.now()): Promise<void> {
-    const index = windowIndex(now);
-    const admittedIn = windowIndex(admittedAt);
     const change = tokenDelta(delta);
-    if (change === 0 || rules.length === 0 || admittedIn > index || admittedIn < index - 1) return;
-    await this.run('rateLimitAdjust', rules.map((rule) => this.key(rule.scope, admittedIn)), [change]);
+    if (change === 0 || rules.length === 0 || admittedAt + WINDOW_MS <= now) return;
+    await this.run('rateLimitAdjust', rules.map((rule) => this.key(rule.scope)), [bucketIndex(admittedAt), change, now, WINDOW_MS]);
   }
 
-  override async close(): Promise<void> {
-    if (!this.ownsConnection || this.redis.status === 'end') return;
-    if (this.redis.status !== 'ready') {
-      this.redis.disconnect();
-      return;
-    }
-    try {
-      await this.redis.quit();
-    } catch {
-      this.redis.disconnect();
-    }
-  }
 
-  private key(scope: string, index: number): string {
-    return `${this.prefix}:rl:${scope}:${index}`;
+  private key(scope: string): string {
+    return `${this.prefix}:rlb:${scope}`;
   }
 
   private run(name: ScriptName, keys: string[], args: Array<string | number>): Promise<unknown> {
