@@ -19,7 +19,7 @@ const ADMIN_BODY_LIMIT_BYTES = 1024 * 1024;
  */
 export async function createApp(config: AppConfig, logger: LoggerService): Promise<NestFastifyApplication> {
   // Every request enters through the front door: one canonical URL, timeouts, and /v1 served apart.
-  const door = new FrontDoor({ headersTimeoutMs: config.server.headersTimeoutMs, bodyTimeoutMs: config.server.bodyTimeoutMs });
+  const door = new FrontDoor({ headersTimeoutMs: config.server.headersTimeoutMs, bodyTimeoutMs: config.server.bodyTimeoutMs, cors: config.server.cors });
   // return503OnClosing: false — during shutdown, requests on kept-alive connections are still served
   // (with `connection: close`) instead of a bare 503: the grace period of DESIGN §8.
   const adapter = new FastifyAdapter({

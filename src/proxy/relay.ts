@@ -4,6 +4,7 @@ import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import { Injectable } from '@nestjs/common';
 import { Dispatcher } from 'undici';
 import { writeJson } from '../common/errors/gateway-exception.filter';
+import { mergedVary } from '../common/http/cors';
 import { CachedResponse } from '../cache/domain/cached-response';
 import { RequestCache } from '../cache/request-cache';
 import { VirtualKey } from '../virtual-keys/domain/virtual-key';
@@ -68,7 +69,9 @@ export class ResponseRelay {
     };
 
     const raw = exchange.response;
-    raw.writeHead(response.statusCode, responseHeaders(exchange.headers, response.headers, backend.name, { rewritten: rewrite, decoded: decodeForClient }));
+    const headers = responseHeaders(exchange.headers, response.headers, backend.name, { rewritten: rewrite, decoded: decodeForClient });
+    if (headers.vary !== undefined) headers.vary = mergedVary(raw, headers.vary);
+    raw.writeHead(response.statusCode, headers);
     // SSE: headers go out at once (clients wait for them); otherwise with the first body bytes, in one packet.
     if (sse) raw.flushHeaders();
     event.status = response.statusCode;
@@ -161,7 +164,9 @@ function wrapFinder(): UsageWatcher {
 /**
  * The upstream's response headers (hop-by-hop ones dropped) with the gateway's own on top, except the
  * upstream's `x-request-id` (the id its own support knows). When the gateway's rate limits applied,
- * its `x-ratelimit-*` set replaces the upstream's whole set, so the two never mix. A rewritten body
+ * its `x-ratelimit-*` set replaces the upstream's whole set, so the two never mix. The upstream's
+ * `access-control-*` headers are dropped (an upstream that allows every origin must not open the
+ * gateway to them; the front door sets the gateway's own). A rewritten body
  * loses its content-length; a decoded one its content-encoding too.
  */
 function responseHeaders(
@@ -177,6 +182,8 @@ function responseHeaders(
     if (body.rewritten && name === 'content-length') continue;
     if (body.decoded && name === 'content-encoding') continue;
     if (ownLimits && name.startsWith('x-ratelimit-')) continue;
+    // Browser access is the gateway's decision (CORS_ALLOWED_ORIGINS), never the upstream's.
+    if (name.startsWith('access-control-')) continue;
     headers[name] = value;
   }
   const upstreamId = headers['x-request-id'];

@@ -5,6 +5,7 @@ import { ERROR_HTTP } from '../errors/error-status';
 import { ErrorCode, GatewayError } from '../errors/gateway-error';
 import { sendRawError } from '../errors/gateway-exception.filter';
 import { canonicalTarget } from './canonical-target';
+import { Cors, CorsSettings } from './cors';
 import { closeAfterAnswer } from './early-answer';
 import { requestIdOf } from './request-id';
 
@@ -13,6 +14,8 @@ export interface FrontDoorOptions {
   headersTimeoutMs: number;
   /** REQUEST_BODY_TIMEOUT_MS: the longest a request body may take to arrive (routes other than the proxy's). */
   bodyTimeoutMs: number;
+  /** CORS_ALLOWED_ORIGINS, CORS_MAX_AGE_SECS; null: no browser access (no CORS header at all). */
+  cors: CorsSettings | null;
 }
 
 type Listener = (request: IncomingMessage, response: ServerResponse) => void;
@@ -33,13 +36,20 @@ const KEEP_ALIVE_TIMEOUT_MS = 72_000;
  * on Node's own request/response (the proxy: no Fastify routing, hooks or body parsing on its hot
  * path); everything else goes to Fastify. `Expect: 100-continue` is answered by whoever reads the body:
  * Fastify's routes at once, the proxy only after the key check.
+ *
+ * Browser access (CORS, `cors.ts`) is decided here too, before any route: a preflight is answered by
+ * the door itself, and an allowed origin's CORS headers are set on the response before the route
+ * writes it.
  */
 export class FrontDoor {
   private readonly logger = new Logger('FrontDoor');
   private readonly mounts = new Map<string, PrefixHandler>();
   private readonly observers: Listener[] = [];
+  private readonly cors: Cors | null;
 
-  constructor(private readonly options: FrontDoorOptions) {}
+  constructor(private readonly options: FrontDoorOptions) {
+    this.cors = options.cors === null ? null : new Cors(options.cors);
+  }
 
   /** Serves `${prefix}` and everything under `${prefix}/` with `handler`. */
   mount(prefix: string, handler: PrefixHandler): void {
@@ -84,6 +94,16 @@ export class FrontDoor {
 
   private enter(request: IncomingMessage, response: ServerResponse, fastify: Listener, expectsContinue: boolean): void {
     for (const observer of this.observers) observer(request, response);
+    // CORS off (the default): not even the Origin header is looked at.
+    const origin = this.cors === null ? undefined : request.headers.origin;
+    if (origin !== undefined) {
+      if (Cors.isPreflight(request)) {
+        closeAfterAnswer(request, response);
+        this.cors!.preflight(response, origin, requestIdOf(request.headers));
+        return;
+      }
+      this.cors!.decorate(response, origin);
+    }
     let target;
     try {
       target = canonicalTarget(request.url ?? '');
