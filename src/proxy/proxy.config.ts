@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { defineConfig } from '../config/config-slice';
 import { boolean, integer } from '../config/env-schema';
+import { MAX_REQUEST_TOKENS } from '../common/numeric-limits';
 
 /** Retries and fallback across backends, and what the proxy keeps of bodies. */
 export const proxyConfig = defineConfig(
@@ -12,12 +13,23 @@ export const proxyConfig = defineConfig(
       .regex(/^\s*\d{3}(\s*-\s*\d{3})?(\s*,\s*\d{3}(\s*-\s*\d{3})?)*\s*$/, 'expected statuses and ranges, e.g. 429,500-504')
       .default('429,500-504'),
     AUDIT_LOG_BODIES: boolean(false),
+    REALTIME_IDLE_TIMEOUT_MS: integer(1000, 600_000, 86_400_000),
+    REALTIME_RESPONSE_RESERVE_TOKENS: integer(1, 4096, MAX_REQUEST_TOKENS),
+    REALTIME_MAX_MESSAGE_BYTES: integer(1024, 16 * 1024 * 1024, 100 * 1024 * 1024),
   },
   (env) => ({
     maxAttempts: env.PROXY_MAX_ATTEMPTS,
     retryStatuses: parseStatuses(env.PROXY_RETRY_STATUSES) as ReadonlySet<number>,
     /** AUDIT_LOG_BODIES: keep request and response bodies in `proxy` audit events. */
     logBodies: env.AUDIT_LOG_BODIES,
+    realtime: {
+      /** REALTIME_IDLE_TIMEOUT_MS: a session with no message either way for this long is closed (1001). */
+      idleTimeoutMs: env.REALTIME_IDLE_TIMEOUT_MS,
+      /** REALTIME_RESPONSE_RESERVE_TOKENS: tokens held on the budgets for the session's next response. */
+      reserveTokens: env.REALTIME_RESPONSE_RESERVE_TOKENS,
+      /** REALTIME_MAX_MESSAGE_BYTES: the largest message relayed either way (larger: the session is closed, 1009). */
+      maxMessageBytes: env.REALTIME_MAX_MESSAGE_BYTES,
+    },
   }),
 );
 

@@ -110,6 +110,16 @@ function jsonPayload(body: ProxyBody, json: JsonObject | null, edits: ReadonlyMa
 }
 
 function upstreamHeaders(request: IncomingMessage, backend: BackendConfig, requestId: string, json: boolean): Headers {
+  // JSON bodies go upstream as JSON whatever the client called them; an upload keeps its multipart type (and boundary).
+  const contentType = json ? 'application/json' : request.headers['content-type'];
+  return forwardedHeaders(request, backend, requestId, contentType === undefined ? {} : { 'content-type': contentType });
+}
+
+/**
+ * The headers a request takes upstream (HTTP requests and realtime handshakes alike): the client's
+ * allow-listed ones, `extra`, the request id, the backend's key and its configured headers.
+ */
+export function forwardedHeaders(request: IncomingMessage, backend: BackendConfig, requestId: string, extra: Headers = {}): Headers {
   const headers: Headers = {};
   const copy = (name: string) => {
     const value = request.headers[name];
@@ -117,9 +127,7 @@ function upstreamHeaders(request: IncomingMessage, backend: BackendConfig, reque
   };
   FORWARDED_REQUEST_HEADERS.forEach(copy);
   if (backend.pass_client_headers) BILLING_REQUEST_HEADERS.forEach(copy);
-  // JSON bodies go upstream as JSON whatever the client called them; an upload keeps its multipart type (and boundary).
-  if (json) headers['content-type'] = 'application/json';
-  else copy('content-type');
+  Object.assign(headers, extra);
   headers['x-request-id'] = requestId;
   if (backend.api_key) headers.authorization = `Bearer ${backend.api_key}`;
   return { ...headers, ...(backend.headers ?? {}) };
