@@ -111,15 +111,14 @@ function jsonPayload(body: ProxyBody, json: JsonObject | null, edits: ReadonlyMa
 
 function upstreamHeaders(request: IncomingMessage, backend: BackendConfig, requestId: string, json: boolean): Headers {
   // JSON bodies go upstream as JSON whatever the client called them; an upload keeps its multipart type (and boundary).
-  const contentType = json ? 'application/json' : request.headers['content-type'];
-  return forwardedHeaders(request, backend, requestId, contentType === undefined ? {} : { 'content-type': contentType });
+  return forwardedHeaders(request, backend, requestId, json ? 'application/json' : request.headers['content-type']);
 }
 
 /**
  * The headers a request takes upstream (HTTP requests and realtime handshakes alike): the client's
- * allow-listed ones, `extra`, the request id, the backend's key and its configured headers.
+ * allow-listed ones, `contentType`, the request id, the backend's key and its configured headers.
  */
-export function forwardedHeaders(request: IncomingMessage, backend: BackendConfig, requestId: string, extra: Headers = {}): Headers {
+export function forwardedHeaders(request: IncomingMessage, backend: BackendConfig, requestId: string, contentType?: string): Headers {
   const headers: Headers = {};
   const copy = (name: string) => {
     const value = request.headers[name];
@@ -127,7 +126,7 @@ export function forwardedHeaders(request: IncomingMessage, backend: BackendConfi
   };
   FORWARDED_REQUEST_HEADERS.forEach(copy);
   if (backend.pass_client_headers) BILLING_REQUEST_HEADERS.forEach(copy);
-  Object.assign(headers, extra);
+  if (contentType !== undefined) headers['content-type'] = contentType;
   headers['x-request-id'] = requestId;
   if (backend.api_key) headers.authorization = `Bearer ${backend.api_key}`;
   return { ...headers, ...(backend.headers ?? {}) };

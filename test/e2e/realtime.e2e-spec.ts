@@ -11,6 +11,7 @@ import WebSocket from 'ws';
 import { AuditService } from '../../src/audit/audit.service';
 import { AuditLogRepository } from '../../src/storage/ports/audit-log.repository';
 import { MockRealtime, startMockRealtime } from '../fixtures/mock-realtime';
+import { requireBuild, startChildGateway } from './child-gateway';
 import { ADMIN_TOKEN, RunningGateway, admin, adminGet, startGateway, within } from './harness';
 
 const UPSTREAM_KEY = 'sk-upstream-realtime-secret-0123456789';
@@ -503,4 +504,74 @@ describe('realtime sessions: idle timeout, message bound, rate limit, shutdown (
     await within(2000, () => session.closed !== null);
     expect(session.closed!.code).toBe(1001);
   });
+});
+
+describe('realtime sessions: a quiet session keeps its reservation past RESERVATION_TTL_SECS (e2e)', () => {
+  let upstream: MockRealtime;
+  let gateway: RunningGateway;
+  let dir: string;
+
+  beforeAll(async () => {
+    upstream = await startMockRealtime();
+    dir = mkdtempSync(path.join(tmpdir(), 'ditto-realtime-'));
+    writeFileSync(path.join(dir, 'gateway.json'), JSON.stringify({ backends: [{ name: 'primary', base_url: upstream.url, timeout_ms: 2000 }] }));
+    // Reservations older than 10 s are reaped (checked every 2.5 s); the session renews its own every 5 s.
+    gateway = await startGateway({ STORAGE_BACKEND: 'memory', GATEWAY_CONFIG: path.join(dir, 'gateway.json'), ADMIN_TOKEN, RESERVATION_TTL_SECS: '10', REALTIME_RESPONSE_RESERVE_TOKENS: String(RESERVE) });
+  });
+
+  afterAll(async () => {
+    await gateway?.close();
+    await upstream?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('renews the held reservation, so the reaper never releases it, and charges the next response its usage', async () => {
+    const token = await createKey(gateway, { id: 'rt-quiet', budget: { total_tokens: 10_000 } });
+    const client = await connect(gateway.url, `?model=${MODEL}`, { headers: bearer(token) });
+    await client.next('session.created');
+    await new Promise((r) => setTimeout(r, 14_000));
+    expect(await scope(gateway, 'budgets', 'key:rt-quiet')).toMatchObject({ reserved_tokens: RESERVE, spent_tokens: 0 });
+    client.ws.send(JSON.stringify({ type: 'response.create' }));
+    await client.next('response.done');
+    client.ws.close();
+    await client.closed;
+    await within(2000, async () => (await scope(gateway, 'budgets', 'key:rt-quiet')).reserved_tokens === 0);
+    expect((await scope(gateway, 'budgets', 'key:rt-quiet')).spent_tokens).toBe(30);
+    expect(gateway.logs.filter((l) => /reaped|late charge/.test(String(l.msg)))).toEqual([]);
+  }, 25_000);
+});
+
+describe('realtime sessions at SIGTERM (compiled gateway, child process, e2e)', () => {
+  let upstream: MockRealtime;
+  let dir: string;
+
+  beforeAll(async () => {
+    requireBuild();
+    upstream = await startMockRealtime();
+    dir = mkdtempSync(path.join(tmpdir(), 'ditto-realtime-child-'));
+  });
+
+  afterAll(async () => {
+    await upstream?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('keeps serving a session through the drain, then closes it on both sides with 1001 and exits 0', async () => {
+    writeFileSync(path.join(dir, 'gateway.json'), JSON.stringify({ backends: [{ name: 'primary', base_url: upstream.url }], virtual_keys: [{ id: 'rt', token: KEY }] }));
+    const child = await startChildGateway({ STORAGE_BACKEND: 'memory', GATEWAY_CONFIG: path.join(dir, 'gateway.json'), SHUTDOWN_GRACE_MS: '800' }, dir);
+    const client = await connect(child.url, `?model=${MODEL}`, { headers: bearer(KEY) });
+    await client.next('session.created');
+    const session = upstream.sessions.at(-1)!;
+    child.process.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 200));
+    // Draining: the session still works.
+    client.ws.send(JSON.stringify({ type: 'response.create' }));
+    await client.next('response.done');
+    expect(await client.closed).toEqual({ code: 1001, reason: 'server shutting down' });
+    await within(2000, () => session.closed !== null);
+    expect(session.closed!.code).toBe(1001);
+    expect(await child.exited).toBe(0);
+    // Its audit event was written before the exit (one access line per session, with its usage).
+    expect(child.logs.some((l) => l.context === 'Access' && l.msg === 'GET /v1/realtime 101' && l.tokens === 30)).toBe(true);
+  }, 20_000);
 });
