@@ -176,7 +176,12 @@ export class RealtimeSession {
       this.count(await accounting.chargeUnreserved(key, model, usage ?? estimateUsage(settings.reserveTokens)));
       return;
     }
-    this.count(await accounting.settle(charge, usage, true));
+    try {
+      this.count(await accounting.settle(charge, usage, true));
+    } catch (error) {
+      // The reservation stays and the reaper releases it; the next reserve says whether the store is back.
+      this.logger.error(`realtime ${this.context.event.requestId}: settling a response failed (the reaper will release its reservation): ${(error as Error).message}`);
+    }
     if (this.closedBy !== null) return;
     try {
       this.charge = await accounting.admitFixed(key, model, settings.reserveTokens);

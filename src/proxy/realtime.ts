@@ -240,7 +240,8 @@ export class RealtimeProxy implements BeforeApplicationShutdown {
         response.once('end', finish);
         response.once('error', finish);
       });
-      upstream.once('error', (error) => {
+      // `on`, not `once`: a refused handshake may report more than one error, and none may go unhandled.
+      upstream.on('error', (error) => {
         const reason = /timed out/i.test(error.message) ? 'timeout' : describeFailure(error);
         done(reason === 'error' ? 'handshake failed' : reason);
       });

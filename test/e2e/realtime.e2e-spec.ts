@@ -1,4 +1,4 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { ChildProcess, execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { AddressInfo, connect as tcpConnect } from 'node:net';
@@ -12,7 +12,8 @@ import { AuditService } from '../../src/audit/audit.service';
 import { AuditLogRepository } from '../../src/storage/ports/audit-log.repository';
 import { MockRealtime, startMockRealtime } from '../fixtures/mock-realtime';
 import { requireBuild, startChildGateway } from './child-gateway';
-import { ADMIN_TOKEN, RunningGateway, admin, adminGet, startGateway, within } from './harness';
+import { ADMIN_TOKEN, RunningGateway, admin, adminGet, freePort, startGateway, within } from './harness';
+import { killRedis, startRedis } from './own-redis';
 
 const UPSTREAM_KEY = 'sk-upstream-realtime-secret-0123456789';
 const KEY = 'sk-ditto-realtime-key-0123456789abcdef';
@@ -574,4 +575,52 @@ describe('realtime sessions at SIGTERM (compiled gateway, child process, e2e)', 
     // Its audit event was written before the exit (one access line per session, with its usage).
     expect(child.logs.some((l) => l.context === 'Access' && l.msg === 'GET /v1/realtime 101' && l.tokens === 30)).toBe(true);
   }, 20_000);
+});
+
+describe('realtime sessions when the budget store goes away (e2e, own redis-server)', () => {
+  let redis: ChildProcess | undefined;
+  let upstream: MockRealtime;
+  let gateway: RunningGateway;
+  let dir: string;
+
+  beforeAll(async () => {
+    const port = await freePort();
+    redis = await startRedis(port);
+    upstream = await startMockRealtime();
+    dir = mkdtempSync(path.join(tmpdir(), 'ditto-realtime-'));
+    writeFileSync(path.join(dir, 'gateway.json'), JSON.stringify({ backends: [{ name: 'primary', base_url: upstream.url, timeout_ms: 2000 }], virtual_keys: [{ id: 'rt', token: KEY }] }));
+    gateway = await startGateway({
+      STORAGE_BACKEND: 'redis',
+      REDIS_URL: `redis://127.0.0.1:${port}`,
+      REDIS_PREFIX: 'realtime-outage',
+      REDIS_TIMEOUT_MS: '300',
+      STORAGE_FALLBACK: 'false',
+      GATEWAY_CONFIG: path.join(dir, 'gateway.json'),
+      AUDIT_RETENTION_SECS: '0',
+    });
+  });
+
+  afterAll(async () => {
+    await gateway?.close();
+    await upstream?.close();
+    if (redis) await killRedis(redis);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('closes the session (1011, an api_error event) when the next response cannot be reserved: it never runs unbudgeted', async () => {
+    const client = await connect(gateway.url, `?model=${MODEL}`, { headers: bearer(KEY) });
+    await client.next('session.created');
+    await killRedis(redis!);
+    redis = undefined;
+    client.ws.send(JSON.stringify({ type: 'response.create' }));
+    await client.next('response.done');
+    const error = await client.next('error');
+    expect(error.error).toMatchObject({ type: 'api_error', code: 'storage_unavailable' });
+    expect(await client.closed).toEqual({ code: 1011, reason: 'budget store unavailable' });
+    const session = upstream.sessions.at(-1)!;
+    await within(2000, () => session.closed !== null);
+    expect(session.closed!.code).toBe(1011);
+    // A new session is refused before any upgrade.
+    expect((await refused(gateway.url, `?model=${MODEL}`, { headers: bearer(KEY) })).status).toBe(503);
+  }, 15_000);
 });
