@@ -15,7 +15,7 @@ import { BackendRouter } from './backend-router';
 import { Exchange } from './exchange';
 import { ProxyEvent, ProxyEvents } from './proxy-event';
 import { proxyConfig } from './proxy.config';
-import { RealtimeSession } from './realtime-session';
+import { RealtimeSession, SessionContext } from './realtime-session';
 import { describeFailure, forwardedHeaders } from './upstream-dispatch';
 
 /** `Sec-WebSocket-Key`: 16 random bytes in base64 (RFC 6455 §4.1). */
@@ -134,7 +134,7 @@ export class RealtimeProxy implements BeforeApplicationShutdown {
     socket: Duplex,
     head: Buffer,
     upstream: WebSocket,
-    admitted: Pick<ConstructorParameters<typeof RealtimeSession>[2], 'key' | 'model' | 'event' | 'started' | 'charge' | 'rate'>,
+    admitted: Pick<SessionContext, 'key' | 'model' | 'event' | 'started' | 'charge' | 'rate'>,
   ): RealtimeSession | null {
     const offered = offeredProtocols(request);
     // The upstream's choice when the client offered it; else OpenAI's `realtime` (a browser that offered
