@@ -48,6 +48,8 @@ export interface MockOptions {
 
 export interface MockUpstream {
   url: string;
+  /** The HTTP server (tests attach more to it, e.g. the realtime WebSocket mock of test/fixtures). */
+  server: Server;
   requests: MockRequest[];
   options: MockOptions;
   /** Sockets closed by the client side since start, with the time they closed. */
@@ -104,6 +106,7 @@ export async function startMockUpstream(options: MockOptions = {}): Promise<Mock
   const { port } = server.address() as AddressInfo;
   const mock: MockUpstream = {
     url: `http://127.0.0.1:${port}/v1`,
+    server,
     requests,
     options,
     closedSockets,

@@ -9,6 +9,7 @@ import { AppConfig } from './app-config';
 import { FrontDoor } from './common/http/front-door';
 import { ConnectionDrain } from './health/connection-drain';
 import { ProxyService } from './proxy/proxy.service';
+import { RealtimeProxy } from './proxy/realtime';
 
 /** Bodies of the admin API are small: never more than Fastify's own default, 1 MiB (nor BODY_LIMIT_BYTES). */
 const ADMIN_BODY_LIMIT_BYTES = 1024 * 1024;
@@ -19,7 +20,7 @@ const ADMIN_BODY_LIMIT_BYTES = 1024 * 1024;
  */
 export async function createApp(config: AppConfig, logger: LoggerService): Promise<NestFastifyApplication> {
   // Every request enters through the front door: one canonical URL, timeouts, and /v1 served apart.
-  const door = new FrontDoor({ headersTimeoutMs: config.server.headersTimeoutMs, bodyTimeoutMs: config.server.bodyTimeoutMs });
+  const door = new FrontDoor({ headersTimeoutMs: config.server.headersTimeoutMs, bodyTimeoutMs: config.server.bodyTimeoutMs, cors: config.server.cors });
   // return503OnClosing: false — during shutdown, requests on kept-alive connections are still served
   // (with `connection: close`) instead of a bare 503: the grace period of docs/deployment.md.
   const adapter = new FastifyAdapter({
@@ -34,10 +35,15 @@ export async function createApp(config: AppConfig, logger: LoggerService): Promi
     abortOnError: false,
   });
   door.mount('/v1', app.get(ProxyService).handle);
+  const realtime = app.get(RealtimeProxy);
+  door.mountUpgrade('/v1/realtime', realtime.handle);
   // Shutdown lets connections go one by one (main.ts): it sees every connection and request from the start.
   const connections = app.get(ConnectionDrain);
   connections.attach(app.getHttpServer());
   door.observe((request, response) => connections.track(request, response));
+  // An upgraded connection is busy until it closes; realtime sessions are told to go away (1001) when the server closes.
+  door.observeUpgrades((request) => connections.trackUpgrade(request.socket));
+  connections.onClose(() => realtime.goAway());
   // A connection that never sent a byte has no request to finish, but the HTTP server does not count
   // it as idle and would wait for it (up to headersTimeout) on close: drop such connections first.
   app.getHttpAdapter().getInstance().addHook('preClose', (done) => {

@@ -100,13 +100,53 @@ export class AccountingService {
       if (estimate.outputField === null || output < estimate.outputTokens) outputCap = { field: capField, tokens: output };
     }
 
-    const tokens = estimate.promptTokens + output;
-    const usdMicros = price === null ? 0 : costMicros(price, { promptTokens: estimate.promptTokens, completionTokens: output, cachedTokens: 0 });
-    const charge: Charge = { id: randomUUID(), scopes, price, estimate: { promptTokens: estimate.promptTokens, outputTokens: output, tokens, usdMicros } };
+    return { charge: await this.reserve(scopes, price, estimate.promptTokens, output), outputCap };
+  }
+
+  /**
+   * Reserves a fixed number of tokens on every scope of the key, for work whose size no request body
+   * tells (one response of a realtime session), priced as output tokens (the dearer kind). Throws 402
+   * like `admit`, having reserved nothing. Settled with `settle` like any charge.
+   */
+  async admitFixed(key: VirtualKey, model: string | null, tokens: number): Promise<Charge> {
+    const scopes = scopesOf(key);
+    const price = this.costs.price(model);
+    if (price === null && this.settings.unknownModelCost === 'refuse') await this.storage('read', () => this.refuseUnpricedUnderCostLimit(key, scopes, model));
+    return this.reserve(scopes, price, 0, tokens);
+  }
+
+  /**
+   * Charges usage no reservation was held for (a realtime response that ended after its session's
+   * budget ran out): recorded through an empty reservation, settled at once. A scope already over its
+   * limit refuses even that; then the charge is logged as lost, never silently dropped.
+   */
+  async chargeUnreserved(key: VirtualKey, model: string | null, usage: TokenCounts & { totalTokens: number }): Promise<Settlement> {
+    const scopes = scopesOf(key);
+    const charge: Charge = { id: randomUUID(), scopes, price: this.costs.price(model), estimate: { promptTokens: 0, outputTokens: 0, tokens: 0, usdMicros: 0 } };
+    const opened = await this.storage('reserve', () => this.accounting.reserve(charge.id, scopes, { tokens: 0, usdMicros: 0 }));
+    const bounded = boundedUsage(usage);
+    const usdMicros = charge.price === null ? 0 : costMicros(charge.price, bounded);
+    if (!opened.ok) {
+      this.logger.error(`usage of key '${key.id}' (${bounded.totalTokens} tokens, ${usdMicros} USD micros) could not be recorded: scope ${opened.scope} is over its limit`);
+      return { tokens: 0, usdMicros: 0, basis: 'released' };
+    }
+    this.inFlight.inc();
+    return this.settle(charge, bounded, false);
+  }
+
+  /** How long a reservation may stay open before the reaper releases it (RESERVATION_TTL_SECS). */
+  get reservationTtlMs(): number {
+    return this.settings.reservationTtlMs;
+  }
+
+  private async reserve(scopes: string[], price: ModelPrice | null, promptTokens: number, outputTokens: number): Promise<Charge> {
+    const tokens = promptTokens + outputTokens;
+    const usdMicros = price === null ? 0 : costMicros(price, { promptTokens, completionTokens: outputTokens, cachedTokens: 0 });
+    const charge: Charge = { id: randomUUID(), scopes, price, estimate: { promptTokens, outputTokens, tokens, usdMicros } };
     const reserved = await this.storage('reserve', () => this.accounting.reserve(charge.id, scopes, { tokens, usdMicros }));
     if (!reserved.ok) throw refusal(reserved, tokens, usdMicros);
     this.inFlight.inc();
-    return { charge, outputCap };
+    return charge;
   }
 
   /**

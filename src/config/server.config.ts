@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { CorsSettings, parseCorsOrigins } from '../common/http/cors';
 import { defineConfig } from './config-slice';
 import { boolean, integer } from './env-schema';
 
@@ -22,6 +23,8 @@ export const serverConfig = defineConfig(
     REQUEST_BODY_READS_MAX: integer(1, 256, 100_000),
     JSON_MAX_DEPTH: integer(8, 64, 1000),
     METRICS_KEY_LABELS: boolean(false),
+    CORS_ALLOWED_ORIGINS: z.string().default(''),
+    CORS_MAX_AGE_SECS: integer(0, 600, 86_400),
   },
   (env) => ({
     port: env.PORT,
@@ -44,5 +47,13 @@ export const serverConfig = defineConfig(
     jsonMaxDepth: env.JSON_MAX_DEPTH,
     /** METRICS_KEY_LABELS: label proxy metrics with the virtual key id (one series per key). */
     metricsKeyLabels: env.METRICS_KEY_LABELS,
+    /** CORS_ALLOWED_ORIGINS, CORS_MAX_AGE_SECS: browser access (docs/security.md); null = off, no CORS header at all. */
+    cors: corsSettings(env.CORS_ALLOWED_ORIGINS, env.CORS_MAX_AGE_SECS),
   }),
+  (env) => parseCorsOrigins(env.CORS_ALLOWED_ORIGINS).problems,
 );
+
+function corsSettings(spec: string, maxAgeSecs: number): CorsSettings | null {
+  const { origins } = parseCorsOrigins(spec);
+  return origins === null ? null : { origins, maxAgeSecs };
+}

@@ -34,6 +34,7 @@ export class ConnectionDrain {
   private readonly sockets = new Map<Socket, Tracked>();
   private readonly responses = new Set<ServerResponse>();
   private closing = false;
+  private readonly closeListeners: Array<() => unknown> = [];
 
   /** Starts tracking the connections of `server` (before it listens). */
   attach(server: Server): void {
@@ -59,6 +60,22 @@ export class ConnectionDrain {
   }
 
   /**
+   * A connection an upgrade took over (a WebSocket session): busy until it closes, so the sweep below
+   * never cuts it; it is ended by whoever owns it, told through `onClose`.
+   */
+  trackUpgrade(socket: Socket): void {
+    const tracked = this.sockets.get(socket);
+    if (!tracked) return;
+    tracked.active++;
+    socket.once('close', () => tracked.active--);
+  }
+
+  /** Calls `listener` when `close()` starts (upgraded connections' owners end them then). */
+  onClose(listener: () => unknown): void {
+    this.closeListeners.push(listener);
+  }
+
+  /**
    * Steps 1 to 3 above; resolves once the server has no connection left. In-flight requests and
    * streams run to their end.
    */
@@ -67,6 +84,7 @@ export class ConnectionDrain {
     if (!server?.listening) return;
     this.closing = true;
     for (const response of this.responses) endsConnection(response);
+    for (const listener of this.closeListeners) void listener();
     const sweeper = setInterval(() => {
       const now = Date.now();
       for (const [socket, tracked] of this.sockets) {

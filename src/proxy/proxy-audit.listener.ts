@@ -49,6 +49,7 @@ export class ProxyAuditListener implements OnModuleInit {
           attempts: event.attempts,
           error: event.error,
           ...(event.bodies ? { request_body: event.bodies.request, response_body: event.bodies.response } : {}),
+          ...(event.realtime ? { realtime: { responses: event.realtime.responses, closed_by: event.realtime.closedBy, close_code: event.realtime.closeCode } } : {}),
         },
       }),
     );

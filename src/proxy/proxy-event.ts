@@ -36,6 +36,8 @@ export interface ProxyEvent {
   cache: 'hit' | 'miss' | 'bypass' | null;
   /** AUDIT_LOG_BODIES only: the request body and the head of the response body. */
   bodies: { request: unknown; response: string } | null;
+  /** A realtime session (`status` 101): its responses, who closed it and with which close code. */
+  realtime?: { responses: number; closedBy: 'client' | 'upstream' | 'gateway'; closeCode: number };
 }
 
 export type ProxyEventListener = (event: ProxyEvent) => void;

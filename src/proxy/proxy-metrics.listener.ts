@@ -7,7 +7,7 @@ import { ProxyEvent, ProxyEvents } from './proxy-event';
 /** Paths with their own label; anything else under /v1 is `/v1/other`, so cardinality stays bounded. */
 const ROUTES = new Set([
   '/v1/chat/completions', '/v1/completions', '/v1/embeddings', '/v1/responses', '/v1/models', '/v1/moderations',
-  '/v1/audio/transcriptions', '/v1/audio/translations', '/v1/audio/speech', '/v1/images/generations',
+  '/v1/audio/transcriptions', '/v1/audio/translations', '/v1/audio/speech', '/v1/images/generations', '/v1/realtime',
 ]);
 const SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 const OVERHEAD_SECONDS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];

@@ -11,6 +11,7 @@ import { ProxyAuditListener } from './proxy-audit.listener';
 import { ProxyEvents } from './proxy-event';
 import { ProxyMetricsListener } from './proxy-metrics.listener';
 import { ProxyService } from './proxy.service';
+import { RealtimeProxy } from './realtime';
 import { ResponseRelay } from './relay';
 import { UpstreamDispatcher } from './upstream-dispatch';
 import { UpstreamPools } from './upstream-pools';
@@ -19,6 +20,7 @@ import { UpstreamPools } from './upstream-pools';
   imports: [AuditModule, BudgetsModule, CacheModule, RateLimitsModule, VirtualKeysModule],
   providers: [
     ProxyService,
+    RealtimeProxy,
     ProxyBodyReader,
     BackendRouter,
     UpstreamPools,

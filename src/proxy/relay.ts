@@ -5,6 +5,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import { Dispatcher } from 'undici';
 import { writeJson } from '../common/errors/gateway-exception.filter';
+import { mergedVary } from '../common/http/cors';
 import { CachedResponse } from '../cache/domain/cached-response';
 import { RequestCache } from '../cache/request-cache';
 import { VirtualKey } from '../virtual-keys/domain/virtual-key';
@@ -121,6 +122,8 @@ export class ResponseRelay {
       headers.vary = headers.vary === undefined ? 'accept-encoding' : `${String(headers.vary)}, accept-encoding`;
       compressor.stream.pipe(raw);
     }
+    // The front door may have set `vary: origin` (CORS): writeHead would replace it, so merge.
+    if (headers.vary !== undefined) headers.vary = mergedVary(raw, headers.vary);
     raw.writeHead(response.statusCode, headers);
     // SSE: headers go out at once (clients wait for them); otherwise with the first body bytes, in one packet.
     if (sse) raw.flushHeaders();
@@ -219,7 +222,9 @@ function wrapFinder(): UsageWatcher {
 /**
  * The upstream's response headers (hop-by-hop ones dropped) with the gateway's own on top, except the
  * upstream's `x-request-id` (the id its own support knows). When the gateway's rate limits applied,
- * its `x-ratelimit-*` set replaces the upstream's whole set, so the two never mix. A rewritten body
+ * its `x-ratelimit-*` set replaces the upstream's whole set, so the two never mix. The upstream's
+ * `access-control-*` headers are dropped (an upstream that allows every origin must not open the
+ * gateway to them; the front door sets the gateway's own). A rewritten body
  * loses its content-length; a decoded one its content-encoding too.
  */
 function responseHeaders(
@@ -235,6 +240,8 @@ function responseHeaders(
     if (body.rewritten && name === 'content-length') continue;
     if (body.decoded && name === 'content-encoding') continue;
     if (ownLimits && name.startsWith('x-ratelimit-')) continue;
+    // Browser access is the gateway's decision (CORS_ALLOWED_ORIGINS), never the upstream's.
+    if (name.startsWith('access-control-')) continue;
     headers[name] = value;
   }
   const upstreamId = headers['x-request-id'];

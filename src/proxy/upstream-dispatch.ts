@@ -109,6 +109,19 @@ function jsonPayload(body: ProxyBody, json: JsonObject | null, edits: ReadonlyMa
 }
 
 function upstreamHeaders(request: IncomingMessage, backend: BackendConfig, requestId: string, body: ProxyBody): Headers {
+  // JSON bodies go upstream as JSON whatever the client called them; an upload keeps its multipart type
+  // (and boundary) and its length: undici sends a stream body with a content-length as is, and fails
+  // the request if the stream turns out longer or shorter.
+  const headers = forwardedHeaders(request, backend, requestId, body.kind === 'json' ? 'application/json' : request.headers['content-type']);
+  if (body.kind === 'stream' && body.length !== null) headers['content-length'] = String(body.length);
+  return headers;
+}
+
+/**
+ * The headers a request takes upstream (HTTP requests and realtime handshakes alike): the client's
+ * allow-listed ones, `contentType`, the request id, the backend's key and its configured headers.
+ */
+export function forwardedHeaders(request: IncomingMessage, backend: BackendConfig, requestId: string, contentType?: string): Headers {
   const headers: Headers = {};
   const copy = (name: string) => {
     const value = request.headers[name];
@@ -116,12 +129,7 @@ function upstreamHeaders(request: IncomingMessage, backend: BackendConfig, reque
   };
   FORWARDED_REQUEST_HEADERS.forEach(copy);
   if (backend.pass_client_headers) BILLING_REQUEST_HEADERS.forEach(copy);
-  // JSON bodies go upstream as JSON whatever the client called them; an upload keeps its multipart type
-  // (and boundary) and its length: undici sends a stream body with a content-length as is, and fails
-  // the request if the stream turns out longer or shorter.
-  if (body.kind === 'json') headers['content-type'] = 'application/json';
-  else copy('content-type');
-  if (body.kind === 'stream' && body.length !== null) headers['content-length'] = String(body.length);
+  if (contentType !== undefined) headers['content-type'] = contentType;
   headers['x-request-id'] = requestId;
   if (backend.api_key) headers.authorization = `Bearer ${backend.api_key}`;
   return { ...headers, ...(backend.headers ?? {}) };

@@ -4,6 +4,9 @@ import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
 import { VirtualKey } from './domain/virtual-key';
 import { VirtualKeyIndex } from './virtual-key-index';
 
+/** The WebSocket subprotocol prefix that carries a key (`openai-insecure-api-key.<key>`). */
+export const KEY_PROTOCOL = 'openai-insecure-api-key.';
+
 /** A key's model allow-list: exact names or `prefix*`; an empty list allows every model. */
 export function modelAllowed(allowed: string[], model: string): boolean {
   return allowed.length === 0 || allowed.some((m) => (m.endsWith('*') ? model.startsWith(m.slice(0, -1)) : m === model));
@@ -20,6 +23,17 @@ export class KeyAdmission {
   /** The key of `Authorization: Bearer <key>` or `x-api-key`; 401 invalid_api_key, 403 key_disabled / key_expired. */
   admit(headers: IncomingHttpHeaders): VirtualKey {
     return this.index.authenticate(presentedKey(headers));
+  }
+
+  /**
+   * The key of a WebSocket handshake: from the headers as `admit` (server-side clients), else from a
+   * subprotocol `openai-insecure-api-key.<key>` (a browser's WebSocket cannot set headers: OpenAI's
+   * own browser convention). 401 / 403 as `admit`.
+   */
+  admitWebSocket(headers: IncomingHttpHeaders, protocols: readonly string[]): VirtualKey {
+    const carried = protocols.find((p) => p.startsWith(KEY_PROTOCOL));
+    if (carried === undefined || headers.authorization !== undefined || headers['x-api-key'] !== undefined) return this.admit(headers);
+    return this.index.authenticate(carried.slice(KEY_PROTOCOL.length));
   }
 
   /** 403 model_not_allowed unless the key's allow-list admits `model`. */

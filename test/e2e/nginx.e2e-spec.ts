@@ -4,7 +4,9 @@ import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import WebSocket from 'ws';
 import { MockUpstream, startMockUpstream } from '../../bench/mock-upstream';
+import { MockRealtime, attachMockRealtime } from '../fixtures/mock-realtime';
 import { BackendEnv, backendEnv } from './backends';
 import { ChildGateway, requireBuild, startChildGateway } from './child-gateway';
 import { ADMIN_TOKEN, freePort, within } from './harness';
@@ -60,6 +62,7 @@ if (!NGINX) {
   () => {
     let store: BackendEnv;
     let upstream: MockUpstream;
+    let realtime: MockRealtime;
     let dir: string;
     let env: Record<string, string>;
     const replicas: Array<{ port: number; gateway: ChildGateway }> = [];
@@ -83,6 +86,7 @@ if (!NGINX) {
       requireBuild();
       store = await backendEnv('redis');
       upstream = await startMockUpstream();
+      realtime = attachMockRealtime(upstream.server);
       dir = mkdtempSync(path.join(tmpdir(), 'ditto-nginx-e2e-'));
       env = { ...store.env, ADMIN_TOKEN, UPSTREAM_BASE_URL: upstream.url, CHANGE_FEED_POLL_MS: '50', SHUTDOWN_GRACE_MS: '1000' };
       for (const port of [await freePort(), await freePort()]) replicas.push({ port, gateway: await start(port) });
@@ -140,6 +144,26 @@ if (!NGINX) {
       expect(arrivals[arrivals.length - 1] - arrivals[0]).toBeGreaterThan(800);
       const gaps = arrivals.slice(1).map((t, i) => t - arrivals[i]);
       expect(gaps.filter((g) => g >= 100).length).toBeGreaterThanOrEqual(6);
+    });
+
+    it('passes a realtime WebSocket upgrade on (location = /v1/realtime): messages both ways, close codes relayed', async () => {
+      const ws = new WebSocket(`${nginx.url.replace(/^http/, 'ws')}/v1/realtime?model=gpt-realtime`, { headers: { authorization: `Bearer ${token}` } });
+      const messages: any[] = [];
+      ws.on('message', (data: Buffer) => messages.push(JSON.parse(data.toString('utf8'))));
+      await new Promise<void>((resolve, reject) => {
+        ws.once('open', () => resolve());
+        ws.once('unexpected-response', (_req, res) => reject(new Error(`refused: ${res.statusCode}`)));
+        ws.once('error', reject);
+      });
+      ws.send(JSON.stringify({ type: 'response.create' }));
+      await within(3000, () => messages.some((m) => m.type === 'response.done'));
+      expect(messages[0].type).toBe('session.created');
+      const session = realtime.sessions.at(-1)!;
+      const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
+      ws.close(4000, 'bye');
+      expect(await closed).toBe(4000);
+      await within(3000, () => session.closed !== null);
+      expect(session.closed).toEqual({ code: 4000, reason: 'bye' });
     });
 
     it('passes a client abort on to the upstream: its connection closes within 1 s', async () => {

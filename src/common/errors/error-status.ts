@@ -10,6 +10,7 @@ export const ERROR_HTTP: Record<ErrorCode, { status: number; type: string }> = {
   [ErrorCode.KeyDisabled]: { status: 403, type: 'permission_error' },
   [ErrorCode.KeyExpired]: { status: 403, type: 'permission_error' },
   [ErrorCode.ModelNotAllowed]: { status: 403, type: 'permission_error' },
+  [ErrorCode.OriginNotAllowed]: { status: 403, type: 'permission_error' },
   [ErrorCode.BudgetExceeded]: { status: 402, type: 'insufficient_quota' },
   [ErrorCode.CostBudgetExceeded]: { status: 402, type: 'insufficient_quota' },
   [ErrorCode.CostUnknownModel]: { status: 402, type: 'insufficient_quota' },

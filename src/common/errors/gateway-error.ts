@@ -11,6 +11,7 @@ export enum ErrorCode {
   KeyDisabled = 'key_disabled',
   KeyExpired = 'key_expired',
   ModelNotAllowed = 'model_not_allowed',
+  OriginNotAllowed = 'origin_not_allowed',
   BudgetExceeded = 'budget_exceeded',
   CostBudgetExceeded = 'cost_budget_exceeded',
   CostUnknownModel = 'cost_unknown_model',

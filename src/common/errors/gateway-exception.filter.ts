@@ -1,5 +1,6 @@
 import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Logger } from '@nestjs/common';
-import type { ServerResponse } from 'node:http';
+import { STATUS_CODES, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ERROR_HTTP, OpenAiErrorBody } from './error-status';
 import { ErrorCode, GatewayError } from './gateway-error';
@@ -54,6 +55,34 @@ export function sendRawError(
   const { status, body } = errorResponse(exception, { method: request.method ?? 'GET', url: request.url ?? '/' }, logger);
   if (response.headersSent) return;
   writeJson(response, status, { ...headers, ...errorHeaders(exception, status) }, body);
+}
+
+/** How long a refused upgrade's connection stays half-open for the client to read the answer. */
+const SOCKET_LINGER_MS = 1000;
+
+/**
+ * The same answer on a connection that asked for an upgrade (no response object: Node has handed the
+ * socket over), then the connection is closed. Nothing was upgraded: the client reads an ordinary
+ * HTTP error.
+ */
+export function sendSocketError(socket: Duplex, headers: Record<string, string>, exception: unknown, logger: Logger, request = { method: 'GET', url: '/' }): void {
+  const { status, body } = errorResponse(exception, request, logger);
+  answerSocket(socket, status, { ...headers, ...errorHeaders(exception, status), 'content-type': 'application/json; charset=utf-8' }, JSON.stringify(body));
+}
+
+/** A whole HTTP answer written on a bare connection, which is then closed. */
+export function answerSocket(socket: Duplex, status: number, headers: Record<string, string>, body: string | Buffer): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const all = { ...headers, 'content-length': String(Buffer.byteLength(body)), connection: 'close' };
+  const head = Object.entries(all)
+    .map(([name, value]) => `${name}: ${value.replace(/[\r\n]/g, ' ')}\r\n`)
+    .join('');
+  socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n${head}\r\n`);
+  socket.end(body);
+  setTimeout(() => socket.destroy(), SOCKET_LINGER_MS).unref();
 }
 
 /** Refusals that cannot succeed on retry: bad key, no quota, not allowed. */

@@ -1,10 +1,12 @@
 import { IncomingMessage, STATUS_CODES, Server, ServerResponse, createServer } from 'node:http';
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { Logger } from '@nestjs/common';
 import { ERROR_HTTP } from '../errors/error-status';
 import { ErrorCode, GatewayError } from '../errors/gateway-error';
-import { sendRawError } from '../errors/gateway-exception.filter';
+import { sendRawError, sendSocketError } from '../errors/gateway-exception.filter';
 import { canonicalTarget } from './canonical-target';
+import { Cors, CorsSettings, originNotAllowed } from './cors';
 import { closeAfterAnswer } from './early-answer';
 import { requestIdOf } from './request-id';
 
@@ -13,12 +15,17 @@ export interface FrontDoorOptions {
   headersTimeoutMs: number;
   /** REQUEST_BODY_TIMEOUT_MS: the longest a request body may take to arrive (routes other than the proxy's). */
   bodyTimeoutMs: number;
+  /** CORS_ALLOWED_ORIGINS, CORS_MAX_AGE_SECS; null: no browser access (no CORS header at all). */
+  cors: CorsSettings | null;
 }
 
 type Listener = (request: IncomingMessage, response: ServerResponse) => void;
 
 /** The proxy's own entry: it authenticates from the headers, then reads the body itself. */
 export type PrefixHandler = (request: IncomingMessage, response: ServerResponse) => void;
+
+/** Takes over an upgraded connection (a WebSocket handshake not answered yet): it answers it, or refuses it. */
+export type UpgradeHandler = (request: IncomingMessage, socket: Duplex, head: Buffer) => void;
 
 /** How often Node checks headers timeouts (its default, 30 s, would let a stalled client stay that long). */
 const TIMEOUT_CHECK_MS = 1000;
@@ -33,13 +40,23 @@ const KEEP_ALIVE_TIMEOUT_MS = 72_000;
  * on Node's own request/response (the proxy: no Fastify routing, hooks or body parsing on its hot
  * path); everything else goes to Fastify. `Expect: 100-continue` is answered by whoever reads the body:
  * Fastify's routes at once, the proxy only after the key check.
+ *
+ * Browser access (CORS, `cors.ts`) is decided here too, before any route: a preflight is answered by
+ * the door itself, and an allowed origin's CORS headers are set on the response before the route
+ * writes it. Connection upgrades go to the handler mounted for their exact path (the realtime
+ * WebSocket); any other upgrade, and a browser's from an origin CORS does not allow, is refused.
  */
 export class FrontDoor {
   private readonly logger = new Logger('FrontDoor');
   private readonly mounts = new Map<string, PrefixHandler>();
   private readonly observers: Listener[] = [];
+  private readonly upgrades = new Map<string, UpgradeHandler>();
+  private readonly upgradeObservers: Array<(request: IncomingMessage) => void> = [];
+  private readonly cors: Cors | null;
 
-  constructor(private readonly options: FrontDoorOptions) {}
+  constructor(private readonly options: FrontDoorOptions) {
+    this.cors = options.cors === null ? null : new Cors(options.cors);
+  }
 
   /** Serves `${prefix}` and everything under `${prefix}/` with `handler`. */
   mount(prefix: string, handler: PrefixHandler): void {
@@ -51,6 +68,16 @@ export class FrontDoor {
     this.observers.push(observer);
   }
 
+  /** Serves WebSocket upgrades of exactly `path` with `handler`. */
+  mountUpgrade(path: string, handler: UpgradeHandler): void {
+    this.upgrades.set(path, handler);
+  }
+
+  /** Calls `observer` with every upgrade request, first (its connection is no longer an HTTP one). */
+  observeUpgrades(observer: (request: IncomingMessage) => void): void {
+    this.upgradeObservers.push(observer);
+  }
+
   /** Fastify's serverFactory: `fastify` is Fastify's request listener. */
   createServer(fastify: Listener): Server {
     const server = createServer(
@@ -58,6 +85,9 @@ export class FrontDoor {
       (request, response) => this.enter(request, response, fastify, false),
     );
     server.on('checkContinue', (request: IncomingMessage, response: ServerResponse) => this.enter(request, response, fastify, true));
+    // With a listener, Node hands every `Upgrade` request here (without one, it served them as plain
+    // requests: a realtime handshake became a GET to the proxy).
+    server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => this.enterUpgrade(request, socket, head));
     return server;
   }
 
@@ -84,6 +114,16 @@ export class FrontDoor {
 
   private enter(request: IncomingMessage, response: ServerResponse, fastify: Listener, expectsContinue: boolean): void {
     for (const observer of this.observers) observer(request, response);
+    // CORS off (the default): not even the Origin header is looked at.
+    const origin = this.cors === null ? undefined : request.headers.origin;
+    if (origin !== undefined) {
+      if (Cors.isPreflight(request)) {
+        closeAfterAnswer(request, response);
+        this.cors!.preflight(response, origin, requestIdOf(request.headers));
+        return;
+      }
+      this.cors!.decorate(response, origin);
+    }
     let target;
     try {
       target = canonicalTarget(request.url ?? '');
@@ -103,6 +143,35 @@ export class FrontDoor {
     if (expectsContinue) response.writeContinue();
     if (hasBody(request)) this.limitBodyTime(request, response);
     fastify(request, response);
+  }
+
+  /**
+   * An `Upgrade` request: a WebSocket handshake for a mounted path goes to its handler, from an
+   * origin CORS allows when it comes from a browser (it carries `Origin`); everything else is
+   * refused with an HTTP error and the connection closed: another protocol (`h2c`: 400), another path
+   * (404), a disallowed origin (403). Nothing is upgraded here.
+   */
+  private enterUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
+    for (const observer of this.upgradeObservers) observer(request);
+    // The HTTP server no longer owns the connection: a reset must not become an unhandled error.
+    socket.on('error', () => socket.destroy());
+    const refuse = (error: GatewayError) => sendSocketError(socket, { 'x-request-id': requestIdOf(request.headers) }, error, this.logger);
+    let target;
+    try {
+      target = canonicalTarget(request.url ?? '');
+    } catch (error) {
+      return refuse(error as GatewayError);
+    }
+    request.url = target.url;
+    const protocol = String(request.headers.upgrade ?? '').trim();
+    if (protocol.toLowerCase() !== 'websocket') {
+      return refuse(new GatewayError(ErrorCode.InvalidRequest, `unsupported upgrade ${JSON.stringify(protocol.slice(0, 64))}: the gateway speaks HTTP/1.1, and WebSocket on /v1/realtime`));
+    }
+    const handler = this.upgrades.get(target.path);
+    if (!handler) return refuse(new GatewayError(ErrorCode.NotFound, `no WebSocket endpoint at ${target.path}: realtime sessions are at /v1/realtime`));
+    const origin = request.headers.origin;
+    if (origin !== undefined && (this.cors?.allowOrigin(origin) ?? null) === null) return refuse(originNotAllowed(origin));
+    handler(request, socket, head);
   }
 
   private handlerFor(path: string): PrefixHandler | undefined {
