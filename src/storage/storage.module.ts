@@ -1,6 +1,8 @@
-import { DynamicModule, Global, Inject, Injectable, Module, OnApplicationShutdown } from '@nestjs/common';
+import { DynamicModule, Global, Inject, Injectable, Logger, Module, OnApplicationShutdown } from '@nestjs/common';
+import { MetricsService } from '../metrics/metrics.service';
 import { ActiveStorage, StorageInfo, selectStorage } from './active-storage';
 import { STORAGE_BACKEND, StorageSettings, backendWiring } from './backend-wiring';
+import { guardedPort } from './guarded-port';
 import { AccountingLedger, ParallelAccountingLedger } from './ports/accounting-ledger';
 import { AuditLogRepository } from './ports/audit-log.repository';
 import { BudgetLedger } from './ports/budget-ledger';
@@ -30,11 +32,21 @@ class StorageLifecycle implements OnApplicationShutdown {
   }
 }
 
-const port = <T>(token: abstract new (...args: never[]) => T, pick: (s: ActiveStorage) => T) => ({
+/**
+ * A port bound to the active backend, guarded (guarded-port.ts): a store failure is a
+ * StorageUnavailableError (503), logged and counted, whatever the backend. The accounting ledger is
+ * bound as it is: it is on every request's path, and AccountingService maps its failures itself.
+ */
+const port = <T extends object>(token: abstract new (...args: never[]) => T, name: string, pick: (s: ActiveStorage) => T) => ({
   provide: token,
-  useFactory: pick,
-  inject: [ActiveStorage],
+  useFactory: (storage: ActiveStorage, metrics: MetricsService) =>
+    guardedPort(pick(storage), name, (operation, error) => {
+      metrics.storageErrors.inc({ operation });
+      logger.error(`${operation} failed: ${error instanceof Error ? error.message : String(error)}`);
+    }),
+  inject: [ActiveStorage, MetricsService],
 });
+const logger = new Logger('Storage');
 
 const PORTS = [VirtualKeyRepository, BudgetLedger, CostLedger, AccountingLedger, AuditLogRepository, ScopeRateLimitRepository, ChangeFeed, JobLock];
 
@@ -62,14 +74,18 @@ export class StorageModule {
         wiring.rateLimiter,
         wiring.responseCache,
         StorageLifecycle,
-        port(VirtualKeyRepository, (s) => s.backend.keys),
-        port(BudgetLedger, (s) => s.backend.budgets),
-        port(CostLedger, (s) => s.backend.costs),
-        port(AccountingLedger, (s) => s.backend.accounting ?? new ParallelAccountingLedger(s.backend.budgets, s.backend.costs)),
-        port(AuditLogRepository, (s) => s.backend.audit),
-        port(ScopeRateLimitRepository, (s) => s.backend.rateLimits),
-        port(ChangeFeed, (s) => s.backend.changes),
-        port(JobLock, (s) => s.backend.locks),
+        port(VirtualKeyRepository, 'keys', (s) => s.backend.keys),
+        port(BudgetLedger, 'budgets', (s) => s.backend.budgets),
+        port(CostLedger, 'costs', (s) => s.backend.costs),
+        {
+          provide: AccountingLedger,
+          useFactory: (s: ActiveStorage) => s.backend.accounting ?? new ParallelAccountingLedger(s.backend.budgets, s.backend.costs),
+          inject: [ActiveStorage],
+        },
+        port(AuditLogRepository, 'audit', (s) => s.backend.audit),
+        port(ScopeRateLimitRepository, 'rate_limits', (s) => s.backend.rateLimits),
+        port(ChangeFeed, 'changes', (s) => s.backend.changes),
+        port(JobLock, 'locks', (s) => s.backend.locks),
       ],
       exports: [ActiveStorage, RateLimiterStore, ResponseCacheStore, ...PORTS],
     };

@@ -3,7 +3,7 @@ import { VirtualKey, VirtualKeyFilter } from '../../virtual-keys/domain/virtual-
 
 /**
  * Storage port for virtual keys. Every adapter must behave identically (test/storage-contract).
- * Errors: `create` throws GatewayError(Conflict) when the id or the token hash already exists.
+ * Errors: `create` throws DuplicateError (storage-errors.ts) when the id or the token hash already exists.
  */
 export abstract class VirtualKeyRepository {
   abstract create(key: VirtualKey): Promise<void>;

@@ -6,7 +6,8 @@ import {
   isAuditPosition,
   kindMatches,
 } from '../../../audit/domain/audit-record';
-import { Page, decodeCursor, encodeCursor } from '../../../common/page';
+import { Page, encodeCursor } from '../../../common/page';
+import { readCursor } from '../../../common/errors/storage-errors';
 
 function matches(r: AuditRecord, q: AuditQuery): boolean {
   return (
@@ -36,7 +37,7 @@ export class MemoryAuditLogRepository extends AuditLogRepository {
   }
 
   async query(query: AuditQuery, limit: number, cursor: string | null): Promise<Page<AuditRecord>> {
-    const before = cursor === null ? null : decodeCursor(cursor, isAuditPosition);
+    const before = readCursor(cursor, isAuditPosition);
     const items: AuditRecord[] = [];
     let more = false;
     for (let i = this.rows.length - 1; i >= 0; i--) {

@@ -1,5 +1,6 @@
-import { Page, decodeCursor, encodeCursor } from '../../../common/page';
+import { Page, encodeCursor } from '../../../common/page';
 import { Ledger, LedgerScope, Reservation, ReserveResult, rolledOver, windowStartFor } from '../../ports/ledger';
+import { readCursor } from '../../../common/errors/storage-errors';
 
 const isString = (v: unknown): v is string => typeof v === 'string';
 
@@ -68,7 +69,7 @@ export class MemoryLedger extends Ledger {
   }
 
   async list(prefix: string | null, limit: number, cursor: string | null, now = Date.now()): Promise<Page<LedgerScope>> {
-    const after = cursor === null ? null : decodeCursor(cursor, isString);
+    const after = readCursor(cursor, isString);
     const matching = [...this.scopes.values()]
       .filter((s) => (prefix === null || s.scope.startsWith(prefix)) && (after === null || s.scope > after))
       .sort((a, b) => (a.scope < b.scope ? -1 : 1));

@@ -1,6 +1,6 @@
-import { ErrorCode, GatewayError } from '../../../common/errors/gateway-error';
-import { Page, decodeCursor, encodeCursor } from '../../../common/page';
+import { Page, encodeCursor } from '../../../common/page';
 import { ScopeRateLimit, ScopeRateLimitRepository } from '../../ports/scope-rate-limit.repository';
+import { readCursor } from '../../../common/errors/storage-errors';
 
 const isString = (v: unknown): v is string => typeof v === 'string';
 
@@ -23,8 +23,7 @@ export class MemoryRateLimitRepository extends ScopeRateLimitRepository {
 
   async list(limit: number, cursor: string | null): Promise<Page<ScopeRateLimit>> {
     const size = Math.max(1, limit);
-    const after = cursor === null ? null : decodeCursor(cursor, isString);
-    if (cursor !== null && after === null) throw new GatewayError(ErrorCode.InvalidRequest, 'invalid cursor', 'cursor');
+    const after = readCursor(cursor, isString);
     const matching = [...this.byScope.values()]
       .filter((l) => after === null || l.scope > after)
       .sort((a, b) => (a.scope < b.scope ? -1 : a.scope > b.scope ? 1 : 0));

@@ -1,7 +1,7 @@
-import { ErrorCode, GatewayError } from '../../../common/errors/gateway-error';
-import { Page, decodeCursor, encodeCursor } from '../../../common/page';
+import { Page, encodeCursor } from '../../../common/page';
 import { VirtualKey, VirtualKeyFilter } from '../../../virtual-keys/domain/virtual-key';
 import { VirtualKeyRepository } from '../../ports/virtual-key.repository';
+import { keyIdTaken, readCursor, tokenTaken } from '../../../common/errors/storage-errors';
 
 const isString = (v: unknown): v is string => typeof v === 'string';
 
@@ -31,8 +31,8 @@ export class MemoryVirtualKeyRepository extends VirtualKeyRepository {
   }
 
   async create(key: VirtualKey): Promise<void> {
-    if (this.byId.has(key.id)) throw new GatewayError(ErrorCode.Conflict, `virtual key '${key.id}' already exists`);
-    if (this.idByHash.has(key.tokenHash)) throw new GatewayError(ErrorCode.Conflict, 'token already in use by another key');
+    if (this.byId.has(key.id)) throw keyIdTaken(key.id);
+    if (this.idByHash.has(key.tokenHash)) throw tokenTaken();
     this.put(key);
     await this.persist();
   }
@@ -41,7 +41,7 @@ export class MemoryVirtualKeyRepository extends VirtualKeyRepository {
     const current = this.byId.get(key.id);
     if (!current) return false;
     const owner = this.idByHash.get(key.tokenHash);
-    if (owner !== undefined && owner !== key.id) throw new GatewayError(ErrorCode.Conflict, 'token already in use by another key');
+    if (owner !== undefined && owner !== key.id) throw tokenTaken();
     this.idByHash.delete(current.tokenHash);
     this.put(key);
     await this.persist();
@@ -67,7 +67,7 @@ export class MemoryVirtualKeyRepository extends VirtualKeyRepository {
   }
 
   async list(filter: VirtualKeyFilter, limit: number, cursor: string | null): Promise<Page<VirtualKey>> {
-    const after = cursor === null ? null : decodeCursor(cursor, isString);
+    const after = readCursor(cursor, isString);
     const matching = [...this.byId.values()]
       .filter((k) => (after === null || k.id > after) && matchesKeyFilter(k, filter))
       .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));

@@ -1,9 +1,10 @@
 import { QueryFilter } from 'mongoose';
 import { AuditLogRepository, AuditRecordRejected } from '../../ports/audit-log.repository';
 import { AuditPosition, AuditQuery, AuditRecord, isAuditPosition } from '../../../audit/domain/audit-record';
-import { Page, decodeCursor, encodeCursor } from '../../../common/page';
+import { Page, encodeCursor } from '../../../common/page';
 import { auditFromDoc, auditToDoc, prefixRegex } from './mongoose.mappers';
 import { AuditDoc, MongooseModels, duplicateCount } from './mongoose.schemas';
+import { readCursor } from '../../../common/errors/storage-errors';
 
 type Filter = QueryFilter<AuditDoc>;
 
@@ -67,7 +68,7 @@ export class MongooseAuditLogRepository extends AuditLogRepository {
   }
 
   async query(query: AuditQuery, limit: number, cursor: string | null): Promise<Page<AuditRecord>> {
-    const before = cursor === null ? null : decodeCursor(cursor, isAuditPosition);
+    const before = readCursor(cursor, isAuditPosition);
     const parts = queryFilter(query);
     if (before !== null) parts.push(beyond(before, '$lt'));
     const docs = await this.models.audit

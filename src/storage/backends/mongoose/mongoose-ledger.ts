@@ -1,6 +1,6 @@
 import { mongo } from 'mongoose';
 import { Ledger, LedgerScope, Reservation, ReserveResult, rolledOver, windowStartFor } from '../../ports/ledger';
-import { Page, decodeCursor, encodeCursor } from '../../../common/page';
+import { Page, encodeCursor } from '../../../common/page';
 import {
   int64,
   num,
@@ -13,6 +13,7 @@ import {
   scopeToDoc,
 } from './mongoose.mappers';
 import { LedgerScopeDoc, MongooseModels, ReservationDoc, driverCollection, isDuplicateKey, retryOnDuplicate } from './mongoose.schemas';
+import { readCursor } from '../../../common/errors/storage-errors';
 
 export type LedgerKind = 'tokens' | 'usd_micros';
 
@@ -180,7 +181,7 @@ export class MongooseLedger extends Ledger {
   }
 
   async list(prefix: string | null, limit: number, cursor: string | null, now = Date.now()): Promise<Page<LedgerScope>> {
-    const after = cursor === null ? null : decodeCursor(cursor, isString);
+    const after = readCursor(cursor, isString);
     const scopeFilter: Record<string, unknown> = {};
     if (prefix !== null && prefix !== '') scopeFilter.$regex = prefixRegex(prefix);
     if (after !== null) scopeFilter.$gt = after;

@@ -1,8 +1,8 @@
-import { ErrorCode, GatewayError } from '../../../common/errors/gateway-error';
-import { Page, decodeCursor, encodeCursor } from '../../../common/page';
+import { Page, encodeCursor } from '../../../common/page';
 import { ScopeRateLimit, ScopeRateLimitRepository } from '../../ports/scope-rate-limit.repository';
 import { rateLimitFromDoc, rateLimitToDoc } from './mongoose.mappers';
 import { MongooseModels, RateLimitDoc, retryOnDuplicate } from './mongoose.schemas';
+import { readCursor } from '../../../common/errors/storage-errors';
 
 const isString = (v: unknown): v is string => typeof v === 'string';
 
@@ -28,8 +28,7 @@ export class MongooseRateLimitRepository extends ScopeRateLimitRepository {
 
   async list(limit: number, cursor: string | null): Promise<Page<ScopeRateLimit>> {
     const size = Math.max(1, limit);
-    const after = cursor === null ? null : decodeCursor(cursor, isString);
-    if (cursor !== null && after === null) throw new GatewayError(ErrorCode.InvalidRequest, 'invalid cursor', 'cursor');
+    const after = readCursor(cursor, isString);
     const docs = await this.models.rateLimits
       .find(after === null ? {} : { scope: { $gt: after } })
       .sort({ scope: 1 })

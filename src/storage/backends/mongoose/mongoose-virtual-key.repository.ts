@@ -1,10 +1,10 @@
 import { QueryFilter } from 'mongoose';
-import { ErrorCode, GatewayError } from '../../../common/errors/gateway-error';
-import { Page, decodeCursor, encodeCursor } from '../../../common/page';
+import { Page, encodeCursor } from '../../../common/page';
 import { VirtualKey, VirtualKeyFilter } from '../../../virtual-keys/domain/virtual-key';
 import { VirtualKeyRepository } from '../../ports/virtual-key.repository';
 import { keyFromDoc, keyToDoc } from './mongoose.mappers';
 import { MongooseModels, VirtualKeyDoc, duplicateCount, isDuplicateKey } from './mongoose.schemas';
+import { keyIdTaken, readCursor, tokenTaken } from '../../../common/errors/storage-errors';
 
 const isString = (v: unknown): v is string => typeof v === 'string';
 
@@ -27,14 +27,14 @@ export class MongooseVirtualKeyRepository extends VirtualKeyRepository {
     // up first as well, because not every server reports that refusal on an update as a duplicate key:
     // FerretDB 1.24 answers InternalError ("UNIQUE constraint failed"), which would surface as a 500.
     if ((await this.models.keys.exists({ token_hash: key.tokenHash, _id: { $ne: key.id } })) !== null) {
-      throw new GatewayError(ErrorCode.Conflict, TOKEN_IN_USE);
+      throw tokenTaken();
     }
     try {
       const result = await this.models.keys.replaceOne({ _id: key.id }, keyToDoc(key));
       return result.matchedCount === 1;
     } catch (error) {
       // The id does not change: only the token hash's index can refuse.
-      throw isDuplicateKey(error) ? new GatewayError(ErrorCode.Conflict, TOKEN_IN_USE) : error;
+      throw isDuplicateKey(error) ? tokenTaken() : error;
     }
   }
 
@@ -54,7 +54,7 @@ export class MongooseVirtualKeyRepository extends VirtualKeyRepository {
   }
 
   async list(filter: VirtualKeyFilter, limit: number, cursor: string | null): Promise<Page<VirtualKey>> {
-    const after = cursor === null ? null : decodeCursor(cursor, isString);
+    const after = readCursor(cursor, isString);
     const query: QueryFilter<VirtualKeyDoc> = {};
     if (filter.tenantId !== undefined) query.tenant_id = filter.tenantId;
     if (filter.projectId !== undefined) query.project_id = filter.projectId;
@@ -100,9 +100,8 @@ export class MongooseVirtualKeyRepository extends VirtualKeyRepository {
   private async createConflictOr(error: unknown, id: string): Promise<unknown> {
     if (!isDuplicateKey(error)) return error;
     return (await this.models.keys.exists({ _id: id })) !== null
-      ? new GatewayError(ErrorCode.Conflict, `virtual key '${id}' already exists`)
-      : new GatewayError(ErrorCode.Conflict, TOKEN_IN_USE);
+      ? keyIdTaken(id)
+      : tokenTaken();
   }
 }
 
-const TOKEN_IN_USE = 'token already in use by another key';

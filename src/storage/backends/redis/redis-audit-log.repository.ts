@@ -1,11 +1,11 @@
 import { Redis } from 'ioredis';
 import { AuditLogRepository, AuditRecordRejected } from '../../ports/audit-log.repository';
 import { AuditQuery, AuditRecord } from '../../../audit/domain/audit-record';
-import { ErrorCode, GatewayError } from '../../../common/errors/gateway-error';
-import { decodeCursor, encodeCursor, Page } from '../../../common/page';
+import { encodeCursor, Page } from '../../../common/page';
 import { auditRecordFromJson, auditRecordToJson, idOfMember, indexMember, tsPrefix } from './redis-audit.mapper';
 import { RedisKeys } from './redis-keys';
 import { runScript } from './redis-scripts';
+import { readCursor } from '../../../common/errors/storage-errors';
 
 const APPEND_BATCH = 500;
 const DELETE_BATCH = 500;
@@ -73,12 +73,7 @@ export class RedisAuditLogRepository extends AuditLogRepository {
 
   async query(query: AuditQuery, limit: number, cursor: string | null): Promise<Page<AuditRecord>> {
     const pageSize = Math.max(1, limit);
-    let after: string | null = null;
-    if (cursor !== null) {
-      const decoded = decodeCursor(cursor, isMemberCursor);
-      if (decoded === null) throw new GatewayError(ErrorCode.InvalidRequest, 'invalid cursor', 'cursor');
-      after = decoded.m;
-    }
+    const after = readCursor(cursor, isMemberCursor)?.m ?? null;
     const hits = await this.collect(query, 'desc', after, pageSize + 1);
     const page = hits.slice(0, pageSize);
     return {

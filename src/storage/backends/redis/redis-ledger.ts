@@ -2,12 +2,12 @@ import { Redis } from 'ioredis';
 import { BudgetLedger } from '../../ports/budget-ledger';
 import { AccountingLedger, AccountingReserveResult, AccountingSettled, LedgerAmounts } from '../../ports/accounting-ledger';
 import { Ledger, LedgerScope, Reservation, ReserveResult, rolledOver } from '../../ports/ledger';
-import { ErrorCode, GatewayError } from '../../../common/errors/gateway-error';
-import { decodeCursor, encodeCursor, Page } from '../../../common/page';
+import { encodeCursor, Page } from '../../../common/page';
 import { CostLedger } from '../../ports/cost-ledger';
 import { LedgerKind, RedisKeys } from './redis-keys';
 import { reservationFromHash, SCOPE_FIELDS, scopeFromFields, scopeToFields } from './redis-ledger.mapper';
 import { queueScript, runScript } from './redis-scripts';
+import { readCursor } from '../../../common/errors/storage-errors';
 
 const REAP_BATCH = 500;
 
@@ -17,10 +17,7 @@ function isScopeCursor(v: unknown): v is { scope: string } {
 
 /** The scope a page of a scope-ordered list starts after (null: from the first); 400 for a cursor that is not one. */
 export function scopeAfter(cursor: string | null): string | null {
-  if (cursor === null) return null;
-  const decoded = decodeCursor(cursor, isScopeCursor);
-  if (decoded === null) throw new GatewayError(ErrorCode.InvalidRequest, 'invalid cursor', 'cursor');
-  return decoded.scope;
+  return readCursor(cursor, isScopeCursor)?.scope ?? null;
 }
 
 function asScope(scope: string, reply: unknown): LedgerScope {

@@ -1,18 +1,16 @@
 import { Redis } from 'ioredis';
-import { ErrorCode, GatewayError } from '../../../common/errors/gateway-error';
-import { decodeCursor, encodeCursor, Page } from '../../../common/page';
+import { encodeCursor, Page } from '../../../common/page';
 import { VirtualKey, VirtualKeyFilter } from '../../../virtual-keys/domain/virtual-key';
 import { VirtualKeyRepository } from '../../ports/virtual-key.repository';
 import { RedisKeys } from './redis-keys';
 import { virtualKeyFromJson, virtualKeyToJson } from './redis-virtual-key.mapper';
 import { runScript } from './redis-scripts';
+import { DuplicateError, keyIdTaken, readCursor, seedRepeats, tokenTaken } from '../../../common/errors/storage-errors';
 
 const SCAN_CHUNK = 200;
 
-function conflict(reason: unknown, id: string): GatewayError {
-  return reason === 'id'
-    ? new GatewayError(ErrorCode.Conflict, `virtual key "${id}" already exists`)
-    : new GatewayError(ErrorCode.Conflict, 'the token is already used by another virtual key');
+function conflict(reason: unknown, id: string): DuplicateError {
+  return reason === 'id' ? keyIdTaken(id) : tokenTaken();
 }
 
 function matches(key: VirtualKey, filter: VirtualKeyFilter): boolean {
@@ -75,12 +73,7 @@ export class RedisVirtualKeyRepository extends VirtualKeyRepository {
    * shows whether a next page exists (or the index ends). The cursor is the last id returned. */
   async list(filter: VirtualKeyFilter, limit: number, cursor: string | null): Promise<Page<VirtualKey>> {
     const pageSize = Math.max(1, limit);
-    let after: string | null = null;
-    if (cursor !== null) {
-      const decoded = decodeCursor(cursor, isIdCursor);
-      if (decoded === null) throw new GatewayError(ErrorCode.InvalidRequest, 'invalid cursor', 'cursor');
-      after = decoded.id;
-    }
+    let after = readCursor(cursor, isIdCursor)?.id ?? null;
     const found: VirtualKey[] = [];
     const chunk = Math.max(SCAN_CHUNK, pageSize + 1);
     for (;;) {
@@ -114,7 +107,7 @@ export class RedisVirtualKeyRepository extends VirtualKeyRepository {
     if (keys.length === 0) return 0;
     const args = keys.flatMap((key) => [key.id, key.tokenHash, virtualKeyToJson(key)]);
     const reply = await runScript(this.redis, 'vkSeed', this.scriptKeys, args);
-    if (typeof reply === 'string') throw new GatewayError(ErrorCode.Conflict, 'the seed keys repeat an id or a token');
+    if (typeof reply === 'string') throw seedRepeats();
     return Number(reply);
   }
 }

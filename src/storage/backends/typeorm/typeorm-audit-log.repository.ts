@@ -1,11 +1,11 @@
 import { SelectQueryBuilder } from 'typeorm';
 import { AuditLogRepository, AuditRecordRejected } from '../../ports/audit-log.repository';
 import { AuditPosition, AuditQuery, AuditRecord, isAuditPosition } from '../../../audit/domain/audit-record';
-import { ErrorCode, GatewayError } from '../../../common/errors/gateway-error';
-import { Page, decodeCursor, encodeCursor } from '../../../common/page';
+import { Page, encodeCursor } from '../../../common/page';
 import { AuditLogEntity } from './entities/audit-log.entity';
 import { AUDIT_COLUMNS, auditValues, toAuditRecord } from './mappers/audit-record.mapper';
 import { TypeormStore, prefixUpperBound } from './typeorm-store';
+import { readCursor } from '../../../common/errors/storage-errors';
 
 /** Rows per INSERT statement on PostgreSQL: 500 × 7 parameters stays below its 65535. */
 const INSERT_CHUNK = 500;
@@ -49,8 +49,7 @@ export class TypeormAuditLogRepository extends AuditLogRepository {
 
   async query(query: AuditQuery, limit: number, cursor: string | null): Promise<Page<AuditRecord>> {
     const size = Math.max(1, limit);
-    const before = cursor === null ? null : decodeCursor(cursor, isAuditPosition);
-    if (cursor !== null && before === null) throw new GatewayError(ErrorCode.InvalidRequest, 'invalid cursor', 'cursor');
+    const before = readCursor(cursor, isAuditPosition);
     const rows = await this.store.session((s) => {
       const select = filtered(s.manager.createQueryBuilder(AuditLogEntity, 'a'), query)
         .orderBy('a.ts', 'DESC')

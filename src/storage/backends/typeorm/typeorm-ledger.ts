@@ -1,14 +1,14 @@
 import { LessThan } from 'typeorm';
 import { AccountingLedger, AccountingReserveResult, AccountingSettled, LedgerAmounts } from '../../ports/accounting-ledger';
 import { Ledger, LedgerScope, Reservation, ReserveResult, rolledOver, windowStartFor } from '../../ports/ledger';
-import { ErrorCode, GatewayError } from '../../../common/errors/gateway-error';
-import { Page, decodeCursor, encodeCursor } from '../../../common/page';
+import { Page, encodeCursor } from '../../../common/page';
 import { LedgerReservationEntity } from './entities/ledger-reservation.entity';
 import { LedgerScopeEntity } from './entities/ledger-scope.entity';
 import { ledgerSql } from './ledger-sql';
 import { SettledRow, reservationValues, settledAmount, toLedgerScope, toReservation } from './mappers/ledger.mapper';
 import { LedgerKind, SqliteReserveResult } from './sqlite-group-commit';
 import { SqlSession, TypeormStore, prefixUpperBound } from './typeorm-store';
+import { readCursor } from '../../../common/errors/storage-errors';
 
 const isString = (v: unknown): v is string => typeof v === 'string';
 
@@ -121,8 +121,7 @@ export class TypeormLedger extends Ledger {
 
   async list(prefix: string | null, limit: number, cursor: string | null, now = Date.now()): Promise<Page<LedgerScope>> {
     const size = Math.max(1, limit);
-    const after = cursor === null ? null : decodeCursor(cursor, isString);
-    if (cursor !== null && after === null) throw new GatewayError(ErrorCode.InvalidRequest, 'invalid cursor', 'cursor');
+    const after = readCursor(cursor, isString);
     const rows = await this.store.session((s) => {
       const query = s.manager
         .createQueryBuilder(LedgerScopeEntity, 'l')

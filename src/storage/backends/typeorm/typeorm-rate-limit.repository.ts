@@ -1,9 +1,9 @@
-import { ErrorCode, GatewayError } from '../../../common/errors/gateway-error';
-import { Page, decodeCursor, encodeCursor } from '../../../common/page';
+import { Page, encodeCursor } from '../../../common/page';
 import { ScopeRateLimit, ScopeRateLimitRepository } from '../../ports/scope-rate-limit.repository';
 import { RateLimitEntity } from './entities/rate-limit.entity';
 import { toScopeRateLimit } from './mappers/rate-limit.mapper';
 import { TypeormStore } from './typeorm-store';
+import { readCursor } from '../../../common/errors/storage-errors';
 
 const isString = (v: unknown): v is string => typeof v === 'string';
 
@@ -38,8 +38,7 @@ export class TypeormRateLimitRepository extends ScopeRateLimitRepository {
 
   async list(limit: number, cursor: string | null): Promise<Page<ScopeRateLimit>> {
     const size = Math.max(1, limit);
-    const after = cursor === null ? null : decodeCursor(cursor, isString);
-    if (cursor !== null && after === null) throw new GatewayError(ErrorCode.InvalidRequest, 'invalid cursor', 'cursor');
+    const after = readCursor(cursor, isString);
     const rows = await this.store.session((s) => {
       const query = s.manager.createQueryBuilder(RateLimitEntity, 'r').orderBy('r.scope', 'ASC').limit(size + 1);
       if (after !== null) query.andWhere('r.scope > :after', { after });

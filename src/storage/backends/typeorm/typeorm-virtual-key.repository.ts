@@ -1,10 +1,10 @@
-import { ErrorCode, GatewayError } from '../../../common/errors/gateway-error';
-import { Page, decodeCursor, encodeCursor } from '../../../common/page';
+import { Page, encodeCursor } from '../../../common/page';
 import { VirtualKey, VirtualKeyFilter } from '../../../virtual-keys/domain/virtual-key';
 import { VirtualKeyRepository } from '../../ports/virtual-key.repository';
 import { VirtualKeyEntity } from './entities/virtual-key.entity';
 import { toVirtualKey, toVirtualKeyEntity } from './mappers/virtual-key.mapper';
 import { SqlSession, TypeormStore, isUniqueViolation } from './typeorm-store';
+import { keyIdOrTokenTaken, keyIdTaken, readCursor, tokenTaken } from '../../../common/errors/storage-errors';
 
 /** Rows per multi-row INSERT when seeding: 19 columns stays far below both dialects' parameter limits. */
 const SEED_CHUNK = 500;
@@ -17,24 +17,24 @@ export class TypeormVirtualKeyRepository extends VirtualKeyRepository {
   }
 
   async create(key: VirtualKey): Promise<void> {
-    await this.conflictsAsGatewayErrors(() =>
+    await this.conflictsAsDuplicates(() =>
       this.store.transaction(async (s) => {
         const clashes = await s.manager.find(VirtualKeyEntity, {
           select: { id: true },
           where: [{ id: key.id }, { tokenHash: key.tokenHash }],
         });
-        if (clashes.some((k) => k.id === key.id)) throw conflict(`virtual key "${key.id}" already exists`);
-        if (clashes.length > 0) throw conflict('the token is already used by another virtual key');
+        if (clashes.some((k) => k.id === key.id)) throw keyIdTaken(key.id);
+        if (clashes.length > 0) throw tokenTaken();
         await s.manager.insert(VirtualKeyEntity, toVirtualKeyEntity(key));
       }),
     );
   }
 
   async update(key: VirtualKey): Promise<boolean> {
-    return this.conflictsAsGatewayErrors(() =>
+    return this.conflictsAsDuplicates(() =>
       this.store.transaction(async (s) => {
         const owner = await s.manager.findOne(VirtualKeyEntity, { select: { id: true }, where: { tokenHash: key.tokenHash } });
-        if (owner && owner.id !== key.id) throw conflict('the token is already used by another virtual key');
+        if (owner && owner.id !== key.id) throw tokenTaken();
         const { id, ...fields } = toVirtualKeyEntity(key);
         const result = await s.manager.update(VirtualKeyEntity, { id }, fields);
         return (result.affected ?? 0) > 0;
@@ -59,8 +59,7 @@ export class TypeormVirtualKeyRepository extends VirtualKeyRepository {
 
   async list(filter: VirtualKeyFilter, limit: number, cursor: string | null): Promise<Page<VirtualKey>> {
     const size = Math.max(1, limit);
-    const after = cursor === null ? null : decodeCursor(cursor, isString);
-    if (cursor !== null && after === null) throw new GatewayError(ErrorCode.InvalidRequest, 'invalid cursor', 'cursor');
+    const after = readCursor(cursor, isString);
     const rows = await this.store.session((s) => {
       const query = s.manager.createQueryBuilder(VirtualKeyEntity, 'k').orderBy('k.id', 'ASC').limit(size + 1);
       if (after !== null) query.andWhere('k.id > :after', { after });
@@ -84,7 +83,7 @@ export class TypeormVirtualKeyRepository extends VirtualKeyRepository {
   }
 
   async seedIfEmpty(keys: VirtualKey[]): Promise<number> {
-    return this.conflictsAsGatewayErrors(() =>
+    return this.conflictsAsDuplicates(() =>
       this.store.transaction(async (s) => {
         await this.excludeConcurrentSeeding(s);
         if ((await s.manager.count(VirtualKeyEntity)) > 0) return 0;
@@ -103,16 +102,14 @@ export class TypeormVirtualKeyRepository extends VirtualKeyRepository {
   }
 
   /** The pre-checks name the clash; a concurrent insert that slips past them still ends up as Conflict. */
-  private async conflictsAsGatewayErrors<T>(work: () => Promise<T>): Promise<T> {
+  private async conflictsAsDuplicates<T>(work: () => Promise<T>): Promise<T> {
     try {
       return await work();
     } catch (error) {
-      if (isUniqueViolation(error)) throw conflict('a virtual key with this id or token already exists');
+      if (isUniqueViolation(error)) throw keyIdOrTokenTaken();
       throw error;
     }
   }
 }
 
-function conflict(message: string): GatewayError {
-  return new GatewayError(ErrorCode.Conflict, message);
-}
+
