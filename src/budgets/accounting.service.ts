@@ -1,21 +1,24 @@
 import { randomUUID } from 'node:crypto';
 import { Inject, Injectable, Logger } from '@nestjs/common';
-import { Gauge } from 'prom-client';
+import { Counter, Gauge } from 'prom-client';
 import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
-import { MAX_REQUEST_TOKENS } from '../common/numeric-limits';
+import { MAX_REQUEST_TOKENS, MAX_REQUEST_UNITS } from '../common/numeric-limits';
 import type { ConfigType } from '@nestjs/config';
 import { budgetsConfig } from './budgets.config';
 import { CostsService } from '../costs/costs.service';
 import { MetricsService } from '../metrics/metrics.service';
-import { ModelPrice, TokenCounts, costMicros } from '../costs/pricing';
+import { ModelPrice, UsageCounts, costMicros } from '../costs/pricing';
 import { VirtualKey } from '../virtual-keys/domain/virtual-key';
 import { BudgetLedger } from '../storage/ports/budget-ledger';
 import { CostLedger } from '../storage/ports/cost-ledger';
 import { AccountingLedger, AccountingReserveResult } from '../storage/ports/accounting-ledger';
 import { scopesOf } from '../ledger/domain/scopes';
-import { OutputField, estimateRequest } from './token-estimate';
+import { Estimate, Meter, billing, estimate, estimateCost, meterOf, outputTokensOf, tokensOf } from './metering';
+import { OutputField } from './token-estimate';
 
 type Json = Record<string, unknown>;
+/** Usage as the upstream reported it (tokens, or seconds, characters, images). */
+type Reported = UsageCounts & { totalTokens: number };
 
 /** One request's open reservation on both ledgers. */
 export interface Charge {
@@ -23,21 +26,45 @@ export interface Charge {
   id: string;
   scopes: string[];
   price: ModelPrice | null;
-  estimate: { promptTokens: number; outputTokens: number; tokens: number; usdMicros: number };
+  estimate: Estimate;
+  /** What was reserved: the most the request may be charged unless its usage turns out larger. */
+  reserved: { tokens: number; usdMicros: number };
+}
+
+/** What a request asks for, as the budget stage sees it. */
+export interface MeteredRequest {
+  method: string;
+  /** Path after `/v1`, no query. */
+  path: string;
+  body: Json | null;
+  model: string | null;
+  /** Bytes of a multipart upload (content-length, else UPLOAD_LIMIT_BYTES); 0 for JSON bodies. */
+  uploadBytes: number;
 }
 
 export interface Admission {
   charge: Charge;
-  /** Strict mode: the output limit the forwarded request must carry (set or lowered), or null to leave it. */
+  /** Strict mode: the output limit per choice the forwarded request must carry (set or lowered), or null to leave it. */
   outputCap: { field: OutputField; tokens: number } | null;
 }
+
+/**
+ * How a governed request ended, for its settle (docs/budgets.md, "What is charged"):
+ * - `complete`: the upstream answered 2xx and the client had it all;
+ * - `lost`: the request reached the upstream, which may have done the work, but no complete answer
+ *   came back (timeout, reset, the client left): charged the reservation, or the usage seen when larger;
+ * - `failed`: nothing was produced (not sent, or the upstream refused with an error status): released.
+ */
+export type Outcome = 'complete' | 'lost' | 'failed';
 
 /** What a settled request was charged. */
 export interface Settlement {
   tokens: number;
   usdMicros: number;
-  /** `usage`: the upstream's; `estimate`: no usage came back; `released`: nothing charged. */
+  /** `usage`: the upstream's; `estimate`: the reservation (no usage came back, or less than reserved of a lost request); `released`: nothing charged. */
   basis: 'usage' | 'estimate' | 'released';
+  /** Tokens charged beyond the reservation (the estimate was short): 0 when it held. */
+  overshootTokens: number;
 }
 
 /** Paths whose responses are generated tokens, capped by an output limit. */
@@ -61,6 +88,7 @@ export class AccountingService {
   private readonly logger = new Logger(AccountingService.name);
   private readonly settings: ConfigType<typeof budgetsConfig>;
   private readonly inFlight: Gauge;
+  private readonly overshoot: Counter;
 
   constructor(
     private readonly ledger: BudgetLedger,
@@ -72,35 +100,52 @@ export class AccountingService {
   ) {
     this.settings = settings;
     this.inFlight = metrics.gauge('ditto_budget_reservations_in_flight', 'Reservations this replica holds for requests in flight');
+    this.overshoot = metrics.counter('ditto_budget_overshoot_tokens_total', 'Tokens charged beyond what their requests reserved (usage above the estimate)');
   }
 
-  /** The tokens a request may use, prompt and output (what the tpm rate limit counts at admission). */
-  estimateTokens(path: string, body: Json | null): number {
-    const estimate = estimateRequest(path, body ?? {}, this.settings.defaultOutputTokens);
-    return estimate.promptTokens + estimate.outputTokens;
+  /** The tokens a request may use, prompt and output of every choice (what the tpm rate limit counts at admission). */
+  estimateTokens(request: MeteredRequest): number {
+    const meter = meterOf(request.method, request.path);
+    if (meter === 'none') return 0;
+    return tokensOf(estimate(meter, request.path, request.body, this.context(request)));
   }
 
   /**
-   * Reserves the request's estimate on every scope of the key, or throws 402 (budget_exceeded,
-   * cost_budget_exceeded, cost_unknown_model) having reserved nothing.
+   * Reserves the request's worst case on every scope of the key, or throws 402 (budget_exceeded,
+   * cost_budget_exceeded, cost_unknown_model) having reserved nothing. Null for a request that bills
+   * nothing (files, batches, listings, moderations…): it is neither reserved nor charged.
    */
-  async admit(key: VirtualKey, path: string, body: Json | null, model: string | null): Promise<Admission> {
+  async admit(key: VirtualKey, request: MeteredRequest): Promise<Admission | null> {
+    const meter = meterOf(request.method, request.path);
+    if (meter === 'none') return null;
     const scopes = scopesOf(key);
-    const estimate = estimateRequest(path, body ?? {}, this.settings.defaultOutputTokens);
-    const price = this.costs.price(model);
+    const context = this.context(request);
+    const { price } = context;
+    const worst = estimate(meter, request.path, request.body, context);
     // Reads too: a store that does not answer is 503 storage_unavailable here as for the reserve, not a 500.
-    if (price === null && this.settings.unknownModelCost === 'refuse') await this.storage('read', () => this.refuseUnpricedUnderCostLimit(key, scopes, model));
-
-    let output = estimate.outputTokens;
-    let outputCap: Admission['outputCap'] = null;
-    const capField = estimate.outputField ?? outputFieldFor(path, model);
-    if (this.settings.mode === 'strict' && capField !== null) {
-      const room = await this.storage('read', () => this.outputRoom(scopes, estimate.promptTokens, price));
-      if (room !== null) output = Math.min(output, room);
-      if (estimate.outputField === null || output < estimate.outputTokens) outputCap = { field: capField, tokens: output };
+    if (!billing(meter, price).priced && this.settings.unknownModelCost === 'refuse') {
+      await this.storage('read', () => this.refuseUnpricedUnderCostLimit(key, scopes, request.model));
     }
 
-    return { charge: await this.reserve(scopes, price, estimate.promptTokens, output), outputCap };
+    let outputCap: Admission['outputCap'] = null;
+    const capField = meter === 'generate' ? (worst.outputField ?? outputFieldFor(request.path, request.model)) : null;
+    if (this.settings.mode === 'strict' && capField !== null) {
+      const room = await this.storage('read', () => this.outputRoom(scopes, worst.promptTokens, price));
+      if (room !== null) {
+        const perChoice = Math.floor(room.tokens / worst.choices);
+        if (perChoice < 1) throw new GatewayError(room.code, `${room.code === ErrorCode.BudgetExceeded ? 'token budget' : 'cost budget'} of scope '${room.scope}' leaves no room for ${worst.choices > 1 ? `${worst.choices} responses` : 'a response'} to this prompt (~${worst.promptTokens} tokens)`);
+        // Without a limit of its own the request gets one: the guarantee needs the upstream bounded.
+        if (perChoice < worst.perChoice || worst.outputField === null) {
+          worst.perChoice = Math.min(worst.perChoice, perChoice);
+          outputCap = { field: capField, tokens: worst.perChoice };
+        }
+      }
+    }
+    return { charge: await this.reserve(scopes, price, worst), outputCap };
+  }
+
+  private context(request: MeteredRequest) {
+    return { price: this.costs.price(request.model), defaultOutputTokens: this.settings.defaultOutputTokens, uploadBytes: request.uploadBytes };
   }
 
   /**
@@ -111,8 +156,8 @@ export class AccountingService {
   async admitFixed(key: VirtualKey, model: string | null, tokens: number): Promise<Charge> {
     const scopes = scopesOf(key);
     const price = this.costs.price(model);
-    if (price === null && this.settings.unknownModelCost === 'refuse') await this.storage('read', () => this.refuseUnpricedUnderCostLimit(key, scopes, model));
-    return this.reserve(scopes, price, 0, tokens);
+    if (!billing('generate', price).priced && this.settings.unknownModelCost === 'refuse') await this.storage('read', () => this.refuseUnpricedUnderCostLimit(key, scopes, model));
+    return this.reserve(scopes, price, { meter: 'generate', promptTokens: 0, choices: 1, perChoice: tokens, outputField: null, units: null });
   }
 
   /**
@@ -120,18 +165,19 @@ export class AccountingService {
    * budget ran out): recorded through an empty reservation, settled at once. A scope already over its
    * limit refuses even that; then the charge is logged as lost, never silently dropped.
    */
-  async chargeUnreserved(key: VirtualKey, model: string | null, usage: TokenCounts & { totalTokens: number }): Promise<Settlement> {
+  async chargeUnreserved(key: VirtualKey, model: string | null, usage: Reported): Promise<Settlement> {
     const scopes = scopesOf(key);
-    const charge: Charge = { id: randomUUID(), scopes, price: this.costs.price(model), estimate: { promptTokens: 0, outputTokens: 0, tokens: 0, usdMicros: 0 } };
+    const nothing: Estimate = { meter: 'generate', promptTokens: 0, choices: 1, perChoice: 0, outputField: null, units: null };
+    const charge: Charge = { id: randomUUID(), scopes, price: this.costs.price(model), estimate: nothing, reserved: { tokens: 0, usdMicros: 0 } };
     const opened = await this.storage('reserve', () => this.accounting.reserve(charge.id, scopes, { tokens: 0, usdMicros: 0 }));
     const bounded = boundedUsage(usage);
     const usdMicros = charge.price === null ? 0 : costMicros(charge.price, bounded);
     if (!opened.ok) {
       this.logger.error(`usage of key '${key.id}' (${bounded.totalTokens} tokens, ${usdMicros} USD micros) could not be recorded: scope ${opened.scope} is over its limit`);
-      return { tokens: 0, usdMicros: 0, basis: 'released' };
+      return { tokens: 0, usdMicros: 0, basis: 'released', overshootTokens: 0 };
     }
     this.inFlight.inc();
-    return this.settle(charge, bounded, false);
+    return this.settle(charge, bounded, 'complete');
   }
 
   /** How long a reservation may stay open before the reaper releases it (RESERVATION_TTL_SECS). */
@@ -139,34 +185,35 @@ export class AccountingService {
     return this.settings.reservationTtlMs;
   }
 
-  private async reserve(scopes: string[], price: ModelPrice | null, promptTokens: number, outputTokens: number): Promise<Charge> {
-    const tokens = promptTokens + outputTokens;
-    const usdMicros = price === null ? 0 : costMicros(price, { promptTokens, completionTokens: outputTokens, cachedTokens: 0 });
-    const charge: Charge = { id: randomUUID(), scopes, price, estimate: { promptTokens, outputTokens, tokens, usdMicros } };
-    const reserved = await this.storage('reserve', () => this.accounting.reserve(charge.id, scopes, { tokens, usdMicros }));
-    if (!reserved.ok) throw refusal(reserved, tokens, usdMicros);
+  private async reserve(scopes: string[], price: ModelPrice | null, worst: Estimate): Promise<Charge> {
+    const reserved = { tokens: tokensOf(worst), usdMicros: estimateCost(worst, price) };
+    const charge: Charge = { id: randomUUID(), scopes, price, estimate: worst, reserved };
+    const result = await this.storage('reserve', () => this.accounting.reserve(charge.id, scopes, reserved));
+    if (!result.ok) throw refusal(result, reserved.tokens, reserved.usdMicros);
     this.inFlight.inc();
     return charge;
   }
 
   /**
-   * Settles a charge exactly once: with the upstream's usage when there is one, else with the estimate
-   * (`chargeEstimate`: the upstream may have done the work) or by releasing it (nothing was produced).
-   * A reservation the reaper released meanwhile is charged anyway, as a new metering-only entry.
+   * Settles a charge exactly once, by how its request ended (`Outcome`): `complete` charges the
+   * upstream's usage (a request whose usage the request itself says, speech characters, that; one
+   * with no usage at all, the reservation); `lost` charges the reservation or the usage seen when
+   * larger; `failed` releases it. A reservation the reaper released meanwhile is charged anyway, as a
+   * new metering-only entry.
    */
-  async settle(charge: Charge, usage: (TokenCounts & { totalTokens: number }) | null, chargeEstimate: boolean): Promise<Settlement> {
+  async settle(charge: Charge, usage: Reported | null, outcome: Outcome): Promise<Settlement> {
     this.inFlight.dec();
-    return this.storage('settle', () => this.settleOnLedgers(charge, usage, chargeEstimate));
+    return this.storage('settle', () => this.settleOnLedgers(charge, usage, outcome));
   }
 
-  private async settleOnLedgers(charge: Charge, reported: (TokenCounts & { totalTokens: number }) | null, chargeEstimate: boolean): Promise<Settlement> {
-    const usage = reported && boundedUsage(reported);
-    if (usage === null && !chargeEstimate) {
+  private async settleOnLedgers(charge: Charge, reported: Reported | null, outcome: Outcome): Promise<Settlement> {
+    if (outcome === 'failed') {
       await this.accounting.settle(charge.id, null);
-      return { tokens: 0, usdMicros: 0, basis: 'released' };
+      return { tokens: 0, usdMicros: 0, basis: 'released', overshootTokens: 0 };
     }
-    const tokens = usage === null ? charge.estimate.tokens : usage.totalTokens;
-    const usdMicros = charge.price === null ? 0 : usage === null ? charge.estimate.usdMicros : costMicros(charge.price, usage);
+    const { tokens, usdMicros, basis } = this.amounts(charge, reported, outcome);
+    const overshootTokens = Math.max(0, tokens - charge.reserved.tokens);
+    if (overshootTokens > 0) this.overshoot.inc(overshootTokens);
     const { tokens: byTokens, usdMicros: byCost } = await this.accounting.settle(charge.id, { tokens, usdMicros });
     if (!byTokens || !byCost) {
       this.logger.warn(`reservation ${charge.id} was reaped before its request ended (RESERVATION_TTL_SECS too short?); charging it now`);
@@ -179,7 +226,22 @@ export class AccountingService {
       }
       await this.accounting.settle(late, { tokens: byTokens ? 0 : tokens, usdMicros: byCost ? 0 : usdMicros });
     }
-    return { tokens, usdMicros, basis: usage === null ? 'estimate' : 'usage' };
+    return { tokens, usdMicros, basis, overshootTokens };
+  }
+
+  /** What a settled request is charged on each ledger (see `settle`). */
+  private amounts(charge: Charge, reported: Reported | null, outcome: Exclude<Outcome, 'failed'>): Omit<Settlement, 'overshootTokens'> {
+    const { units } = charge.estimate;
+    // Speech: the characters sent are the usage; no response reports them.
+    const usage = reported ? boundedUsage(reported) : units?.exact ? { ...NO_TOKENS, [units.unit]: units.quantity } : null;
+    const reserved = { ...charge.reserved, basis: 'estimate' as const };
+    if (usage === null) return reserved;
+    const used = { tokens: usage.totalTokens, usdMicros: charge.price === null ? 0 : costMicros(charge.price, usage), basis: 'usage' as const };
+    if (outcome === 'complete') return used;
+    // Lost: the reservation, or what was seen when larger, ledger by ledger.
+    return used.tokens >= reserved.tokens && used.usdMicros >= reserved.usdMicros
+      ? used
+      : { tokens: Math.max(used.tokens, reserved.tokens), usdMicros: Math.max(used.usdMicros, reserved.usdMicros), basis: 'estimate' };
   }
 
   /** Runs a ledger call; a failure is counted and becomes 503 storage_unavailable (nothing forwarded). */
@@ -195,31 +257,27 @@ export class AccountingService {
   }
 
   /**
-   * Strict mode: the most output tokens the request may produce so that no limited scope goes over,
-   * by tokens and (for a priced model) by cost; null when no scope has a limit. One read per scope and
-   * ledger, in parallel. Refuses when not even one output token fits.
+   * Strict mode: the most output tokens (all choices together) the request may produce so that no
+   * limited scope goes over, by tokens and (for a priced model) by cost, with the scope that bounds it;
+   * null when no scope has a limit. One read per scope and ledger, in parallel.
    */
-  private async outputRoom(scopes: string[], promptTokens: number, price: ModelPrice | null): Promise<number | null> {
+  private async outputRoom(scopes: string[], promptTokens: number, price: ModelPrice | null): Promise<{ tokens: number; scope: string; code: ErrorCode } | null> {
     const [tokenScopes, costScopes] = await Promise.all([
       Promise.all(scopes.map((scope) => this.ledger.get(scope))),
       price === null ? Promise.resolve([]) : this.costLimited(scopes),
     ]);
-    let room: number | null = null;
-    let tightest: { scope: string; code: ErrorCode } | null = null;
+    let room: { tokens: number; scope: string; code: ErrorCode } | null = null;
     for (const s of tokenScopes) {
       if (s === null || s.limit === null) continue;
       const fits = s.limit - s.spent - s.reserved - promptTokens;
-      if (room === null || fits < room) [room, tightest] = [fits, { scope: s.scope, code: ErrorCode.BudgetExceeded }];
+      if (room === null || fits < room.tokens) room = { tokens: fits, scope: s.scope, code: ErrorCode.BudgetExceeded };
     }
     if (price !== null && price.outputPico > 0n) {
       for (const s of costScopes) {
         const left = BigInt(s.limit - s.spent - s.reserved) * 1_000_000n - BigInt(promptTokens) * price.inputPico;
         const fits = left < 0n ? -1 : Number(left / price.outputPico);
-        if (room === null || fits < room) [room, tightest] = [fits, { scope: s.scope, code: ErrorCode.CostBudgetExceeded }];
+        if (room === null || fits < room.tokens) room = { tokens: fits, scope: s.scope, code: ErrorCode.CostBudgetExceeded };
       }
-    }
-    if (room !== null && room < 1 && tightest !== null) {
-      throw new GatewayError(tightest.code, `${tightest.code === ErrorCode.BudgetExceeded ? 'token budget' : 'cost budget'} of scope '${tightest.scope}' leaves no room for a response to this prompt (~${promptTokens} tokens)`);
     }
     return room;
   }
@@ -243,13 +301,20 @@ export class AccountingService {
 }
 
 /**
- * The usage an upstream reported, each count at most MAX_REQUEST_TOKENS: a broken or hostile upstream
- * answering 1e300 tokens is charged the most one request can be, not a number no ledger adds exactly.
+ * The usage an upstream reported, each count at most MAX_REQUEST_TOKENS (units at most
+ * MAX_REQUEST_UNITS): a broken or hostile upstream answering 1e300 tokens is charged the most one
+ * request can be, not a number no ledger adds exactly.
  */
-function boundedUsage(usage: TokenCounts & { totalTokens: number }): TokenCounts & { totalTokens: number } {
+function boundedUsage(usage: Reported): Reported {
   const bound = (n: number) => Math.min(n, MAX_REQUEST_TOKENS);
-  return { promptTokens: bound(usage.promptTokens), completionTokens: bound(usage.completionTokens), cachedTokens: bound(usage.cachedTokens), totalTokens: bound(usage.totalTokens) };
+  const bounded: Reported = { promptTokens: bound(usage.promptTokens), completionTokens: bound(usage.completionTokens), cachedTokens: bound(usage.cachedTokens), totalTokens: bound(usage.totalTokens) };
+  for (const unit of ['seconds', 'characters', 'images'] as const) {
+    if (usage[unit] !== undefined) bounded[unit] = Math.min(usage[unit], MAX_REQUEST_UNITS);
+  }
+  return bounded;
 }
+
+const NO_TOKENS = { promptTokens: 0, completionTokens: 0, cachedTokens: 0, totalTokens: 0 };
 
 function outputFieldFor(path: string, model: string | null): OutputField | null {
   const field = OUTPUT_FIELD_BY_PATH[path] ?? null;

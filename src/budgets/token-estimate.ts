@@ -9,15 +9,6 @@ type Counter = (text: string) => number;
 /** The request field that bounds a response's length, per API. */
 export type OutputField = 'max_tokens' | 'max_completion_tokens' | 'max_output_tokens';
 
-export interface RequestEstimate {
-  /** Prompt tokens: the model's BPE tokenizer for OpenAI-family models, bytes/4 otherwise. */
-  promptTokens: number;
-  /** Output tokens the request may produce: its own limit, else the configured default. */
-  outputTokens: number;
-  /** Where the request set its output limit, or null when it did not. */
-  outputField: OutputField | null;
-}
-
 /** Text beyond this many characters per request is counted as bytes/4: BPE is fast on ordinary text
  * but superlinear on long runs without spaces, and the request path must stay bounded. */
 const TOKENIZED_CHARS_MAX = 64 * 1024;
@@ -167,15 +158,4 @@ export function requestedOutput(body: Json): { field: OutputField; tokens: numbe
     if (largest === null || tokens > largest.tokens) largest = { field, tokens };
   }
   return largest;
-}
-
-/** Prompt and output estimate of one request; `defaultOutput` when it sets no output limit. */
-export function estimateRequest(path: string, body: Json, defaultOutput: number): RequestEstimate {
-  const requested = requestedOutput(body);
-  const produces = path !== '/embeddings' && path !== '/moderations';
-  return {
-    promptTokens: estimatePromptTokens(path, body),
-    outputTokens: !produces ? 0 : requested?.tokens ?? defaultOutput,
-    outputField: requested?.field ?? null,
-  };
 }

@@ -34,6 +34,16 @@ export const MAX_AGE_SECS = 10 * 365 * 86_400;
 /** Largest price in gateway.json, USD per million tokens (USD 0.1 per token): costs stay exact integers. */
 export const MAX_PRICE_PER_MTOK_USD = 100_000;
 
+/**
+ * Largest price of one unit that is not a token (a second of audio, a character of speech input, an
+ * image): USD 100. With the units one request may be charged (MAX_REQUEST_UNITS) a request costs at
+ * most USD 10^9 = 10^15 micros: an exact integer on every ledger, as token costs are.
+ */
+export const MAX_PRICE_PER_UNIT_USD = 100;
+
+/** Seconds, characters or images one request is counted for at most (as MAX_REQUEST_TOKENS for tokens). */
+export const MAX_REQUEST_UNITS = 10_000_000;
+
 /** Largest backend timeout in gateway.json: what a Node timer can hold (about 24.8 days). */
 export const MAX_TIMEOUT_MS = 2_147_483_647;
 

@@ -53,6 +53,16 @@ describe('gateway file: numbers', () => {
     }
     expect(paths({ backends: [{ name: 'b', base_url: 'http://x', weight: 1e300 }] })).toEqual(['backends.0.weight']);
     expect(paths({ pricing: { m: { input_per_mtok_usd: 1e300, output_per_mtok_usd: 1 } } })).toEqual(['pricing.m.input_per_mtok_usd']);
+    expect(paths({ pricing: { m: { input_cost_per_second: 101 } } })).toEqual(['pricing.m.input_cost_per_second']);
+    expect(paths({ pricing: { m: { input_per_mtok_usd: 1, output_per_mtok_usd: 1, max_output_tokens: 1.5 } } })).toEqual(['pricing.m.max_output_tokens']);
+  });
+
+  it('takes token prices together, unit prices under LiteLLM names, and refuses an entry with no price', () => {
+    expect(paths({ pricing: { whisper: { input_cost_per_second: 0.0001 }, tts: { input_cost_per_character: 0.000015 }, dalle: { output_cost_per_image: 0.04 } } })).toEqual([]);
+    expect(paths({ pricing: { m: { input_per_mtok_usd: 1, output_per_mtok_usd: 2, max_output_tokens: 16_384 } } })).toEqual([]);
+    expect(paths({ pricing: { m: { input_per_mtok_usd: 1 } } })).toEqual(['pricing.m']);
+    expect(paths({ pricing: { m: { max_output_tokens: 100 } } })).toEqual(['pricing.m']);
+    expect(paths({ pricing: { m: { input_cost_per_pixel: 1 } } })).toEqual(['pricing.m']);
   });
 
   describe('backend timeouts', () => {

@@ -7,6 +7,8 @@ import {
   MAX_EPOCH_MS,
   MAX_LIMIT,
   MAX_PRICE_PER_MTOK_USD,
+  MAX_PRICE_PER_UNIT_USD,
+  MAX_REQUEST_TOKENS,
   MAX_RATE_LIMIT,
   MAX_TIMEOUT_MS,
   MAX_WEIGHT,
@@ -67,11 +69,35 @@ const virtualKeySchema = z.strictObject({
 });
 
 const price = z.number().min(0).max(MAX_PRICE_PER_MTOK_USD);
-const priceSchema = z.strictObject({
-  input_per_mtok_usd: price,
-  output_per_mtok_usd: price,
-  cached_input_per_mtok_usd: price.optional(),
-});
+/**
+ * Per-unit prices under LiteLLM's names (USD per unit), read from gateway.json and PRICING_FILE alike
+ * (src/costs/pricing.ts says which unit each prices).
+ */
+export const UNIT_PRICE_FIELDS = ['input_cost_per_second', 'output_cost_per_second', 'input_cost_per_character', 'output_cost_per_image', 'input_cost_per_image'] as const;
+const unitPrice = z.number().min(0).max(MAX_PRICE_PER_UNIT_USD).optional();
+/**
+ * A model's prices: USD per million tokens (input and output together), and/or USD per unit under
+ * LiteLLM's names for models billed in seconds, characters or images; `max_output_tokens` is what one
+ * response can hold (what a request without an output limit reserves).
+ */
+const priceSchema = z
+  .strictObject({
+    input_per_mtok_usd: price.optional(),
+    output_per_mtok_usd: price.optional(),
+    cached_input_per_mtok_usd: price.optional(),
+    input_cost_per_second: unitPrice,
+    output_cost_per_second: unitPrice,
+    input_cost_per_character: unitPrice,
+    output_cost_per_image: unitPrice,
+    input_cost_per_image: unitPrice,
+    max_output_tokens: int(1, MAX_REQUEST_TOKENS).optional(),
+  })
+  .refine((p) => (p.input_per_mtok_usd === undefined) === (p.output_per_mtok_usd === undefined), {
+    message: 'input_per_mtok_usd and output_per_mtok_usd go together',
+  })
+  .refine((p) => p.input_per_mtok_usd !== undefined || UNIT_PRICE_FIELDS.some((f) => p[f] !== undefined), {
+    message: `a price needs input_per_mtok_usd + output_per_mtok_usd or one of ${UNIT_PRICE_FIELDS.join(', ')}`,
+  });
 
 export const gatewayFileSchema = z.strictObject({
   backends: z.array(backendSchema).default([]),

@@ -27,6 +27,26 @@ describe('pricing', () => {
     expect(costMicros(price, { promptTokens: 1e9, cachedTokens: 0, completionTokens: 0 })).toBe(150_000_000);
   });
 
+  it('prices seconds of audio (to the millisecond), speech characters and images, next to tokens', () => {
+    const table = loadPricing(
+      {
+        'whisper-1': { input_cost_per_second: 0.0001 },
+        'tts-1': { input_cost_per_character: 0.000015 },
+        'dall-e-3': { output_cost_per_image: 0.04 },
+      },
+      undefined,
+    );
+    const none = { promptTokens: 0, completionTokens: 0, cachedTokens: 0 };
+    // 9.2 s × USD 0.0001 = USD 0.00092 = 920 micros; 0.0004 s rounds up to a millisecond's price, then to a micro.
+    expect(costMicros(table.lookup('whisper-1')!, { ...none, seconds: 9.2 })).toBe(920);
+    expect(costMicros(table.lookup('whisper-1')!, { ...none, seconds: 0.0004 })).toBe(1);
+    expect(costMicros(table.lookup('tts-1')!, { ...none, characters: 1000 })).toBe(15_000);
+    expect(costMicros(table.lookup('dall-e-3')!, { ...none, images: 2 })).toBe(80_000);
+    // A unit the model has no price for adds nothing; tokens of a model priced per unit cost nothing.
+    expect(costMicros(table.lookup('dall-e-3')!, { ...none, seconds: 10, promptTokens: 1000 })).toBe(0);
+    expect(table.lookup('whisper-1')).toMatchObject({ tokens: false, perSecondPico: 100_000_000n, perCharacterPico: null, perImagePico: null });
+  });
+
   it("reads LiteLLM's file, skips entries without token prices, and lets gateway.json win", () => {
     const table = loadPricing(
       { 'gpt-4o': { input_per_mtok_usd: 3, output_per_mtok_usd: 12 } },
@@ -35,12 +55,34 @@ describe('pricing', () => {
         'gpt-4o': { input_cost_per_token: 2.5e-6, output_cost_per_token: 1e-5 },
         'gpt-4o-mini': { input_cost_per_token: 1.5e-7, output_cost_per_token: 6e-7, cache_read_input_token_cost: 7.5e-8, litellm_provider: 'openai' },
         'dall-e-3': { output_cost_per_image: 0.04 },
+        'whisper-1': { input_cost_per_second: 0.0001, output_cost_per_second: 0.0001, mode: 'audio_transcription' },
+        'tts-1': { input_cost_per_character: 0.000015, mode: 'audio_speech' },
+        'gpt-4.1': { input_cost_per_token: 2e-6, output_cost_per_token: 8e-6, max_output_tokens: 32_768, max_tokens: 1_047_576 },
+        'text-embedding-3-small': { input_cost_per_token: 2e-8 },
+        '256-x-256/dall-e-2': { input_cost_per_pixel: 3.81469e-8, output_cost_per_pixel: 0 },
       }),
     );
-    expect(table.lookup('gpt-4o-mini')).toEqual({ inputPico: 150_000n, outputPico: 600_000n, cachedInputPico: 75_000n });
+    expect(table.lookup('gpt-4o-mini')).toEqual({
+      tokens: true,
+      inputPico: 150_000n,
+      outputPico: 600_000n,
+      cachedInputPico: 75_000n,
+      perSecondPico: null,
+      perCharacterPico: null,
+      perImagePico: null,
+      maxOutputTokens: null,
+    });
     expect(table.lookup('openai/gpt-4o-mini')).toEqual(table.lookup('gpt-4o-mini'));
-    expect(table.lookup('gpt-4o')).toEqual({ inputPico: 3_000_000n, outputPico: 12_000_000n, cachedInputPico: 3_000_000n });
-    expect(table.lookup('dall-e-3')).toBeNull();
+    expect(table.lookup('gpt-4o')).toMatchObject({ inputPico: 3_000_000n, outputPico: 12_000_000n, cachedInputPico: 3_000_000n });
+    // max_output_tokens is the output bound; LiteLLM's legacy max_tokens (here the context size) is not.
+    expect(table.lookup('gpt-4.1')?.maxOutputTokens).toBe(32_768);
+    expect(table.lookup('dall-e-3')).toMatchObject({ tokens: false, perImagePico: 40_000_000_000n });
+    expect(table.lookup('whisper-1')).toMatchObject({ tokens: false, perSecondPico: 100_000_000n });
+    expect(table.lookup('tts-1')).toMatchObject({ tokens: false, perCharacterPico: 15_000_000n });
+    // One token price without the other: the missing one is 0 (embeddings produce no output).
+    expect(table.lookup('text-embedding-3-small')).toMatchObject({ tokens: true, inputPico: 20_000n, outputPico: 0n });
+    // Per-pixel prices are not read: that model is unpriced (refused under a cost limit, COST_UNKNOWN_MODEL).
+    expect(table.lookup('256-x-256/dall-e-2')).toBeNull();
     expect(table.lookup('unknown')).toBeNull();
   });
 
@@ -56,5 +98,6 @@ describe('pricing', () => {
     }
     // A price a cost could not be computed exactly with (USD 0.1 per token at most).
     expect(() => loadPricing({}, file({ absurd: { input_cost_per_token: 1e-6, output_cost_per_token: 1e300 } }))).toThrow(/absurd.output_cost_per_token must be a number from 0 to 0.1/);
+    expect(() => loadPricing({}, file({ pricey: { input_cost_per_second: 1e6 } }))).toThrow(/pricey.input_cost_per_second must be a number from 0 to 100 \(USD per unit\)/);
   });
 });

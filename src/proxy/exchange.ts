@@ -49,6 +49,9 @@ export class Exchange {
   relayed = false;
   /** A request was sent upstream (the upstream may have done work even if no answer came back). */
   dispatched = false;
+  /** The request reached an upstream and no complete answer came back from it (timeout, reset, cut
+   * mid-body): the work may have been done and billed, so it is charged (budgets' `lost` outcome). */
+  lost = false;
   /** performance.now() when the current upstream attempt was sent. */
   upstreamStarted = 0;
   /** The budget/cost reservation to settle when the request ends; null for ungoverned requests. */

@@ -38,4 +38,26 @@ describe('JsonUsageFinder', () => {
     expect(find('not json', 4)).toBeNull();
     expect(find('[{"usage":{"prompt_tokens":1}}]', 4)).toBeNull();
   });
+
+  it("reads whisper-1's duration usage and a verbose_json transcript's duration", () => {
+    expect(find('{"text":"hi","usage":{"type":"duration","seconds":9.2}}', 3)).toEqual({ promptTokens: 0, completionTokens: 0, cachedTokens: 0, totalTokens: 0, seconds: 9.2 });
+    expect(find('{"task":"transcribe","duration":12.3456,"segments":[{"duration":99}],"text":"x"}', 4)).toMatchObject({ seconds: 12.346, totalTokens: 0 });
+    // usage wins over duration when both are there.
+    expect(find('{"duration":5,"usage":{"type":"tokens","input_tokens":20,"output_tokens":4,"total_tokens":24}}', 2)).toEqual({ promptTokens: 20, completionTokens: 4, cachedTokens: 0, totalTokens: 24 });
+  });
+
+  it.each([1, 5, 65_536])('counts the items of the top-level data array, whatever they hold (%i-byte chunks)', (cut) => {
+    const counted = (text: string) => {
+      const finder = new JsonUsageFinder();
+      const bytes = Buffer.from(text);
+      for (let i = 0; i < bytes.length; i += cut) finder.push(bytes.subarray(i, i + cut));
+      return finder.dataItems;
+    };
+    const image = `{"b64_json":"${'QUJD'.repeat(300_000)}","revised_prompt":"a [cat], {on} \\"mat\\""}`;
+    expect(counted(`{"created":1,"data":[${image},${image},{"url":"https://x/y?a=[1]"}]}`)).toBe(3);
+    expect(counted('{"data":[],"x":[1,2]}')).toBe(0);
+    expect(counted('{"data":[ "a" , ["b","c"] , 3 ]}')).toBe(3);
+    expect(counted('{"created":1}')).toBeNull();
+    expect(counted('{"meta":{"data":[1,2]}}')).toBeNull();
+  });
 });

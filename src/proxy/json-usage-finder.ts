@@ -1,7 +1,9 @@
 import { Usage, usageFrom } from './domain/usage';
 
-/** A `usage` value larger than this is not kept (real ones are a few hundred bytes). */
+/** A captured value larger than this is not kept (real `usage` objects are a few hundred bytes). */
 const USAGE_VALUE_MAX_BYTES = 64 * 1024;
+/** Top-level members whose values are kept: usage, and a verbose_json transcript's `duration`. */
+const CAPTURED_KEYS = new Set(['usage', 'duration']);
 
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
@@ -16,7 +18,9 @@ const COMMA = 0x2c;
  * Finds the top-level `usage` member of a JSON response as its bytes stream past, without keeping
  * or parsing the whole body: a byte-level scan (JSON's structural characters are ASCII, and UTF-8
  * never uses those bytes inside a multi-byte character) that tracks strings and depth, copies only the
- * value of the top-level key `usage`, and parses just that. A response of any size costs the same.
+ * values of the top-level keys `usage` and `duration`, and parses just those; it also counts the
+ * items of a top-level `data` array (the images of an images answer that reports no usage). A
+ * response of any size costs the same.
  */
 export class JsonUsageFinder {
   private depth = 0;
@@ -28,11 +32,17 @@ export class JsonUsageFinder {
   private key: number[] | null = null;
   /** The last top-level key read. */
   private lastKey = '';
-  /** The usage value's bytes while it is being copied. */
+  /** The bytes of the value being copied, and its key. */
   private capture: Buffer[] | null = null;
+  private captureKey = '';
   private captured = 0;
-  /** The parsed usage value; undefined until found. */
-  private found: unknown = undefined;
+  /** The parsed values of the captured keys (null: present but unreadable). */
+  private readonly found = new Map<string, unknown>();
+  /** Inside the top-level `data` array: its items so far, and whether the current one was counted. */
+  private inData = false;
+  private itemStarted = false;
+  /** Items of the top-level `data` array; null when there is none. */
+  dataItems: number | null = null;
 
   push(chunk: Buffer): void {
     // Where, in this chunk, the part of the usage value still to be copied starts (-1: nothing to copy).
@@ -83,18 +93,32 @@ export class JsonUsageFinder {
           copyFrom = i;
         }
       }
+      if (this.inData && this.depth === 2) {
+        if (c === COMMA) this.itemStarted = false;
+        else if (c !== CLOSE_ARRAY && !this.itemStarted) {
+          this.itemStarted = true;
+          this.dataItems!++;
+        }
+      }
       if (c === QUOTE) this.inString = true;
       else if (c === OPEN_OBJECT || c === OPEN_ARRAY) {
         this.depth++;
         if (this.depth === 1) this.expectingKey = c === OPEN_OBJECT;
-      } else if (c === CLOSE_OBJECT || c === CLOSE_ARRAY) this.depth--;
+        else if (this.depth === 2 && c === OPEN_ARRAY && this.lastKey === 'data' && this.dataItems === null) {
+          this.inData = true;
+          this.dataItems = 0;
+        }
+      } else if (c === CLOSE_OBJECT || c === CLOSE_ARRAY) {
+        if (this.depth === 2) this.inData = false;
+        this.depth--;
+      }
     }
     if (this.capture && copyFrom !== -1) this.keep(chunk.subarray(copyFrom));
   }
 
   /** The usage the response reported (read once it has ended); null when there was none. */
   get usage(): Usage | null {
-    return this.found === undefined || this.found === null ? null : usageFrom({ usage: this.found });
+    return usageFrom({ usage: this.found.get('usage'), duration: this.found.get('duration') });
   }
 
   private endKey(): void {
@@ -107,7 +131,9 @@ export class JsonUsageFinder {
   }
 
   private startsUsage(): boolean {
-    return this.capture === null && this.found === undefined && this.lastKey === 'usage';
+    if (this.capture !== null || !CAPTURED_KEYS.has(this.lastKey) || this.found.has(this.lastKey)) return false;
+    this.captureKey = this.lastKey;
+    return true;
   }
 
   private keep(bytes: Buffer): void {
@@ -115,7 +141,7 @@ export class JsonUsageFinder {
     this.captured += bytes.length;
     if (this.captured > USAGE_VALUE_MAX_BYTES) {
       this.capture = null;
-      this.found = null;
+      this.found.set(this.captureKey, null);
       return;
     }
     this.capture.push(Buffer.from(bytes));
@@ -126,9 +152,9 @@ export class JsonUsageFinder {
     if (from !== -1) this.keep(chunk.subarray(from, end));
     if (this.capture === null) return;
     try {
-      this.found = JSON.parse(Buffer.concat(this.capture).toString('utf8'));
+      this.found.set(this.captureKey, JSON.parse(Buffer.concat(this.capture).toString('utf8')));
     } catch {
-      this.found = null;
+      this.found.set(this.captureKey, null);
     }
     this.capture = null;
   }

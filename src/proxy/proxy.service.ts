@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
-import { AccountingService } from '../budgets/accounting.service';
+import { AccountingService, MeteredRequest, Outcome } from '../budgets/accounting.service';
 import { OUTPUT_FIELDS, OutputField } from '../budgets/token-estimate';
 import { RequestCache } from '../cache/request-cache';
 import { ERROR_HTTP } from '../common/errors/error-status';
@@ -100,11 +100,8 @@ export class ProxyService {
     }
     event.stream = json?.stream === true;
 
-    const post = request.method === 'POST';
-    exchange.rate = await this.rateLimits.admitRequest(key, () => {
-      if (!post) return 0;
-      return this.accounting.estimateTokens(path, json);
-    });
+    const metered: MeteredRequest = { method: event.method, path, body: json, model, uploadBytes: exchange.body.kind === 'stream' ? (exchange.body.length ?? exchange.body.limit) : 0 };
+    exchange.rate = await this.rateLimits.admitRequest(key, () => this.accounting.estimateTokens(metered));
     if (exchange.rate) Object.assign(exchange.headers, exchange.rate.headers);
 
     const cached = await this.cache.lookup(key, { method: event.method, url: request.url ?? '', headers: request.headers, json, model, backends: backends.map((b) => b.name) });
@@ -118,8 +115,8 @@ export class ProxyService {
 
     // Changes to the client's JSON, made in its text (every other byte reaches the upstream as sent).
     const edits = new Map<string, MemberEdit>();
-    if (post) {
-      const admission = await this.accounting.admit(key, path, json, model);
+    const admission = await this.accounting.admit(key, metered);
+    if (admission) {
       exchange.charge = admission.charge;
       event.scopes = admission.charge.scopes;
       if (admission.outputCap && json) capOutput(edits, json, admission.outputCap.tokens, admission.outputCap.field);
@@ -172,15 +169,18 @@ export class ProxyService {
   }
 
   /**
-   * The upstream's usage when it reported one; the estimate when the upstream answered 2xx without
-   * usage or the client left after the request went upstream (the work may be done and billed);
-   * otherwise (refused, upstream error, timeout) nothing.
+   * By how the request ended (budgets' `Outcome`): a 2xx the client had whole is charged its usage (or
+   * the reservation when it reported none); a request that reached the upstream but got no complete
+   * answer back (timeout, reset, the client left) is charged the reservation, or the usage seen when
+   * larger: the upstream may have done and billed the work; anything else (refused, not sent, an
+   * upstream error status) is released.
    */
   private async settle(exchange: Exchange): Promise<void> {
     const { event } = exchange;
-    const answered = event.status >= 200 && event.status < 300;
+    const lost = exchange.lost || (event.aborted && exchange.dispatched);
+    const outcome: Outcome = lost ? 'lost' : event.status >= 200 && event.status < 300 ? 'complete' : 'failed';
     try {
-      event.charged = await this.accounting.settle(exchange.charge!, event.usage, answered || (event.aborted && exchange.dispatched));
+      event.charged = await this.accounting.settle(exchange.charge!, event.usage, outcome);
     } catch (error) {
       // The reservation stays and the reaper releases it after RESERVATION_TTL_SECS.
       this.logger.error(`settling request ${event.requestId} failed (the reaper will release its reservation): ${(error as Error).message}`);

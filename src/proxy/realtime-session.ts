@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Logger } from '@nestjs/common';
 import WebSocket from 'ws';
-import type { AccountingService, Charge } from '../budgets/accounting.service';
+import type { AccountingService, Charge, Settlement } from '../budgets/accounting.service';
 import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
 import type { RateAdmission, RateLimitsService } from '../rate-limits/rate-limits.service';
 import type { VirtualKey } from '../virtual-keys/domain/virtual-key';
@@ -56,7 +56,7 @@ export class RealtimeSession {
   private inProgress = 0;
   private responses = 0;
   private usage: Usage | null = null;
-  private charged = { tokens: 0, usdMicros: 0, estimated: false, reserved: false };
+  private charged = { tokens: 0, usdMicros: 0, overshootTokens: 0, estimated: false, reserved: false };
   private closedBy: ClosedBy | null = null;
   private closeCode = 0;
   private lastMessage = Date.now();
@@ -177,7 +177,7 @@ export class RealtimeSession {
       return;
     }
     try {
-      this.count(await accounting.settle(charge, usage, true));
+      this.count(await accounting.settle(charge, usage, 'complete'));
     } catch (error) {
       // The reservation stays and the reaper releases it; the next reserve says whether the store is back.
       this.logger.error(`realtime ${this.context.event.requestId}: settling a response failed (the reaper will release its reservation): ${(error as Error).message}`);
@@ -204,7 +204,7 @@ export class RealtimeSession {
       return;
     }
     this.charge = next;
-    await accounting.settle(held, null, false);
+    await accounting.settle(held, null, 'failed');
   }
 
   private refuseNext(error: unknown): void {
@@ -228,9 +228,10 @@ export class RealtimeSession {
     this.client.send(JSON.stringify({ type: 'error', event_id: `event_ditto_${randomUUID()}`, error: { type, code, message, param, event_id: clientEventId } }));
   }
 
-  private count(settled: { tokens: number; usdMicros: number; basis: string }): void {
+  private count(settled: Settlement): void {
     this.charged.tokens += settled.tokens;
     this.charged.usdMicros += settled.usdMicros;
+    this.charged.overshootTokens += settled.overshootTokens;
     if (settled.basis === 'estimate') this.charged.estimated = true;
     if (settled.basis !== 'released') this.charged.reserved = true;
   }
@@ -275,7 +276,7 @@ export class RealtimeSession {
     this.step(async () => {
       const charge = this.charge;
       this.charge = null;
-      if (charge) this.count(await accounting.settle(charge, null, this.inProgress > 0));
+      if (charge) this.count(await accounting.settle(charge, null, this.inProgress > 0 ? 'lost' : 'failed'));
     });
     await this.ledger;
     if (rate) rateLimits.finishRequest(rate, this.charged.tokens);
@@ -283,7 +284,7 @@ export class RealtimeSession {
     event.usage = this.usage;
     event.latencyMs = Exchange.since(this.context.started);
     event.upstreamMs = this.upstreamMs;
-    event.charged = { tokens: this.charged.tokens, usdMicros: this.charged.usdMicros, basis: !this.charged.reserved ? 'released' : this.charged.estimated ? 'estimate' : 'usage' };
+    event.charged = { tokens: this.charged.tokens, usdMicros: this.charged.usdMicros, overshootTokens: this.charged.overshootTokens, basis: !this.charged.reserved ? 'released' : this.charged.estimated ? 'estimate' : 'usage' };
     event.realtime = { responses: this.responses, closedBy: this.closedBy ?? 'gateway', closeCode: this.closeCode };
     this.context.emit(event);
     this.resolveEnded();

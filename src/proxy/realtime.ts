@@ -120,7 +120,7 @@ export class RealtimeProxy implements BeforeApplicationShutdown {
       if (session === null) throw new ClientGone();
     } catch (error) {
       upstream?.terminate();
-      if (charge) await this.accounting.settle(charge, null, false).catch((e: Error) => this.logger.error(`realtime ${event.requestId}: releasing the reservation failed: ${e.message}`));
+      if (charge) await this.accounting.settle(charge, null, 'failed').catch((e: Error) => this.logger.error(`realtime ${event.requestId}: releasing the reservation failed: ${e.message}`));
       if (rate) this.rateLimits.finishRequest(rate, 0);
       event.latencyMs = Exchange.since(started);
       this.refuse(socket, error, event, rate);

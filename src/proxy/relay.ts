@@ -15,7 +15,8 @@ import { JsonUsageFinder } from './json-usage-finder';
 import { SseUsageTap } from './sse-usage-tap';
 import { UpstreamAnswer, describeFailure } from './upstream-dispatch';
 import { proxyConfig } from './proxy.config';
-import { Usage } from './domain/usage';
+import { Usage, unitUsage } from './domain/usage';
+import { SubtitleDuration } from './subtitle-duration';
 
 const DROPPED_RESPONSE_HEADERS = new Set(['connection', 'keep-alive', 'transfer-encoding', 'proxy-authenticate', 'trailer', 'upgrade']);
 
@@ -101,7 +102,14 @@ export class ResponseRelay {
     // Compressed, and the gateway must change the text: decode, rewrite, send uncompressed.
     const decodeForClient = strip && sse && decoder !== null;
     const rewrite = strip && sse && (!encoded || decodeForClient);
-    const watcher: UsageWatcher | null = sse ? new SseUsageTap(strip && (decodeForClient || !encoded)) : json ? wrapFinder() : null;
+    const meter = exchange.charge?.estimate.meter;
+    const watcher: UsageWatcher | null = sse
+      ? new SseUsageTap(strip && (decodeForClient || !encoded))
+      : json
+        ? wrapFinder(meter === 'images')
+        : meter === 'audio-in'
+          ? new SubtitleDuration()
+          : null;
     // A cacheable answer is kept decoded (any client can be served it), up to the cache's entry bound.
     let kept: Buffer[] | null = exchange.cache && json && (!encoded || decoder) ? [] : null;
     let keptBytes = 0;
@@ -162,6 +170,7 @@ export class ResponseRelay {
     } catch (error) {
       // Client gone, or the upstream failed mid-body: the status is already sent, so cut the response.
       if (!abort.aborted) event.error = `upstream ${describeFailure(error)} mid-response`;
+      exchange.lost = true;
       compressor?.stream.destroy();
       raw.destroy();
     } finally {
@@ -205,8 +214,11 @@ export class ResponseRelay {
   }
 }
 
-/** A JsonUsageFinder as a watcher: it reads the bytes and passes them on unchanged. */
-function wrapFinder(): UsageWatcher {
+/**
+ * A JsonUsageFinder as a watcher: it reads the bytes and passes them on unchanged. `images`: an images
+ * answer without usage (dall-e) is usage in images, one per item of its `data`.
+ */
+function wrapFinder(images: boolean): UsageWatcher {
   const finder = new JsonUsageFinder();
   return {
     push: (chunk) => {
@@ -214,7 +226,8 @@ function wrapFinder(): UsageWatcher {
       return chunk;
     },
     get usage() {
-      return finder.usage;
+      const usage = finder.usage;
+      return usage === null && images && finder.dataItems !== null ? unitUsage('images', finder.dataItems) : usage;
     },
   };
 }

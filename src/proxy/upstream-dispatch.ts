@@ -79,6 +79,7 @@ export class UpstreamDispatcher {
         if (error instanceof GatewayError) throw error;
         const outcome = describeFailure(error);
         timedOut = outcome === 'timeout';
+        if (reachedUpstream(error)) exchange.lost = true;
         event.attempts.push({ backend: backend.name, outcome });
         continue;
       }
@@ -150,6 +151,19 @@ export function acceptedCodings(header: string | string[] | undefined): string {
 }
 
 const DECODABLE = new Set(['gzip', 'x-gzip', 'deflate', 'br', 'identity']);
+
+/** Failures that happen before a connection carries the request: the upstream cannot have seen it. */
+const NOT_SENT = new Set(['UND_ERR_CONNECT_TIMEOUT', 'ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL']);
+
+/**
+ * Whether a failed attempt may have reached the upstream: every failure but one that happens before
+ * the request is on a connection (a timeout waiting for headers, a reset, a socket closed mid-way:
+ * the upstream may be working on it). Unknown failures count as reached: budgets fail closed.
+ */
+export function reachedUpstream(error: unknown): boolean {
+  const code = (error as { code?: string; cause?: { code?: string } })?.code ?? (error as { cause?: { code?: string } })?.cause?.code ?? '';
+  return !NOT_SENT.has(code);
+}
 
 /** A short, secret-free reason an attempt failed: `timeout`, `connect ECONNREFUSED`, … */
 export function describeFailure(error: unknown): string {
