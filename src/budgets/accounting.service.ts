@@ -13,7 +13,7 @@ import { BudgetLedger } from '../storage/ports/budget-ledger';
 import { CostLedger } from '../storage/ports/cost-ledger';
 import { AccountingLedger, AccountingReserveResult } from '../storage/ports/accounting-ledger';
 import { scopesOf } from '../ledger/domain/scopes';
-import { Estimate, Meter, billing, estimate, estimateCost, meterOf, outputTokensOf, tokensOf } from './metering';
+import { Estimate, billing, estimate, estimateCost, meterOf, tokensOf } from './metering';
 import { OutputField } from './token-estimate';
 
 type Json = Record<string, unknown>;
@@ -61,8 +61,12 @@ export type Outcome = 'complete' | 'lost' | 'failed';
 export interface Settlement {
   tokens: number;
   usdMicros: number;
-  /** `usage`: the upstream's; `estimate`: the reservation (no usage came back, or less than reserved of a lost request); `released`: nothing charged. */
-  basis: 'usage' | 'estimate' | 'released';
+  /**
+   * `usage`: the upstream's; `estimate`: the reservation (no usage came back, or less than reserved of
+   * a lost request); `released`: nothing charged; `held`: nothing charged yet, the reservation is held
+   * for a background response until it is seen ended.
+   */
+  basis: 'usage' | 'estimate' | 'released' | 'held';
   /** Tokens charged beyond the reservation (the estimate was short): 0 when it held. */
   overshootTokens: number;
 }
@@ -180,6 +184,39 @@ export class AccountingService {
     return this.settle(charge, bounded, 'complete');
   }
 
+  /**
+   * A background response (`background: true`) was queued: its reservation moves to the response's id
+   * (reserved there first, then released here, so the scope never shows the room free in between),
+   * held until the gateway sees the response ended (`settleBackground`, on any replica) or the reaper
+   * releases it after RESERVATION_TTL_SECS. A scope without room for the reservation twice over is
+   * charged the reservation at once instead: never more than its limit, never waiting.
+   */
+  async holdForBackground(charge: Charge, responseId: string): Promise<Settlement> {
+    const held = await this.storage('reserve', () => this.accounting.reserve(backgroundId(responseId), charge.scopes, charge.reserved));
+    if (held.ok) {
+      this.inFlight.dec();
+      await this.storage('settle', () => this.accounting.settle(charge.id, null));
+      return { tokens: 0, usdMicros: 0, basis: 'held', overshootTokens: 0 };
+    }
+    this.logger.warn(`background response ${responseId}: scope ${held.scope} has no room to hold its reservation; charged the reservation now`);
+    return this.settle(charge, null, 'lost');
+  }
+
+  /**
+   * A background response seen ended (a GET of it, its stream, or its cancel): charges its usage at
+   * the price of the model that served it, or releases it without usage, exactly once across replicas
+   * (the ledger settles a reservation id once). Null when there was nothing held under that id: not a
+   * background response created through the gateway, settled already, or reaped.
+   */
+  async settleBackground(responseId: string, usage: Reported | null, model: string | null): Promise<Settlement | null> {
+    const price = this.costs.price(model);
+    const bounded = usage === null ? null : boundedUsage(usage);
+    const amounts = bounded === null ? null : { tokens: bounded.totalTokens, usdMicros: price === null ? 0 : costMicros(price, bounded) };
+    const settled = await this.storage('settle', () => this.accounting.settle(backgroundId(responseId), amounts));
+    if (!settled.tokens && !settled.usdMicros) return null;
+    return amounts === null ? { tokens: 0, usdMicros: 0, basis: 'released', overshootTokens: 0 } : { ...amounts, basis: 'usage', overshootTokens: 0 };
+  }
+
   /** How long a reservation may stay open before the reaper releases it (RESERVATION_TTL_SECS). */
   get reservationTtlMs(): number {
     return this.settings.reservationTtlMs;
@@ -217,16 +254,21 @@ export class AccountingService {
     const { tokens: byTokens, usdMicros: byCost } = await this.accounting.settle(charge.id, { tokens, usdMicros });
     if (!byTokens || !byCost) {
       this.logger.warn(`reservation ${charge.id} was reaped before its request ended (RESERVATION_TTL_SECS too short?); charging it now`);
-      const late = `${charge.id}:late`;
-      const opened = await this.accounting.reserve(late, charge.scopes, { tokens: 0, usdMicros: 0 });
-      // A scope already over its limit (usage beyond the estimate) refuses even an empty reservation:
-      // the late charge cannot be recorded then. Say so rather than lose it silently.
-      if (!opened.ok) {
-        this.logger.error(`reservation ${charge.id}: the late charge (${tokens} tokens, ${usdMicros} USD micros) could not be recorded: scope ${opened.scope} is over its limit`);
-      }
-      await this.accounting.settle(late, { tokens: byTokens ? 0 : tokens, usdMicros: byCost ? 0 : usdMicros });
+      await this.chargeLate(charge, byTokens ? 0 : tokens, byCost ? 0 : usdMicros);
     }
     return { tokens, usdMicros, basis, overshootTokens };
+  }
+
+  /** Charges amounts no reservation is open for any more: a metering-only entry, reserved empty and settled. */
+  private async chargeLate(charge: Charge, tokens: number, usdMicros: number): Promise<void> {
+    const late = `${charge.id}:late`;
+    const opened = await this.accounting.reserve(late, charge.scopes, { tokens: 0, usdMicros: 0 });
+    // A scope already over its limit (usage beyond the estimate) refuses even an empty reservation:
+    // the late charge cannot be recorded then. Say so rather than lose it silently.
+    if (!opened.ok) {
+      this.logger.error(`reservation ${charge.id}: the late charge (${tokens} tokens, ${usdMicros} USD micros) could not be recorded: scope ${opened.scope} is over its limit`);
+    }
+    await this.accounting.settle(late, { tokens, usdMicros });
   }
 
   /** What a settled request is charged on each ledger (see `settle`). */
@@ -315,6 +357,9 @@ function boundedUsage(usage: Reported): Reported {
 }
 
 const NO_TOKENS = { promptTokens: 0, completionTokens: 0, cachedTokens: 0, totalTokens: 0 };
+
+/** The reservation id a background response is held under: the upstream's response id, which every replica sees. */
+const backgroundId = (responseId: string) => `bg:${responseId}`;
 
 function outputFieldFor(path: string, model: string | null): OutputField | null {
   const field = OUTPUT_FIELD_BY_PATH[path] ?? null;
