@@ -9,10 +9,9 @@ import { CostsService } from '../costs/costs.service';
 import { MetricsService } from '../metrics/metrics.service';
 import { ModelPrice, UsageCounts, costMicros } from '../costs/pricing';
 import { VirtualKey } from '../virtual-keys/domain/virtual-key';
-import { BudgetLedger } from '../storage/ports/budget-ledger';
-import { CostLedger } from '../storage/ports/cost-ledger';
 import { AccountingLedger, AccountingReserveResult } from '../storage/ports/accounting-ledger';
 import { scopesOf } from '../ledger/domain/scopes';
+import { LimitIndex } from '../ledger/limit-index';
 import { Estimate, billing, estimate, estimateCost, meterOf, tokensOf } from './metering';
 import { OutputField } from './token-estimate';
 
@@ -95,10 +94,9 @@ export class AccountingService {
   private readonly overshoot: Counter;
 
   constructor(
-    private readonly ledger: BudgetLedger,
-    private readonly costLedger: CostLedger,
     private readonly accounting: AccountingLedger,
     private readonly costs: CostsService,
+    private readonly limits: LimitIndex,
     private readonly metrics: MetricsService,
     @Inject(budgetsConfig.KEY) settings: ConfigType<typeof budgetsConfig>,
   ) {
@@ -126,26 +124,34 @@ export class AccountingService {
     const context = this.context(request);
     const { price } = context;
     const worst = estimate(meter, request.path, request.body, context);
-    // Reads too: a store that does not answer is 503 storage_unavailable here as for the reserve, not a 500.
-    if (!billing(meter, price).priced && this.settings.unknownModelCost === 'refuse') {
-      await this.storage('read', () => this.refuseUnpricedUnderCostLimit(key, scopes, request.model));
-    }
+    const limited = this.limits.of(key, scopes);
+    if (!billing(meter, price).priced) this.refuseUnpricedUnderCostLimit(limited.cost, request.model);
 
-    let outputCap: Admission['outputCap'] = null;
+    // Strict mode, for a request whose scopes have a limit: an output limit it does not set itself is
+    // written (the reserved worst case), one it sets is lowered to what fits should the reserve refuse.
     const capField = meter === 'generate' ? (worst.outputField ?? outputFieldFor(request.path, request.model)) : null;
-    if (this.settings.mode === 'strict' && capField !== null) {
-      const room = await this.storage('read', () => this.outputRoom(scopes, worst.promptTokens, price));
-      if (room !== null) {
-        const perChoice = Math.floor(room.tokens / worst.choices);
-        if (perChoice < 1) throw new GatewayError(room.code, `${room.code === ErrorCode.BudgetExceeded ? 'token budget' : 'cost budget'} of scope '${room.scope}' leaves no room for ${worst.choices > 1 ? `${worst.choices} responses` : 'a response'} to this prompt (~${worst.promptTokens} tokens)`);
-        // Without a limit of its own the request gets one: the guarantee needs the upstream bounded.
-        if (perChoice < worst.perChoice || worst.outputField === null) {
-          worst.perChoice = Math.min(worst.perChoice, perChoice);
-          outputCap = { field: capField, tokens: worst.perChoice };
-        }
+    const strict = this.settings.mode === 'strict' && capField !== null && (limited.tokens || (limited.cost !== null && price !== null));
+    let outputCap: Admission['outputCap'] = strict && worst.outputField === null ? { field: capField, tokens: worst.perChoice } : null;
+    for (let attempt = 1; ; attempt++) {
+      const reserved = { tokens: tokensOf(worst), usdMicros: estimateCost(worst, price) };
+      const charge: Charge = { id: randomUUID(), scopes, price, estimate: worst, reserved };
+      const result = await this.storage('reserve', () => this.accounting.reserve(charge.id, scopes, reserved));
+      if (result.ok) {
+        this.inFlight.inc();
+        return { charge, outputCap };
+      }
+      if (!strict || attempt === STRICT_ATTEMPTS) throw refusal(result, reserved.tokens, reserved.usdMicros);
+      // Strict: the refusing scope's numbers say how much output fits; reserve that instead (no reads).
+      const perChoice = Math.floor(outputRoom(result, worst.promptTokens, price) / worst.choices);
+      if (perChoice < 1) {
+        const code = result.ledger === 'tokens' ? ErrorCode.BudgetExceeded : ErrorCode.CostBudgetExceeded;
+        throw new GatewayError(code, `${result.ledger === 'tokens' ? 'token budget' : 'cost budget'} of scope '${result.scope}' leaves no room for ${worst.choices > 1 ? `${worst.choices} responses` : 'a response'} to this prompt (~${worst.promptTokens} tokens)`);
+      }
+      if (perChoice < worst.perChoice) {
+        worst.perChoice = perChoice;
+        outputCap = { field: capField, tokens: perChoice };
       }
     }
-    return { charge: await this.reserve(scopes, price, worst), outputCap };
   }
 
   private context(request: MeteredRequest) {
@@ -160,7 +166,7 @@ export class AccountingService {
   async admitFixed(key: VirtualKey, model: string | null, tokens: number): Promise<Charge> {
     const scopes = scopesOf(key);
     const price = this.costs.price(model);
-    if (!billing('generate', price).priced && this.settings.unknownModelCost === 'refuse') await this.storage('read', () => this.refuseUnpricedUnderCostLimit(key, scopes, model));
+    if (!billing('generate', price).priced) this.refuseUnpricedUnderCostLimit(this.limits.of(key, scopes).cost, model);
     return this.reserve(scopes, price, { meter: 'generate', promptTokens: 0, choices: 1, perChoice: tokens, outputField: null, units: null });
   }
 
@@ -298,48 +304,30 @@ export class AccountingService {
     }
   }
 
-  /**
-   * Strict mode: the most output tokens (all choices together) the request may produce so that no
-   * limited scope goes over, by tokens and (for a priced model) by cost, with the scope that bounds it;
-   * null when no scope has a limit. One read per scope and ledger, in parallel.
-   */
-  private async outputRoom(scopes: string[], promptTokens: number, price: ModelPrice | null): Promise<{ tokens: number; scope: string; code: ErrorCode } | null> {
-    const [tokenScopes, costScopes] = await Promise.all([
-      Promise.all(scopes.map((scope) => this.ledger.get(scope))),
-      price === null ? Promise.resolve([]) : this.costLimited(scopes),
-    ]);
-    let room: { tokens: number; scope: string; code: ErrorCode } | null = null;
-    for (const s of tokenScopes) {
-      if (s === null || s.limit === null) continue;
-      const fits = s.limit - s.spent - s.reserved - promptTokens;
-      if (room === null || fits < room.tokens) room = { tokens: fits, scope: s.scope, code: ErrorCode.BudgetExceeded };
-    }
-    if (price !== null && price.outputPico > 0n) {
-      for (const s of costScopes) {
-        const left = BigInt(s.limit - s.spent - s.reserved) * 1_000_000n - BigInt(promptTokens) * price.inputPico;
-        const fits = left < 0n ? -1 : Number(left / price.outputPico);
-        if (room === null || fits < room.tokens) room = { tokens: fits, scope: s.scope, code: ErrorCode.CostBudgetExceeded };
-      }
-    }
-    return room;
-  }
-
-  /** The cost limits of the given scopes that exist (one read per scope, in parallel). */
-  private async costLimited(scopes: string[]): Promise<Array<{ scope: string; limit: number; spent: number; reserved: number }>> {
-    const found = await Promise.all(scopes.map((scope) => this.costLedger.get(scope)));
-    return found.flatMap((s) => (s !== null && s.limit !== null ? [{ scope: s.scope, limit: s.limit, spent: s.spent, reserved: s.reserved }] : []));
-  }
-
-  /** An unpriced model cannot be charged against a cost limit: refuse rather than charge zero. */
-  private async refuseUnpricedUnderCostLimit(key: VirtualKey, scopes: string[], model: string | null): Promise<void> {
-    const limited = key.budget.totalUsdMicros !== null ? [`key:${key.id}`] : (await this.costLimited(scopes)).map((s) => s.scope);
-    if (limited.length === 0) return;
+  /** An unpriced model cannot be charged against a cost limit: refuse rather than charge zero (COST_UNKNOWN_MODEL=refuse). */
+  private refuseUnpricedUnderCostLimit(limitedScope: string | null, model: string | null): void {
+    if (limitedScope === null || this.settings.unknownModelCost !== 'refuse') return;
     throw new GatewayError(
       ErrorCode.CostUnknownModel,
-      `model '${model ?? '(none)'}' has no price and scope '${limited[0]}' has a cost limit: add the model to the pricing table (or set COST_UNKNOWN_MODEL=allow to charge it 0)`,
+      `model '${model ?? '(none)'}' has no price and scope '${limitedScope}' has a cost limit: add the model to the pricing table (or set COST_UNKNOWN_MODEL=allow to charge it 0)`,
       'model',
     );
   }
+}
+
+/** Reserves strict mode tries, each lowering the output to what the scope that refused the last one has room for. */
+const STRICT_ATTEMPTS = 4;
+
+/**
+ * The most output tokens (all choices together) a refused reserve's scope has room for after the
+ * prompt, by tokens or (a priced model) by cost; negative when not even the prompt fits.
+ */
+function outputRoom(refused: Extract<AccountingReserveResult, { ok: false }>, promptTokens: number, price: ModelPrice | null): number {
+  const left = refused.limit - refused.spent - refused.reserved;
+  if (refused.ledger === 'tokens') return left - promptTokens;
+  if (price === null || price.outputPico === 0n) return -1;
+  const pico = BigInt(left) * 1_000_000n - BigInt(promptTokens) * price.inputPico;
+  return pico < 0n ? -1 : Number(pico / price.outputPico);
 }
 
 /**

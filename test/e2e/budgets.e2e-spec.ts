@@ -7,6 +7,7 @@ import { estimatePromptTokens } from '../../src/budgets/token-estimate';
 import { loadAppConfig } from '../../src/app-config';
 import { openBackend } from '../../src/storage/open-backend';
 import { BackendName } from '../../src/storage/ports/storage-backend';
+import Redis from 'ioredis';
 import { BackendEnv, E2E_BACKENDS, backendEnv } from './backends';
 import { ADMIN_TOKEN, READ_TOKEN, RunningGateway, admin, adminGet, startGateway, within } from './harness';
 
@@ -81,6 +82,35 @@ describe.each(E2E_BACKENDS)('budgets across two replicas on %s (e2e)', (backend)
     rmSync(dir, { recursive: true, force: true });
   });
 
+  it('never overspends with n > 1 under 200 concurrent requests: every choice is reserved', async () => {
+    const limit = 2000;
+    const token = await createKey(a, { id: 'choices', budget: { total_tokens: limit } });
+    await within(3000, async () => (await fetch(`${b.url}/v1/models`, { headers: { authorization: `Bearer ${token}` } })).status === 200);
+    const answers = await Promise.all(Array.from({ length: 200 }, (_, i) => chat(i % 2 ? a : b, token, { n: 4, max_tokens: 10 })));
+    const ok = answers.filter((r) => r.status === 200);
+    expect(ok.length).toBeGreaterThan(0);
+    for (const r of answers) if (r.status !== 200) expect([r.status, r.body.error.code]).toEqual([402, 'budget_exceeded']);
+    for (const r of ok) expect(r.body.choices).toHaveLength(4);
+    await settled(a, 'key:choices');
+    const key = await scope(b, 'budgets', 'key:choices');
+    expect(key.spent_tokens).toBeLessThanOrEqual(limit);
+    expect(key.spent_tokens).toBe(ok.reduce((sum, r) => sum + (r.body.usage.total_tokens as number), 0));
+  }, 60_000);
+
+  it('a limit set on one replica is known to the other within a second, without a read per request', async () => {
+    const token = await createKey(a, { id: 'feed', tenant_id: 'feed-t' });
+    await within(3000, async () => (await fetch(`${b.url}/v1/models`, { headers: { authorization: `Bearer ${token}` } })).status === 200);
+    // No limit anywhere: an unpriced model is served, and strict mode leaves the request as sent.
+    expect((await chat(b, token, { model: 'mystery-model' })).status).toBe(200);
+    expect(upstream.requests.at(-1)!.body.max_tokens).toBeUndefined();
+    expect((await admin(a, 'PUT', '/admin/costs/tenant:feed-t', { limit_usd_micros: 1_000_000 })).status).toBe(200);
+    await within(2000, async () => (await chat(b, token, { model: 'mystery-model' })).status === 402);
+    expect((await chat(b, token, { model: 'mystery-model' })).body.error).toMatchObject({ code: 'cost_unknown_model' });
+    // A token limit on the tenant: replica B now writes the output cap into a request without one.
+    expect((await admin(a, 'PUT', '/admin/budgets/tenant:feed-t', { limit_tokens: 1_000_000 })).status).toBe(200);
+    await within(2000, async () => (await chat(b, token, {})).status === 200 && upstream.requests.at(-1)!.body.max_tokens !== undefined);
+  });
+
   it('never overspends under 300 concurrent requests, charges each 2xx its real usage, and audits every charge', async () => {
     const perRequest = PROMPT + REPLY;
     const limit = 50 * perRequest;
@@ -138,21 +168,6 @@ describe.each(E2E_BACKENDS)('budgets across two replicas on %s (e2e)', (backend)
       await direct.close();
     }
     // MongoDB through FerretDB runs one command at a time (test/support/serial-relay.ts): seconds, not ms.
-  }, 60_000);
-
-  it('never overspends with n > 1 under 200 concurrent requests: every choice is reserved', async () => {
-    const limit = 2000;
-    const token = await createKey(a, { id: 'choices', budget: { total_tokens: limit } });
-    await within(3000, async () => (await fetch(`${b.url}/v1/models`, { headers: { authorization: `Bearer ${token}` } })).status === 200);
-    const answers = await Promise.all(Array.from({ length: 200 }, (_, i) => chat(i % 2 ? a : b, token, { n: 4, max_tokens: 10 })));
-    const ok = answers.filter((r) => r.status === 200);
-    expect(ok.length).toBeGreaterThan(0);
-    for (const r of answers) if (r.status !== 200) expect([r.status, r.body.error.code]).toEqual([402, 'budget_exceeded']);
-    for (const r of ok) expect(r.body.choices).toHaveLength(4);
-    await settled(a, 'key:choices');
-    const key = await scope(b, 'budgets', 'key:choices');
-    expect(key.spent_tokens).toBeLessThanOrEqual(limit);
-    expect(key.spent_tokens).toBe(ok.reduce((sum, r) => sum + (r.body.usage.total_tokens as number), 0));
   }, 60_000);
 });
 
@@ -433,4 +448,43 @@ describe('strict budget mode (e2e, sqlite)', () => {
     await settled(gateway, 'key:strict');
     expect((await scope(gateway, 'budgets', 'key:strict')).spent_tokens).toBe(100 + PROMPT + 10);
   });
+});
+
+describe('one reserve and one settle per request, nothing else from the store (e2e, redis)', () => {
+  /** Commands that read a ledger (or any) key without changing it. */
+  const READS = new Set(['get', 'mget', 'hget', 'hgetall', 'hmget', 'exists', 'zscore', 'zrange', 'zrangebyscore', 'scan', 'ttl', 'pttl', 'type', 'smembers']);
+
+  it('strict mode (the default) and an unpriced model under no cost limit: script calls only, no read', async () => {
+    const store = await backendEnv('redis');
+    const upstream = await startMockUpstream({ replyTokens: REPLY });
+    const dir = mkdtempSync(path.join(tmpdir(), 'ditto-round-trips-'));
+    const gateway = await startGateway({ ...store.env, GATEWAY_CONFIG: writeConfig(dir, upstream), ADMIN_TOKEN });
+    const raw = new Redis(store.env.REDIS_URL);
+    const monitor = await raw.monitor();
+    try {
+      const token = await createKey(gateway, { id: 'trips', tenant_id: 'acme', budget: { total_tokens: 1_000_000, total_usd_micros: 1_000_000 } });
+      expect((await admin(gateway, 'PUT', '/admin/budgets/tenant:acme', { limit_tokens: 2_000_000 })).status).toBe(200);
+      // The change feed tells every replica, this one included, which reads the new limit once (LimitIndex).
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      const seen: string[] = [];
+      // What the gateway sends: commands a script runs inside Redis are reported too, from source "lua".
+      monitor.on('monitor', (_time: string, args: string[], source: string) => {
+        if (source !== 'lua' && args.some((a) => a.startsWith(`${store.env.REDIS_PREFIX}:`))) seen.push(args[0].toLowerCase());
+      });
+      for (const body of [{}, { max_tokens: 10 }, { n: 2 }]) expect((await chat(gateway, token, body)).status).toBe(200);
+      await within(3000, async () => seen.filter((c) => c === 'evalsha' || c === 'eval').length >= 2);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(seen.filter((c) => READS.has(c))).toEqual([]);
+      // Per request a reserve, a settle and its audit row, each a script call (batched when they meet): at most three.
+      expect(seen.filter((c) => c === 'evalsha' || c === 'eval').length).toBeLessThanOrEqual(9);
+      expect(seen.filter((c) => c !== 'evalsha' && c !== 'eval' && !READS.has(c))).toEqual([]);
+    } finally {
+      monitor.disconnect();
+      raw.disconnect();
+      await gateway.close();
+      await upstream.close();
+      await store.cleanup();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 20_000);
 });
