@@ -137,6 +137,12 @@ class TypeormBackend implements StorageBackend {
     return this.store.ping();
   }
 
+  async probeWrite(): Promise<void> {
+    if (this.name === 'sqlite') await this.store.sqliteWrite({ type: 'probe', now: Date.now() });
+    // A transaction id is what a write takes first: a standby or a read-only session refuses it.
+    else await this.store.dataSource.query('SELECT txid_current()');
+  }
+
   details(): Record<string, unknown> {
     return structuredClone(this.facts);
   }
