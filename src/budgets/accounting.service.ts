@@ -235,7 +235,7 @@ export class AccountingService {
   private async reserve(scopes: string[], price: ModelPrice | null, worst: Estimate): Promise<Charge> {
     const reserved = { tokens: tokensOf(worst), usdMicros: estimateCost(worst, price) };
     const charge: Charge = { id: randomUUID(), scopes, price, estimate: worst, reserved };
-    const result = await this.storage('reserve', () => this.accounting.reserve(charge.id, scopes, reserved));
+    const result = await this.storage('reserve', () => this.accounting.reserve(charge.id, scopes, reserved)).catch((error: unknown) => this.recovery.releaseUnanswered(charge.id, error));
     if (!result.ok) throw refusal(result, reserved.tokens, reserved.usdMicros);
     this.inFlight.inc();
     return charge;

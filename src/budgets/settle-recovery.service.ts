@@ -100,6 +100,16 @@ export class SettleRecovery implements OnModuleInit, OnApplicationShutdown {
     this.schedule(this.replaying ? this.delayMs : FIRST_RETRY_MS);
   }
 
+  /**
+   * A reserve that failed may still have been applied (its answer lost, or one ledger of two took it):
+   * its release is journaled like a settle, so the reservation does not hold budget until the reaper.
+   * Releasing a reservation that was never made changes nothing. Rethrows `error`.
+   */
+  async releaseUnanswered(reservationId: string, error: unknown): Promise<never> {
+    await this.defer(reservationId, null).catch(() => undefined);
+    throw error;
+  }
+
   private schedule(delayMs: number): void {
     if (this.stopped || this.timer) return;
     this.timer = setTimeout(() => {
