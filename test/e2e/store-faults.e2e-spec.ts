@@ -188,6 +188,27 @@ describe('settles survive store faults (e2e, own stores)', () => {
       execFileSync('umount', [mount]);
     }
   }, 60_000);
+
+  it('sqlite locked by another process past busy_timeout: /ready 503 while it lasts, 200 once the lock is gone', async () => {
+    const file = path.join(mkdtempSync(path.join(dir, 'locked-')), 'ditto.sqlite');
+    const gateway = await startGateway({ ...common(), STORAGE_BACKEND: 'sqlite', SQLITE_PATH: file });
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const Database = require('better-sqlite3') as new (file: string) => { exec(sql: string): void; close(): void };
+    const other = new Database(file);
+    try {
+      expect((await fetch(`${gateway.url}/ready`)).status).toBe(200);
+      other.exec('BEGIN EXCLUSIVE');
+      await within(4000, async () => (await fetch(`${gateway.url}/ready`)).status === 503);
+      const body = (await (await fetch(`${gateway.url}/ready`)).json()) as { error: { code: string; message: string } };
+      expect(body.error).toMatchObject({ code: 'storage_unavailable' });
+      expect(body.error.message).toContain('does not take writes');
+      other.exec('ROLLBACK');
+      await within(10_000, async () => (await fetch(`${gateway.url}/ready`)).status === 200);
+    } finally {
+      other.close();
+      await gateway.close();
+    }
+  }, 30_000);
 });
 
 /** Writes `file` until the filesystem has no space left. */
