@@ -192,7 +192,6 @@ describe('settles survive store faults (e2e, own stores)', () => {
   it('sqlite locked by another process past busy_timeout: /ready 503 while it lasts, 200 once the lock is gone', async () => {
     const file = path.join(mkdtempSync(path.join(dir, 'locked-')), 'ditto.sqlite');
     const gateway = await startGateway({ ...common(), STORAGE_BACKEND: 'sqlite', SQLITE_PATH: file });
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
     const Database = require('better-sqlite3') as new (file: string) => { exec(sql: string): void; close(): void };
     const other = new Database(file);
     try {
