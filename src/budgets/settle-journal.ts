@@ -1,4 +1,4 @@
-import { promises as fs } from 'node:fs';
+import { constants as fsConstants, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { LedgerAmounts } from '../storage/ports/accounting-ledger';
 
@@ -51,7 +51,12 @@ export class SettleJournal {
    * processes that are gone; returns it with every entry still owed, oldest first.
    */
   static async open(dir: string, bounds: SettleJournalBounds, pid = process.pid): Promise<{ journal: SettleJournal; adopted: string[]; skipped: number }> {
-    await fs.mkdir(dir, { recursive: true });
+    try {
+      await fs.mkdir(dir, { recursive: true });
+      await fs.access(dir, fsConstants.W_OK);
+    } catch (error) {
+      throw new Error(`DATA_DIR "${dir}": the settle journal cannot be kept there (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+    }
     let file = path.resolve(dir, `${FILE_PREFIX}${pid}${FILE_SUFFIX}`);
     for (let n = 2; OPEN.has(file); n++) file = path.resolve(dir, `${FILE_PREFIX}${pid}.${n}${FILE_SUFFIX}`);
     OPEN.add(file);

@@ -13,6 +13,8 @@ const FIRST_RETRY_MS = 100;
 const LAST_RETRY_MS = 2000;
 /** Settles replayed at once (each its own idempotent call). */
 const REPLAY_CONCURRENCY = 32;
+/** Replayed settles removed from the file in one rewrite. */
+const REWRITE_EVERY = 1024;
 /** A replayed settle that has not answered by then counts as failed (it may still land: settling twice changes nothing). */
 const REPLAY_TIMEOUT_MS = 10_000;
 
@@ -119,26 +121,41 @@ export class SettleRecovery implements OnModuleInit, OnApplicationShutdown {
     this.timer.unref();
   }
 
-  /** Replays what is owed, oldest first, until the journal is empty or the store fails again (then backs off). */
+  /**
+   * Replays what is owed, oldest first, REPLAY_CONCURRENCY at a time, until the journal is empty or the
+   * store fails again (then backs off). The file is rewritten once per REWRITE_EVERY replayed settles
+   * and when the replay stops, not per settle.
+   */
   private async replay(): Promise<void> {
     const journal = this.journal!;
-    while (journal.size > 0 && !this.stopped) {
-      const batch = journal.pending.slice(0, REPLAY_CONCURRENCY);
+    let offset = 0;
+    let done = new Set<string>();
+    const forget = async () => {
+      const replayed = done;
+      done = new Set();
+      offset = 0;
+      await journal.remove(replayed).catch((error: Error) => this.logger.error(`the settle journal could not be rewritten: ${error.message}`));
+    };
+    while (offset < journal.size && !this.stopped) {
+      const batch = journal.pending.slice(offset, offset + REPLAY_CONCURRENCY);
       const results = await Promise.allSettled(batch.map((e) => withTimeout(this.ledger.settle(e.id, e.actual), REPLAY_TIMEOUT_MS)));
-      const done = new Set(batch.filter((_, i) => results[i].status === 'fulfilled').map((e) => e.id));
-      this.replays.inc(done.size);
-      await journal.remove(done).catch((error: Error) => this.logger.error(`the settle journal could not be rewritten: ${error.message}`));
-      if (done.size < batch.length) {
+      const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      batch.forEach((e, i) => results[i].status === 'fulfilled' && done.add(e.id));
+      this.replays.inc(results.filter((r) => r.status === 'fulfilled').length);
+      offset += batch.length;
+      if (failure) {
+        await forget();
         this.retries.inc();
-        const failure = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
-        this.logger.warn(`replaying ${journal.size} journaled settle(s): the store did not answer (${(failure.reason as Error).message}); retrying in ${this.delayMs} ms`);
         this.metrics.storageErrors.inc({ operation: 'ledger.replay' });
+        this.logger.warn(`replaying ${journal.size} journaled settle(s): the store did not answer (${(failure.reason as Error).message}); retrying in ${this.delayMs} ms`);
         const delay = this.delayMs;
         this.delayMs = Math.min(this.delayMs * 2, LAST_RETRY_MS);
         this.schedule(delay);
         return;
       }
+      if (done.size >= REWRITE_EVERY || offset >= journal.size) await forget();
     }
+    if (done.size) await forget();
     if (!this.stopped && this.delayMs > FIRST_RETRY_MS) this.logger.log('the settle journal is replayed: every settle owed reached the store');
     this.delayMs = FIRST_RETRY_MS;
   }
