@@ -14,6 +14,7 @@ import { scopesOf } from '../ledger/domain/scopes';
 import { LimitIndex } from './limit-index';
 import { Estimate, billing, estimate, estimateCost, meterOf, tokensOf } from './metering';
 import { OutputField } from './token-estimate';
+import { SettleRecovery } from './settle-recovery.service';
 
 type Json = Record<string, unknown>;
 /** Usage as the upstream reported it (tokens, or seconds, characters, images). */
@@ -98,6 +99,7 @@ export class AccountingService {
     private readonly costs: CostsService,
     private readonly limits: LimitIndex,
     private readonly metrics: MetricsService,
+    private readonly recovery: SettleRecovery,
     @Inject(budgetsConfig.KEY) settings: ConfigType<typeof budgetsConfig>,
   ) {
     this.settings = settings;
@@ -120,6 +122,7 @@ export class AccountingService {
   async admit(key: VirtualKey, request: MeteredRequest): Promise<Admission | null> {
     const meter = meterOf(request.method, request.path);
     if (meter === 'none') return null;
+    this.recovery.assertCaughtUp();
     const scopes = scopesOf(key);
     const context = this.context(request);
     const { price } = context;
@@ -135,7 +138,7 @@ export class AccountingService {
     for (let attempt = 1; ; attempt++) {
       const reserved = { tokens: tokensOf(worst), usdMicros: estimateCost(worst, price) };
       const charge: Charge = { id: randomUUID(), scopes, price, estimate: worst, reserved };
-      const result = await this.storage('reserve', () => this.accounting.reserve(charge.id, scopes, reserved));
+      const result = await this.storage('reserve', () => this.accounting.reserve(charge.id, scopes, reserved)).catch((error: unknown) => this.recovery.releaseUnanswered(charge.id, error));
       if (result.ok) {
         this.inFlight.inc();
         return { charge, outputCap };
@@ -164,6 +167,7 @@ export class AccountingService {
    * like `admit`, having reserved nothing. Settled with `settle` like any charge.
    */
   async admitFixed(key: VirtualKey, model: string | null, tokens: number): Promise<Charge> {
+    this.recovery.assertCaughtUp();
     const scopes = scopesOf(key);
     const price = this.costs.price(model);
     if (!billing('generate', price).priced) this.refuseUnpricedUnderCostLimit(this.limits.of(key, scopes).cost, model);
@@ -231,7 +235,7 @@ export class AccountingService {
   private async reserve(scopes: string[], price: ModelPrice | null, worst: Estimate): Promise<Charge> {
     const reserved = { tokens: tokensOf(worst), usdMicros: estimateCost(worst, price) };
     const charge: Charge = { id: randomUUID(), scopes, price, estimate: worst, reserved };
-    const result = await this.storage('reserve', () => this.accounting.reserve(charge.id, scopes, reserved));
+    const result = await this.storage('reserve', () => this.accounting.reserve(charge.id, scopes, reserved)).catch((error: unknown) => this.recovery.releaseUnanswered(charge.id, error));
     if (!result.ok) throw refusal(result, reserved.tokens, reserved.usdMicros);
     this.inFlight.inc();
     return charge;
@@ -242,27 +246,39 @@ export class AccountingService {
    * upstream's usage (a request whose usage the request itself says, speech characters, that; one
    * with no usage at all, the reservation); `lost` charges the reservation or the usage seen when
    * larger; `failed` releases it. A reservation the reaper released meanwhile is charged anyway, as a
-   * new metering-only entry.
+   * new metering-only entry. A settle the store does not take is journaled and replayed once it
+   * answers (SettleRecovery); only when the journal cannot take it either does this throw 503.
    */
   async settle(charge: Charge, usage: Reported | null, outcome: Outcome): Promise<Settlement> {
     this.inFlight.dec();
-    return this.storage('settle', () => this.settleOnLedgers(charge, usage, outcome));
+    const settlement: Settlement = outcome === 'failed' ? { tokens: 0, usdMicros: 0, basis: 'released', overshootTokens: 0 } : this.settlementOf(charge, usage, outcome);
+    try {
+      await this.storage('settle', () => this.settleOnLedgers(charge, settlement));
+    } catch (error) {
+      if (!(error instanceof GatewayError) || error.code !== ErrorCode.StorageUnavailable) throw error;
+      await this.recovery.defer(charge.id, settlement.basis === 'released' ? null : { tokens: settlement.tokens, usdMicros: settlement.usdMicros });
+    }
+    return settlement;
   }
 
-  private async settleOnLedgers(charge: Charge, reported: Reported | null, outcome: Outcome): Promise<Settlement> {
-    if (outcome === 'failed') {
-      await this.accounting.settle(charge.id, null);
-      return { tokens: 0, usdMicros: 0, basis: 'released', overshootTokens: 0 };
-    }
-    const { tokens, usdMicros, basis } = this.amounts(charge, reported, outcome);
-    const overshootTokens = Math.max(0, tokens - charge.reserved.tokens);
+  private settlementOf(charge: Charge, reported: Reported | null, outcome: Exclude<Outcome, 'failed'>): Settlement {
+    const amounts = this.amounts(charge, reported, outcome);
+    const overshootTokens = Math.max(0, amounts.tokens - charge.reserved.tokens);
     if (overshootTokens > 0) this.overshoot.inc(overshootTokens);
+    return { ...amounts, overshootTokens };
+  }
+
+  private async settleOnLedgers(charge: Charge, settlement: Settlement): Promise<void> {
+    if (settlement.basis === 'released') {
+      await this.accounting.settle(charge.id, null);
+      return;
+    }
+    const { tokens, usdMicros } = settlement;
     const { tokens: byTokens, usdMicros: byCost } = await this.accounting.settle(charge.id, { tokens, usdMicros });
     if (!byTokens || !byCost) {
       this.logger.warn(`reservation ${charge.id} was reaped before its request ended (RESERVATION_TTL_SECS too short?); charging it now`);
       await this.chargeLate(charge, byTokens ? 0 : tokens, byCost ? 0 : usdMicros);
     }
-    return { tokens, usdMicros, basis, overshootTokens };
   }
 
   /** Charges amounts no reservation is open for any more: a metering-only entry, reserved empty and settled. */

@@ -17,7 +17,12 @@ export type SqliteWrite =
   /** Commits (`actual`) or releases (null) the reservation in each ledger: one flag per ledger, false when unknown. */
   | { type: 'settle'; id: string; now: number; ledgers: Array<{ kind: LedgerKind; actual: number | null }> }
   /** Inserts audit rows (values in the audit table's column order); a row whose id exists is skipped. */
-  | { type: 'audit'; rows: unknown[][] };
+  | { type: 'audit'; rows: unknown[][] }
+  /** `/ready`'s write probe: writes a reservation row and deletes it again, so its batch's COMMIT writes to the file. */
+  | { type: 'probe'; now: number };
+
+/** The reservation id the write probe writes and deletes (never a request's: those are UUIDs). */
+const PROBE_ID = 'ditto:write-probe';
 
 /** A refused reserve: the ledger and the first scope (in the caller's order) that cannot take the amount. */
 export interface SqliteRefusal {
@@ -163,6 +168,10 @@ export class SqliteGroupCommit {
       case 'audit':
         for (const row of write.rows) this.exec(this.auditInsert, row);
         return write.rows.length;
+      case 'probe':
+        this.exec(this.sql.insertReservation, ['tokens', PROBE_ID, '[]', 0, write.now]);
+        this.get(this.sql.takeReservation, ['tokens', PROBE_ID]);
+        return true;
     }
   }
 
