@@ -122,9 +122,15 @@ function firstEvents(target: Target, round: number, requests: number, core: stri
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   return new Promise((resolve, reject) => {
-    child.once('exit', (code) =>
-      code === 0 ? resolve({ target: target.name, round, samples: (JSON.parse(out) as { samples_us: number[] }).samples_us }) : reject(new Error(`ttfb-client exited with ${code}`)),
-    );
+    child.once('error', reject);
+    child.once('exit', (code) => {
+      if (code !== 0) return reject(new Error(`ttfb-client exited with ${code} measuring ${target.name}`));
+      try {
+        resolve({ target: target.name, round, samples: (JSON.parse(out) as { samples_us: number[] }).samples_us });
+      } catch {
+        reject(new Error(`ttfb-client printed no samples measuring ${target.name}: ${out.slice(0, 200)}`));
+      }
+    });
   });
 }
 

@@ -87,12 +87,13 @@ async function measure(socket: Socket, reader: Reader): Promise<number> {
   const length = Number(/^content-length:\s*(\d+)\s*$/im.exec(head)?.[1] ?? NaN);
   if (!chunked && !Number.isInteger(length)) throw new Error('a response without a length on a keep-alive connection');
   const bodyStart = headEnd + 4;
-  while (reader.bytes.indexOf('data:', bodyStart) < 0) await reader.more();
-  const firstEvent = reader.lastArrival - start;
+  let firstEvent: bigint | null = null;
   for (;;) {
+    if (firstEvent === null && reader.bytes.indexOf('data:', bodyStart) >= 0) firstEvent = reader.lastArrival - start;
     const body = reader.bytes.subarray(bodyStart);
     const bodyLength = chunked ? chunkedLength(body) : body.length >= length ? length : null;
     if (bodyLength !== null) {
+      if (firstEvent === null) throw new Error(`a response without an SSE event: ${body.toString('utf8').slice(0, 300)}`);
       reader.consume(bodyStart + bodyLength);
       return Number(firstEvent / 1000n);
     }
