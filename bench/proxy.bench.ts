@@ -157,9 +157,9 @@ async function main(): Promise<void> {
   try {
     await measure(wrk, pinning, dir, stores);
   } finally {
-    rmSync(dir, { recursive: true, force: true });
-    // The gateways flush their audit queues on the way out: drop the stores once they are gone.
+    // The gateways flush their audit queues on the way out: remove the stores once they are gone.
     await Promise.all(children.map((child) => (child.exitCode === null ? new Promise((resolve) => child.once('exit', resolve).kill('SIGTERM')) : null)));
+    rmSync(dir, { recursive: true, force: true });
     await dropStores(stores);
   }
   process.stderr.write(`npm run bench: ${Math.round((Date.now() - started) / 1000)} s after the build\n`);
