@@ -44,6 +44,8 @@ export interface MockOptions {
   replyTokens?: number;
   /** Fields written over the usage the mock reports (a broken or hostile upstream). */
   usage?: Record<string, unknown>;
+  /** Set to false to keep no record of requests (the benchmark's millions of them would fill the heap). */
+  recordRequests?: boolean;
 }
 
 export interface MockUpstream {
@@ -87,7 +89,7 @@ export async function startMockUpstream(options: MockOptions = {}): Promise<Mock
         /* not JSON: keep the text */
       }
       const socket = req.socket;
-      requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body, raw, connectionClosed: () => socket.destroyed });
+      if (mock.options.recordRequests !== false) requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body, raw, connectionClosed: () => socket.destroyed });
       if (mock.options.hang) return;
       const answer = () => respond(req, encodedAnswer(req, res, mock.options), body, mock.options);
       if (mock.options.delayMs) setTimeout(answer, mock.options.delayMs);
