@@ -167,8 +167,9 @@ describe.each(E2E_BACKENDS)('budgets across two replicas on %s (e2e)', (backend)
     } finally {
       await direct.close();
     }
-    // MongoDB through FerretDB runs one command at a time (test/support/serial-relay.ts): seconds, not ms.
-  }, 60_000);
+    // MongoDB through FerretDB runs one command at a time (test/support/serial-relay.ts): seconds, not ms,
+    // and tens of seconds on a loaded machine.
+  }, 120_000);
 });
 
 describe('budget settlement on every path (e2e, sqlite)', () => {
