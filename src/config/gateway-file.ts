@@ -90,6 +90,7 @@ const priceSchema = z
     input_per_mtok_usd: price.optional(),
     output_per_mtok_usd: price.optional(),
     cached_input_per_mtok_usd: price.optional(),
+    cache_write_input_per_mtok_usd: price.optional(),
     input_cost_per_second: unitPrice,
     output_cost_per_second: unitPrice,
     input_cost_per_character: unitPrice,

@@ -17,6 +17,7 @@ import { UpstreamAnswer, describeFailure } from './upstream-dispatch';
 import { proxyConfig } from './proxy.config';
 import { Usage, unitUsage } from './domain/usage';
 import { SubtitleDuration } from './subtitle-duration';
+import { UsageDialect, usageDialect } from '../protocols/usage';
 
 const DROPPED_RESPONSE_HEADERS = new Set(['connection', 'keep-alive', 'transfer-encoding', 'proxy-authenticate', 'trailer', 'upgrade']);
 
@@ -103,10 +104,12 @@ export class ResponseRelay {
     const decodeForClient = strip && sse && decoder !== null;
     const rewrite = strip && sse && (!encoded || decodeForClient);
     const meter = exchange.charge?.estimate.meter;
+    // Where the backend's API reports usage (src/protocols/usage.ts); null: OpenAI's.
+    const dialect = usageDialect(backend.type);
     const watcher: UsageWatcher | null = sse
-      ? new SseUsageTap(strip && (decodeForClient || !encoded))
+      ? new SseUsageTap(strip && (decodeForClient || !encoded), dialect)
       : json
-        ? wrapFinder(meter === 'images')
+        ? wrapFinder(meter === 'images', dialect)
         : meter === 'audio-in'
           ? new SubtitleDuration()
           : null;
@@ -216,16 +219,18 @@ export class ResponseRelay {
 
 /**
  * A JsonUsageFinder as a watcher: it reads the bytes and passes them on unchanged. `images`: an images
- * answer without usage (dall-e) is usage in images, one per item of its `data`.
+ * answer without usage (dall-e) is usage in images, one per item of its `data`. `dialect`: another
+ * API's answer, read its way.
  */
-function wrapFinder(images: boolean): UsageWatcher {
-  const finder = new JsonUsageFinder();
+function wrapFinder(images: boolean, dialect: UsageDialect | null): UsageWatcher {
+  const finder = new JsonUsageFinder(dialect?.jsonKeys);
   return {
     push: (chunk) => {
       finder.push(chunk);
       return chunk;
     },
     get usage() {
+      if (dialect) return dialect.fromJson(finder.values);
       const usage = finder.usage;
       return usage === null && images && finder.dataItems !== null ? unitUsage('images', finder.dataItems) : usage;
     },

@@ -39,7 +39,8 @@ export class UpstreamDispatcher {
   async dispatch(
     exchange: Exchange,
     backends: BackendConfig[],
-    target: string,
+    /** Path and query after the backend's base path (another API's call may name it per backend: its model map). */
+    target: string | ((backend: BackendConfig) => string),
     json: JsonObject | null,
     edits: ReadonlyMap<string, MemberEdit>,
     /** What the upstream may compress with: the client's own choice, or `identity` when the gateway rewrites the body. */
@@ -58,7 +59,7 @@ export class UpstreamDispatcher {
       exchange.upstreamStarted = performance.now();
       try {
         response = await upstream.pool.request({
-          path: upstream.basePath + target,
+          path: upstream.basePath + (typeof target === 'string' ? target : target(backend)),
           method: request.method as Dispatcher.HttpMethod,
           headers: { ...upstreamHeaders(request, backend, event.requestId, exchange.body), 'accept-encoding': acceptEncoding },
           body: upload?.stream ?? jsonPayload(exchange.body, json, edits, backend),
