@@ -10,6 +10,9 @@ import { closeAfterAnswer } from '../common/http/early-answer';
 import { sendProtocolError } from '../protocols/errors';
 import type { OutputLimitField } from '../protocols/ingress';
 import { ingressFor } from '../protocols/ingresses';
+import { translationFor } from '../protocols/translate/translations';
+import type { BackendConfig } from '../config/gateway-file';
+import { relayTranslated } from './translated-relay';
 import { requestIdOf } from '../common/http/request-id';
 import { RateLimitsService } from '../rate-limits/rate-limits.service';
 import { KeyAdmission } from '../virtual-keys/key-admission';
@@ -100,8 +103,15 @@ export class ProxyService {
     const model = call ? call.model(json) : typeof json?.model === 'string' ? json.model : null;
     event.model = model;
     this.keys.checkModel(key, model);
-    // Only backends that speak the client's API (OpenAI's: `openai` backends).
-    const backends = this.router.route(model, key.route).filter((b) => (call ? call.reaches(b) : b.type === 'openai'));
+    // Backends that speak the client's API (OpenAI's: `openai` backends), or that it translates to (docs/protocols.md).
+    const native = (b: BackendConfig) => (call ? call.reaches(b) : b.type === 'openai');
+    const translation = (b: BackendConfig) => (native(b) ? null : translationFor(exchange.protocol, path, b.type));
+    const backends = this.router.route(model, key.route).filter((b) => native(b) || translation(b) !== null);
+    const translations = new Set(backends.map(translation).filter((t) => t !== null));
+    for (const t of translations) {
+      if (!json) throw new GatewayError(ErrorCode.InvalidRequest, 'the body must be a JSON object');
+      t.check(json);
+    }
     if (backends.length === 0) {
       const speaking = call ? ` speaking ${call.protocol}` : '';
       throw new GatewayError(ErrorCode.BackendError, model ? `no backend${speaking} is configured for model '${model}'` : `no backend${speaking} is configured`);
@@ -149,10 +159,16 @@ export class ProxyService {
     }
     const filterModels = request.method === 'GET' && path === '/models' && key.models.length > 0;
     // A body the gateway rewrites is asked for uncompressed; otherwise the client's choice of coding stands.
-    const acceptEncoding = strip || filterModels ? 'identity' : acceptedCodings(request.headers['accept-encoding']);
-    const answer = await this.upstream.dispatch(exchange, backends, call ? call.upstreamTarget : target, json, edits, acceptEncoding);
+    const acceptEncoding = strip || filterModels || translations.size > 0 ? 'identity' : acceptedCodings(request.headers['accept-encoding']);
+    // Translated requests carry the output limit in force: strict mode's cap, else what was reserved.
+    const outputTokens = admission?.outputCap?.tokens ?? exchange.charge?.estimate.perChoice ?? 0;
+    const upstreamPath = (b: BackendConfig) => translation(b)?.target(b) ?? (call ? call.upstreamTarget(b) : target);
+    const translatedBody = (b: BackendConfig) => translation(b)?.body(json!, b, outputTokens) ?? null;
+    const answer = await this.upstream.dispatch(exchange, backends, upstreamPath, json, edits, acceptEncoding, translatedBody);
     if (answer === null) return;
-    if (filterModels) await this.relay.relayModels(exchange, answer, key);
+    const translated = translation(answer.backend);
+    if (translated) await relayTranslated(exchange, answer, translated.answer(json!));
+    else if (filterModels) await this.relay.relayModels(exchange, answer, key);
     else await this.relay.relay(exchange, answer, strip);
   }
 

@@ -22,7 +22,7 @@ import { UsageDialect, usageDialect } from '../protocols/usage';
 const DROPPED_RESPONSE_HEADERS = new Set(['connection', 'keep-alive', 'transfer-encoding', 'proxy-authenticate', 'trailer', 'upgrade']);
 
 /** A decoder for the content codings the gateway reads usage through (zstd is not in Node 20's zlib). */
-function decoderFor(coding: string): Transform | null {
+export function decoderFor(coding: string): Transform | null {
   if (coding === 'gzip' || coding === 'x-gzip') return createGunzip();
   if (coding === 'deflate') return createInflate();
   if (coding === 'br') return createBrotliDecompress();

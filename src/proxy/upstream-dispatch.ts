@@ -45,6 +45,8 @@ export class UpstreamDispatcher {
     edits: ReadonlyMap<string, MemberEdit>,
     /** What the upstream may compress with: the client's own choice, or `identity` when the gateway rewrites the body. */
     acceptEncoding: string,
+    /** The body for a backend that speaks another API than the client (src/protocols/translate); null: the client's. */
+    translatedBody: (backend: BackendConfig) => string | null = () => null,
   ): Promise<UpstreamAnswer | null> {
     const { request, event, abort } = exchange;
     const upload = exchange.body.kind === 'stream' ? exchange.body : null;
@@ -62,7 +64,7 @@ export class UpstreamDispatcher {
           path: upstream.basePath + (typeof target === 'string' ? target : target(backend)),
           method: request.method as Dispatcher.HttpMethod,
           headers: { ...upstreamHeaders(request, backend, event.requestId, exchange.body), 'accept-encoding': acceptEncoding },
-          body: upload?.stream ?? jsonPayload(exchange.body, json, edits, backend),
+          body: upload?.stream ?? translatedBody(backend) ?? jsonPayload(exchange.body, json, edits, backend),
           signal: abort,
           // first_byte_timeout_ms: until the answer's headers; idle_timeout_ms: between body chunks.
           headersTimeout: backend.first_byte_timeout_ms,

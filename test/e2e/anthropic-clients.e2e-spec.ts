@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import Anthropic from '@anthropic-ai/sdk';
+import OpenAI from 'openai';
 import { AuditService } from '../../src/audit/audit.service';
 import { AuditLogRepository } from '../../src/storage/ports/audit-log.repository';
 import { ANTHROPIC_REPLY, AnthropicMock, CACHE_BLOCK_TOKENS, startAnthropicMock } from '../fixtures/anthropic-faithful-mock';
@@ -194,13 +195,102 @@ describe('Anthropic clients through the gateway (e2e)', () => {
     expect(upstream.requests.filter((r) => r.url.includes('batches'))).toEqual([]);
   });
 
-  it('an OpenAI chat request for a claude model is not sent raw to the anthropic backend', async () => {
-    const response = await fetch(`${gateway.url}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'claude-haiku-4-5', messages: [{ role: 'user', content: 'hi' }] }),
+  describe('the openai SDK calling a claude model (translated to the Messages API and back)', () => {
+    let openai: OpenAI;
+    beforeAll(() => {
+      openai = new OpenAI({ apiKey: KEY, baseURL: `${gateway.url}/v1`, maxRetries: 0 });
     });
-    expect(response.status).toBe(502);
-    expect(upstream.requests).toEqual([]);
+    const OPENAI_TOOL = { type: 'function' as const, function: { name: 'get_weather', description: 'Weather in a city', parameters: WEATHER_TOOL.input_schema } };
+
+    it('JSON: a chat completion with system and multi-turn messages, usage charged as Anthropic reported it', async () => {
+      const before = await spent();
+      const completion = await openai.chat.completions.create({
+        model: MODEL,
+        max_tokens: 64,
+        stop: ['END'],
+        messages: [
+          { role: 'system', content: 'Be brief.' },
+          { role: 'user', content: 'Hi' },
+          { role: 'assistant', content: 'Hello!' },
+          { role: 'user', content: [{ type: 'text', text: 'Weather?' }, { type: 'image_url', image_url: { url: 'data:image/png;base64,iVBORw0KGgo=' } }] },
+        ],
+      });
+      expect(completion.object).toBe('chat.completion');
+      expect(completion.choices[0]).toMatchObject({ index: 0, finish_reason: 'stop', message: { role: 'assistant', content: ANTHROPIC_REPLY } });
+      const sent = upstream.requests.at(-1)!;
+      expect(sent.url).toBe('/v1/messages');
+      expect(sent.headers['x-api-key']).toBe(UPSTREAM_KEY);
+      expect(sent.json).toEqual({
+        model: MODEL,
+        max_tokens: 64,
+        system: 'Be brief.',
+        stop_sequences: ['END'],
+        messages: [
+          { role: 'user', content: [{ type: 'text', text: 'Hi' }] },
+          { role: 'assistant', content: [{ type: 'text', text: 'Hello!' }] },
+          { role: 'user', content: [{ type: 'text', text: 'Weather?' }, { type: 'image', source: { type: 'base64', media_type: 'image/png', data: 'iVBORw0KGgo=' } }] },
+        ],
+      });
+      const answered = JSON.parse(upstream.answers.at(-1)!).usage;
+      expect(completion.usage).toMatchObject({ prompt_tokens: tokensOf(answered) - answered.output_tokens, completion_tokens: answered.output_tokens });
+      expect((await spent()).tokens - before.tokens).toBe(tokensOf(answered));
+      const row = (await rows()).at(-1)!;
+      expect(row.payload).toMatchObject({ protocol: 'openai', path: '/v1/chat/completions', backend: 'anthropic', status: 200, charged: { basis: 'usage', tokens: tokensOf(answered) } });
+    });
+
+    it('stream: chunks the SDK parses, the usage chunk when asked, charged', async () => {
+      const before = await spent();
+      const stream = await openai.chat.completions.create({ model: MODEL, max_tokens: 64, stream: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: 'Stream' }] });
+      let text = '';
+      let finish: string | null = null;
+      let usage: OpenAI.CompletionUsage | undefined;
+      for await (const chunk of stream) {
+        text += chunk.choices[0]?.delta.content ?? '';
+        finish = chunk.choices[0]?.finish_reason ?? finish;
+        usage = chunk.usage ?? usage;
+      }
+      expect(text).toBe(ANTHROPIC_REPLY);
+      expect(finish).toBe('stop');
+      expect(usage!.total_tokens).toBe((await spent()).tokens - before.tokens);
+      expect(upstream.requests.at(-1)!.json.stream).toBe(true);
+    });
+
+    it('tools: a tool call, its result sent back, JSON and streamed', async () => {
+      const messages: OpenAI.ChatCompletionMessageParam[] = [{ role: 'user', content: 'Weather in Paris?' }];
+      const first = await openai.chat.completions.create({ model: MODEL, max_tokens: 128, tools: [OPENAI_TOOL], tool_choice: 'required', parallel_tool_calls: false, messages });
+      expect(first.choices[0].finish_reason).toBe('tool_calls');
+      const call = first.choices[0].message.tool_calls![0] as OpenAI.ChatCompletionMessageFunctionToolCall;
+      expect(call).toMatchObject({ type: 'function', function: { name: 'get_weather' } });
+      expect(JSON.parse(call.function.arguments)).toEqual({ city: 'Paris' });
+      expect(upstream.requests.at(-1)!.json).toMatchObject({ tools: [{ name: 'get_weather', input_schema: WEATHER_TOOL.input_schema }], tool_choice: { type: 'any', disable_parallel_tool_use: true } });
+
+      const second = await openai.chat.completions.create({
+        model: MODEL,
+        max_tokens: 128,
+        tools: [OPENAI_TOOL],
+        messages: [...messages, first.choices[0].message, { role: 'tool', tool_call_id: call.id, content: '21°C, sunny' }],
+      });
+      expect(second.choices[0].message.content).toBe(ANTHROPIC_REPLY);
+      expect(upstream.requests.at(-1)!.json.messages.slice(1)).toEqual([
+        { role: 'assistant', content: [{ type: 'tool_use', id: call.id, name: 'get_weather', input: { city: 'Paris' } }] },
+        { role: 'user', content: [{ type: 'tool_result', tool_use_id: call.id, content: '21°C, sunny' }] },
+      ]);
+
+      const streamed = openai.chat.completions.stream({ model: MODEL, max_tokens: 128, tools: [OPENAI_TOOL], messages });
+      const final = await streamed.finalChatCompletion();
+      expect(final.choices[0].finish_reason).toBe('tool_calls');
+      const streamedCall = final.choices[0].message.tool_calls![0] as OpenAI.ChatCompletionMessageFunctionToolCall;
+      expect(JSON.parse(streamedCall.function.arguments)).toEqual({ city: 'Paris' });
+    });
+
+    it('fields the Messages API cannot take are refused with a 400 naming them; errors come in OpenAI shape', async () => {
+      await expect(openai.chat.completions.create({ model: MODEL, n: 2, logprobs: true, messages: [{ role: 'user', content: 'hi' }] })).rejects.toMatchObject({
+        status: 400,
+        message: expect.stringMatching(/logprobs, n \(other than 1\)/),
+      });
+      const wrong = new OpenAI({ apiKey: 'sk-ditto-wrong-0123456789abcdef', baseURL: `${gateway.url}/v1`, maxRetries: 0 });
+      await expect(wrong.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'hi' }] })).rejects.toMatchObject({ status: 401, code: 'invalid_api_key' });
+      expect(upstream.requests).toEqual([]);
+    });
   });
 });

@@ -31,8 +31,11 @@ describe('budgets of /v1/messages streams over two replicas on redis (e2e)', () 
   }, 30_000);
 
   afterAll(async () => {
-    await pair?.close();
-    await upstream?.close();
+    try {
+      await pair?.close();
+    } finally {
+      await upstream?.close();
+    }
   });
 
   it(`${STREAMS} concurrent streams: spent ≤ limit, spent = Σ the usage the clients saw, nothing left reserved`, async () => {
