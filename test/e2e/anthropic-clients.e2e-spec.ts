@@ -6,12 +6,14 @@ import OpenAI from 'openai';
 import { AuditService } from '../../src/audit/audit.service';
 import { AuditLogRepository } from '../../src/storage/ports/audit-log.repository';
 import { ANTHROPIC_REPLY, AnthropicMock, CACHE_BLOCK_TOKENS, startAnthropicMock } from '../fixtures/anthropic-faithful-mock';
+import { FaithfulMock, REPLY, startFaithfulMock } from '../fixtures/openai-faithful-mock';
 import { ADMIN_TOKEN, RunningGateway, adminGet, startGateway } from './harness';
 
 const KEY = 'sk-ditto-anthropic-0123456789abcdefghij';
 const LIMITED = 'sk-ditto-anthropic-limited-0123456789ab';
 const SONNET_ONLY = 'sk-ditto-anthropic-sonnet-0123456789abc';
 const UPSTREAM_KEY = 'sk-ant-upstream-secret-0123456789';
+const OPENAI_UPSTREAM_KEY = 'sk-openai-upstream-secret-0123456789';
 const MODEL = 'claude-sonnet-4-5';
 /** LiteLLM's entry for the model (USD per token): cache writes and reads have their own prices. */
 const PRICE = { input_cost_per_token: 3e-6, output_cost_per_token: 1.5e-5, cache_creation_input_token_cost: 3.75e-6, cache_read_input_token_cost: 3e-7, max_output_tokens: 64_000 };
@@ -34,19 +36,21 @@ const WEATHER_TOOL = { name: 'get_weather', description: 'Weather in a city', in
  */
 describe('Anthropic clients through the gateway (e2e)', () => {
   let upstream: AnthropicMock;
+  let openaiUpstream: FaithfulMock;
   let gateway: RunningGateway;
   let dir: string;
   let client: Anthropic;
 
   beforeAll(async () => {
     upstream = await startAnthropicMock(UPSTREAM_KEY);
+    openaiUpstream = await startFaithfulMock();
     dir = mkdtempSync(path.join(tmpdir(), 'ditto-anthropic-'));
-    writeFileSync(path.join(dir, 'prices.json'), JSON.stringify({ [MODEL]: PRICE }));
+    writeFileSync(path.join(dir, 'prices.json'), JSON.stringify({ [MODEL]: PRICE, 'gpt-4o-mini': { input_cost_per_token: 1.5e-7, output_cost_per_token: 6e-7 } }));
     writeFileSync(
       path.join(dir, 'gateway.json'),
       JSON.stringify({
         backends: [
-          { name: 'openai', base_url: 'http://127.0.0.1:9/v1' },
+          { name: 'openai', base_url: openaiUpstream.url, api_key: OPENAI_UPSTREAM_KEY },
           { name: 'anthropic', type: 'anthropic', base_url: upstream.url, api_key: UPSTREAM_KEY },
         ],
         router: { default_backends: ['openai'], rules: [{ model: 'claude-*', backends: ['anthropic'] }] },
@@ -64,12 +68,14 @@ describe('Anthropic clients through the gateway (e2e)', () => {
   afterAll(async () => {
     await gateway?.close();
     await upstream?.close();
+    await openaiUpstream?.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
   beforeEach(() => {
     upstream.requests.length = 0;
     upstream.answers.length = 0;
+    openaiUpstream.requests.length = 0;
   });
 
   /** The proxy audit rows, oldest first. */
@@ -291,6 +297,87 @@ describe('Anthropic clients through the gateway (e2e)', () => {
       const wrong = new OpenAI({ apiKey: 'sk-ditto-wrong-0123456789abcdef', baseURL: `${gateway.url}/v1`, maxRetries: 0 });
       await expect(wrong.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'hi' }] })).rejects.toMatchObject({ status: 401, code: 'invalid_api_key' });
       expect(upstream.requests).toEqual([]);
+    });
+  });
+
+  describe('the Anthropic SDK calling a model routed to an openai backend (translated to chat completions and back)', () => {
+    const GPT = 'gpt-4o-mini';
+
+    it('JSON: a message with system and multi-turn content, usage charged as OpenAI reported it', async () => {
+      const before = await spent();
+      const reply = await client.messages.create({
+        model: GPT,
+        max_tokens: 100,
+        system: [{ type: 'text', text: 'Be brief.', cache_control: { type: 'ephemeral' } }],
+        stop_sequences: ['END'],
+        messages: [
+          { role: 'user', content: 'Hi' },
+          { role: 'assistant', content: 'Hello!' },
+          { role: 'user', content: [{ type: 'text', text: 'Weather?' }, { type: 'image', source: { type: 'base64', media_type: 'image/png', data: 'iVBORw0KGgo=' } }] },
+        ],
+      });
+      expect(reply).toMatchObject({ type: 'message', role: 'assistant', stop_reason: 'end_turn', content: [{ type: 'text', text: REPLY }] });
+      const sent = openaiUpstream.requests.at(-1)!;
+      expect(sent.path).toBe('/v1/chat/completions');
+      expect(sent.headers.authorization).toBe(`Bearer ${OPENAI_UPSTREAM_KEY}`);
+      expect(sent.headers['x-api-key']).toBeUndefined();
+      expect(sent.json).toEqual({
+        model: GPT,
+        max_tokens: 100,
+        stop: ['END'],
+        messages: [
+          { role: 'system', content: 'Be brief.' },
+          { role: 'user', content: 'Hi' },
+          { role: 'assistant', content: 'Hello!' },
+          { role: 'user', content: [{ type: 'text', text: 'Weather?' }, { type: 'image_url', image_url: { url: 'data:image/png;base64,iVBORw0KGgo=' } }] },
+        ],
+      });
+      expect((await spent()).tokens - before.tokens).toBe(reply.usage.input_tokens + reply.usage.output_tokens);
+      expect((await rows()).at(-1)!.payload).toMatchObject({ protocol: 'anthropic', path: '/v1/messages', backend: 'openai', status: 200, charged: { basis: 'usage' } });
+    });
+
+    it('stream: the event stream the SDK accumulates, with the usage of the include_usage chunk', async () => {
+      const before = await spent();
+      const stream = client.messages.stream({ model: GPT, max_tokens: 100, messages: [{ role: 'user', content: 'Stream' }] });
+      const texts: string[] = [];
+      stream.on('text', (t) => texts.push(t));
+      const final = await stream.finalMessage();
+      expect(texts.join('')).toBe(REPLY);
+      expect(final.stop_reason).toBe('end_turn');
+      expect(openaiUpstream.requests.at(-1)!.json).toMatchObject({ stream: true, stream_options: { include_usage: true } });
+      expect(final.usage.output_tokens).toBeGreaterThan(0);
+      expect((await spent()).tokens - before.tokens).toBe(final.usage.input_tokens + final.usage.output_tokens);
+    });
+
+    it('tools: tool_use from tool calls, the tool_result round trip, JSON and streamed', async () => {
+      const ask = { model: GPT, max_tokens: 128, tools: [WEATHER_TOOL], tool_choice: { type: 'any' as const }, messages: [{ role: 'user' as const, content: 'Weather in Paris?' }] };
+      const call = await client.messages.create(ask);
+      expect(call.stop_reason).toBe('tool_use');
+      const use = call.content.find((b) => b.type === 'tool_use')!;
+      expect(use).toMatchObject({ name: 'get_weather', input: { city: 'Paris' } });
+      expect(openaiUpstream.requests.at(-1)!.json).toMatchObject({ tool_choice: 'required', tools: [{ type: 'function', function: { name: 'get_weather', parameters: WEATHER_TOOL.input_schema } }] });
+      const answer = await client.messages.create({
+        ...ask,
+        tool_choice: { type: 'auto' },
+        messages: [...ask.messages, { role: 'assistant', content: call.content }, { role: 'user', content: [{ type: 'tool_result', tool_use_id: use.id, content: '21°C, sunny' }] }],
+      });
+      expect(answer.content).toEqual([{ type: 'text', text: REPLY }]);
+      expect(openaiUpstream.requests.at(-1)!.json.messages.slice(1)).toEqual([
+        { role: 'assistant', content: null, tool_calls: [{ id: use.id, type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }] },
+        { role: 'tool', tool_call_id: use.id, content: '21°C, sunny' },
+      ]);
+      const streamed = await client.messages.stream(ask).finalMessage();
+      expect(streamed.stop_reason).toBe('tool_use');
+      expect(streamed.content).toEqual([expect.objectContaining({ type: 'tool_use', name: 'get_weather', input: { city: 'Paris' } })]);
+    });
+
+    it('fields chat completions cannot take are refused with a 400 naming them', async () => {
+      const withTopK = { model: GPT, max_tokens: 8, top_k: 5, messages: [{ role: 'user' as const, content: 'hi' }] };
+      await expect(client.messages.create(withTopK)).rejects.toMatchObject({
+        status: 400,
+        error: { type: 'error', error: { type: 'invalid_request_error', message: expect.stringContaining('top_k') } },
+      });
+      expect(openaiUpstream.requests).toEqual([]);
     });
   });
 });
