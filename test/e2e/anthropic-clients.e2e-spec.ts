@@ -12,6 +12,7 @@ import { ADMIN_TOKEN, RunningGateway, adminGet, startGateway } from './harness';
 const KEY = 'sk-ditto-anthropic-0123456789abcdefghij';
 const LIMITED = 'sk-ditto-anthropic-limited-0123456789ab';
 const SONNET_ONLY = 'sk-ditto-anthropic-sonnet-0123456789abc';
+const CACHED = 'sk-ditto-anthropic-cached-0123456789abc';
 const UPSTREAM_KEY = 'sk-ant-upstream-secret-0123456789';
 const OPENAI_UPSTREAM_KEY = 'sk-openai-upstream-secret-0123456789';
 const MODEL = 'claude-sonnet-4-5';
@@ -58,6 +59,7 @@ describe('Anthropic clients through the gateway (e2e)', () => {
           { id: 'claude', token: KEY, budget: { total_tokens: 100_000_000, total_usd_micros: 100_000_000 } },
           { id: 'limited', token: LIMITED, budget: { total_tokens: 1000 } },
           { id: 'haiku-only', token: SONNET_ONLY, models: ['claude-haiku-*'] },
+          { id: 'cached', token: CACHED, limits: { rpm: 2 }, cache: { ttl_secs: 60 } },
         ],
       }),
     );
@@ -173,6 +175,22 @@ describe('Anthropic clients through the gateway (e2e)', () => {
     const capped = JSON.parse(upstream.requests.at(-1)!.raw).max_tokens;
     expect(capped).toBeGreaterThan(0);
     expect(capped).toBeLessThan(1000);
+  });
+
+  it("the response cache and the rate limit apply; a 429 comes in Anthropic's shape with retry-after", async () => {
+    const ask = () =>
+      fetch(`${gateway.url}/v1/messages`, {
+        method: 'POST',
+        headers: { 'x-api-key': CACHED, 'anthropic-version': '2023-06-01', 'content-type': 'application/json' },
+        body: JSON.stringify({ model: MODEL, max_tokens: 32, messages: [{ role: 'user', content: 'cache me' }] }),
+      }).then(async (r) => ({ status: r.status, cache: r.headers.get('x-ditto-cache'), retryAfter: r.headers.get('retry-after'), body: (await r.json()) as any }));
+    const first = await ask();
+    const second = await ask();
+    expect([first.status, first.cache, second.status, second.cache]).toEqual([200, 'miss', 200, 'hit']);
+    expect(second.body).toEqual(first.body);
+    expect(upstream.requests).toHaveLength(1);
+    const third = await ask();
+    expect(third).toMatchObject({ status: 429, retryAfter: expect.stringMatching(/^\d+$/), body: { type: 'error', error: { type: 'rate_limit_error' } } });
   });
 
   it("refusals come in Anthropic's error shape, before and after the body is read", async () => {
