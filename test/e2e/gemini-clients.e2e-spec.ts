@@ -126,6 +126,10 @@ describe('Gemini clients through the gateway (e2e)', () => {
     expect(raw.status).toBe(200);
     expect(await raw.text()).toBe(upstream.answers.at(-1));
     expect(upstream.requests.at(-1)!.url).toBe(`/v1beta/models/${MODEL}:streamGenerateContent?alt=sse`);
+    // Nor does it reach the logs or the audit trail.
+    await gateway.app.get(AuditService).flush();
+    expect(JSON.stringify(gateway.logs)).not.toContain(KEY);
+    expect(JSON.stringify((await gateway.app.get(AuditLogRepository).query({}, 1000, null)).items)).not.toContain(KEY);
   });
 
   it('countTokens answers and is not charged; the model map applies to the path', async () => {
