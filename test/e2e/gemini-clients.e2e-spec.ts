@@ -171,4 +171,12 @@ describe('Gemini clients through the gateway (e2e)', () => {
     expect(await call(`/v1beta/models/${MODEL}:embedContent`, KEY, { contents })).toMatchObject({ status: 404, body: { error: { status: 'NOT_FOUND' } } });
     expect(upstream.requests).toEqual([]);
   });
+
+  it('metrics count requests by protocol, Gemini routes labelled without their model', async () => {
+    await ai.models.generateContent({ model: MODEL, contents: 'count me' });
+    const text = await (await fetch(`${gateway.url}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith('ditto_proxy_requests_total{') && l.includes('route="/v1beta/models/*:generateContent"') && l.includes('status="200"'));
+    expect(line).toContain('protocol="gemini"');
+    expect(text).not.toContain(MODEL + ':generateContent');
+  });
 });
