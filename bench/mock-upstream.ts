@@ -178,7 +178,10 @@ function respond(req: IncomingMessage, res: ServerResponse, body: any, options: 
   }
   const model = body?.model ?? 'unknown';
   const prompt = mockPromptTokens(path, body);
-  const completion = outputTokens(body, options);
+  // `n` choices, each as long as one reply would be: usage counts them all, as OpenAI's does.
+  const choices = Number.isSafeInteger(body?.n) && body.n > 1 ? (body.n as number) : 1;
+  const perChoice = outputTokens(body, options);
+  const completion = perChoice * choices;
   const cached = Math.min(options.cachedTokens ?? 0, prompt);
   const usage = {
     prompt_tokens: prompt,
@@ -187,7 +190,7 @@ function respond(req: IncomingMessage, res: ServerResponse, body: any, options: 
     ...(cached ? { prompt_tokens_details: { cached_tokens: cached } } : {}),
     ...options.usage,
   };
-  const text = Array.from({ length: completion }, (_, i) => WORDS[i % WORDS.length]);
+  const text = Array.from({ length: perChoice }, (_, i) => WORDS[i % WORDS.length]);
   if (req.method === 'POST' && path === '/v1/chat/completions') {
     if (body?.stream) return streamChat(res, model, text, usage, body?.stream_options?.include_usage === true, options);
     json(res, 200, {
@@ -195,7 +198,7 @@ function respond(req: IncomingMessage, res: ServerResponse, body: any, options: 
       object: 'chat.completion',
       created,
       model,
-      choices: [{ index: 0, message: { role: 'assistant', content: text.join('') }, finish_reason: 'length' }],
+      choices: Array.from({ length: choices }, (_, index) => ({ index, message: { role: 'assistant', content: text.join('') }, finish_reason: 'length' })),
       usage,
     });
     return;

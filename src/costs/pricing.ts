@@ -83,11 +83,20 @@ export class PricingTable {
   }
 
   /** Exact name first, then the name without a `provider/` prefix (`openai/gpt-4o` → `gpt-4o`). */
+  /**
+   * The price of a model: by its exact name, else without a `provider/` prefix, else without a dated
+   * snapshot suffix (`gpt-4o-mini-2024-07-18` → `gpt-4o-mini`: responses name the snapshot that served
+   * them).
+   */
   lookup(model: string | null): ModelPrice | null {
     if (model === null) return null;
-    return this.prices.get(model) ?? this.prices.get(model.slice(model.lastIndexOf('/') + 1)) ?? null;
+    const bare = model.slice(model.lastIndexOf('/') + 1);
+    return this.prices.get(model) ?? this.prices.get(bare) ?? this.prices.get(bare.replace(SNAPSHOT_SUFFIX, '')) ?? null;
   }
 }
+
+/** A dated snapshot's suffix: `-2024-07-18`. */
+const SNAPSHOT_SUFFIX = /-\d{4}-\d{2}-\d{2}$/;
 
 /** USD per million tokens (gateway.json) → pico-USD per token. */
 const fromPerMillion = (usd: number): bigint => BigInt(Math.round(usd * 1e6));

@@ -5,6 +5,7 @@ import { ReservationReaperJob } from './reservation-reaper.job';
 import { ReservationsController } from './reservations.controller';
 import { ReservationsService } from './reservations.service';
 import { CostLimits, TokenLimits } from './scope-limits';
+import { LimitIndex } from './limit-index';
 
 /**
  * What the token and cost ledgers share: scopes and their limits (`/admin/budgets`, `/admin/costs`),
@@ -13,7 +14,7 @@ import { CostLimits, TokenLimits } from './scope-limits';
 @Module({
   imports: [AuditModule],
   controllers: [BudgetsController, CostsController, ReservationsController],
-  providers: [TokenLimits, CostLimits, ReservationsService, ReservationReaperJob],
-  exports: [TokenLimits, CostLimits],
+  providers: [TokenLimits, CostLimits, LimitIndex, ReservationsService, ReservationReaperJob],
+  exports: [TokenLimits, CostLimits, LimitIndex],
 })
 export class LedgerModule {}

@@ -8,6 +8,7 @@ import type { VirtualKey } from '../virtual-keys/domain/virtual-key';
 import type { ProtocolName } from '../protocols/ingress';
 import { ProxyBody } from './proxy-body';
 import { ProxyEvent } from './proxy-event';
+import type { ResponseObject } from './domain/usage';
 
 export type Headers = Record<string, string | string[]>;
 
@@ -55,6 +56,8 @@ export class Exchange {
   /** The request reached an upstream and no complete answer came back from it (timeout, reset, cut
    * mid-body): the work may have been done and billed, so it is charged (budgets' `lost` outcome). */
   lost = false;
+  /** The Responses object the upstream's answer named (id, status, model), when it named one. */
+  answered: ResponseObject | null = null;
   /** performance.now() when the current upstream attempt was sent. */
   upstreamStarted = 0;
   /** The budget/cost reservation to settle when the request ends; null for ungoverned requests. */

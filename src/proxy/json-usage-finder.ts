@@ -1,9 +1,13 @@
-import { Usage, usageFrom } from './domain/usage';
+import { ResponseObject, Usage, usageFrom } from './domain/usage';
 
 /** A captured value larger than this is not kept (real `usage` objects are a few hundred bytes). */
 const USAGE_VALUE_MAX_BYTES = 64 * 1024;
-/** Top-level members whose values are kept: usage, and a verbose_json transcript's `duration`. */
-const CAPTURED_KEYS: ReadonlySet<string> = new Set(['usage', 'duration']);
+/**
+ * Top-level members whose values are kept: usage, a verbose_json transcript's `duration`, and what
+ * names a Responses object (`id`, `status`, `model`: a background response is charged when it is seen
+ * completed, docs/budgets.md).
+ */
+const CAPTURED_KEYS: ReadonlySet<string> = new Set(['usage', 'duration', 'id', 'status', 'model']);
 
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
@@ -127,6 +131,12 @@ export class JsonUsageFinder {
   /** The usage the response reported (read once it has ended); null when there was none. */
   get usage(): Usage | null {
     return usageFrom({ usage: this.found.get('usage'), duration: this.found.get('duration') });
+  }
+
+  /** The response object's top-level `id`, `status` and `model` (each when a string). */
+  get object(): ResponseObject {
+    const text = (key: string) => (typeof this.found.get(key) === 'string' ? (this.found.get(key) as string) : undefined);
+    return { id: text('id'), status: text('status'), model: text('model') };
   }
 
   private endKey(): void {

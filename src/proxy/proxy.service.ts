@@ -190,6 +190,7 @@ export class ProxyService {
     const { request, response, event } = exchange;
     event.latencyMs = Exchange.since(exchange.started);
     if (exchange.charge) await this.settle(exchange);
+    else if (exchange.answered?.id !== undefined) await this.settleBackground(exchange);
     if (exchange.rate) this.rateLimits.finishRequest(exchange.rate, event.charged?.tokens ?? 0);
     if (exchange.responseHead) event.bodies = loggedBodies(exchange);
     // An error is answered once its request is settled (a client that reads the ledger next sees it settled).
@@ -211,13 +212,47 @@ export class ProxyService {
     const { event } = exchange;
     const lost = exchange.lost || (event.aborted && exchange.dispatched);
     const outcome: Outcome = lost ? 'lost' : event.status >= 200 && event.status < 300 ? 'complete' : 'failed';
+    const queued = outcome === 'complete' && event.usage === null ? queuedResponseId(exchange) : null;
     try {
-      event.charged = await this.accounting.settle(exchange.charge!, event.usage, outcome);
+      event.charged = queued !== null ? await this.accounting.holdForBackground(exchange.charge!, queued) : await this.accounting.settle(exchange.charge!, event.usage, outcome);
     } catch (error) {
       // The reservation stays and the reaper releases it after RESERVATION_TTL_SECS.
       this.logger.error(`settling request ${event.requestId} failed (the reaper will release its reservation): ${(error as Error).message}`);
     }
   }
+
+  /**
+   * A background response read back (`GET /v1/responses/{id}`, as JSON or as its stream) or cancelled,
+   * and seen ended: the reservation held under its id is settled with its usage, once across replicas
+   * (docs/budgets.md, "Background responses"). Nothing when the gateway holds nothing under that id.
+   */
+  private async settleBackground(exchange: Exchange): Promise<void> {
+    const { event } = exchange;
+    const { id, status, model } = exchange.answered!;
+    if (event.status < 200 || event.status >= 300 || !ENDED_RESPONSE.has(status ?? '') || !BACKGROUND_READ.test(event.path)) return;
+    if (event.path.split('/')[3] !== id) return;
+    try {
+      event.charged = await this.accounting.settleBackground(id!, event.usage, model ?? null);
+    } catch (error) {
+      this.logger.error(`settling background response ${id} failed (the reaper will release its reservation): ${(error as Error).message}`);
+    }
+  }
+}
+
+/** Responses statuses of a response that will not change any more. */
+const ENDED_RESPONSE = new Set(['completed', 'incomplete', 'failed', 'cancelled']);
+/** Statuses of a background response still running. */
+const PENDING_RESPONSE = new Set(['queued', 'in_progress']);
+/** A Responses id as OpenAI writes them; anything else is not used as a reservation id. */
+const RESPONSE_ID = /^[A-Za-z0-9_-]{1,128}$/;
+/** Where a background response is seen ended: reading it back, or cancelling it. */
+const BACKGROUND_READ = /^\/v1\/responses\/[A-Za-z0-9_-]{1,128}(?:\/cancel)?$/;
+
+/** The id of a background response the upstream queued (`POST /v1/responses` with `background: true`), else null. */
+function queuedResponseId(exchange: Exchange): string | null {
+  const { body, answered, event } = exchange;
+  if (event.method !== 'POST' || event.path !== '/v1/responses' || body.kind !== 'json' || !isJsonObject(body.value) || body.value.background !== true) return null;
+  return answered?.id !== undefined && RESPONSE_ID.test(answered.id) && PENDING_RESPONSE.has(answered.status ?? '') ? answered.id : null;
 }
 
 /**

@@ -15,7 +15,7 @@ import { JsonUsageFinder } from './json-usage-finder';
 import { SseUsageTap } from './sse-usage-tap';
 import { UpstreamAnswer, describeFailure } from './upstream-dispatch';
 import { proxyConfig } from './proxy.config';
-import { Usage, unitUsage } from './domain/usage';
+import { ResponseObject, Usage, unitUsage } from './domain/usage';
 import { SubtitleDuration } from './subtitle-duration';
 import { UsageDialect, usageDialect } from '../protocols/usage';
 
@@ -68,6 +68,8 @@ export function encoderFor(header: string | string[] | undefined): { coding: str
 interface UsageWatcher {
   push(chunk: Buffer): Buffer;
   readonly usage: Usage | null;
+  /** The Responses object the answer names (JSON and SSE), for background responses. */
+  readonly object?: ResponseObject;
 }
 
 /**
@@ -183,6 +185,7 @@ export class ResponseRelay {
         if (watcher instanceof SseUsageTap) watcher.end();
       }
       event.usage = sideFailed ? null : (watcher?.usage ?? null);
+      if (!sideFailed && watcher?.object) exchange.answered = watcher.object;
       event.upstreamMs = Exchange.since(exchange.upstreamStarted);
     }
     if (exchange.cache && exchange.relayed && kept && !sideFailed) {
@@ -233,6 +236,9 @@ function wrapFinder(images: boolean, dialect: UsageDialect | null): UsageWatcher
       if (dialect) return dialect.fromJson(finder.values);
       const usage = finder.usage;
       return usage === null && images && finder.dataItems !== null ? unitUsage('images', finder.dataItems) : usage;
+    },
+    get object() {
+      return finder.object;
     },
   };
 }

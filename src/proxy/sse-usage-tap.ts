@@ -1,6 +1,6 @@
 import { StringDecoder } from 'node:string_decoder';
 import type { UsageDialect } from '../protocols/usage';
-import { Usage, usageFrom } from './domain/usage';
+import { ResponseObject, Usage, usageFrom } from './domain/usage';
 
 const EVENT_END = /\r?\n\r?\n/;
 
@@ -19,6 +19,8 @@ const EVENT_END = /\r?\n\r?\n/;
  */
 export class SseUsageTap {
   usage: Usage | null = null;
+  /** The Responses object of the event that carried the usage (`response.completed`), when it names one. */
+  object: ResponseObject = {};
   /** The stream's `data: [DONE]` (or its dialect's last event) has gone by: the client has the whole answer. */
   done = false;
   private readonly decoder = new StringDecoder('utf8');
@@ -70,7 +72,16 @@ export class SseUsageTap {
       .join('\n');
     try {
       const parsed = JSON.parse(data) as Record<string, unknown>;
-      this.usage = this.dialect ? this.dialect.fromEvent(parsed, this.usage) : (usageFrom(parsed) ?? this.usage);
+      if (this.dialect) {
+        this.usage = this.dialect.fromEvent(parsed, this.usage);
+        return parsed;
+      }
+      this.usage = usageFrom(parsed) ?? this.usage;
+      const response = parsed.response as Record<string, unknown> | undefined;
+      if (typeof response === 'object' && response !== null) {
+        const text = (v: unknown) => (typeof v === 'string' ? v : undefined);
+        this.object = { id: text(response.id), status: text(response.status), model: text(response.model) };
+      }
       return parsed;
     } catch {
       return null;

@@ -55,3 +55,10 @@ export function usageFrom(body: unknown): Usage | null {
   const total = int(usage.total_tokens) || prompt + completion;
   return { promptTokens: prompt, completionTokens: completion, cachedTokens: Math.min(cached, prompt), totalTokens: total };
 }
+
+/** What names a Responses API object in an answer: its id, status and model, when present. */
+export interface ResponseObject {
+  id?: string;
+  status?: string;
+  model?: string;
+}
