@@ -11,7 +11,7 @@ import { ModelPrice, UsageCounts, costMicros } from '../costs/pricing';
 import { VirtualKey } from '../virtual-keys/domain/virtual-key';
 import { AccountingLedger, AccountingReserveResult } from '../storage/ports/accounting-ledger';
 import { scopesOf } from '../ledger/domain/scopes';
-import { LimitIndex } from '../ledger/limit-index';
+import { LimitIndex } from './limit-index';
 import { Estimate, billing, estimate, estimateCost, meterOf, tokensOf } from './metering';
 import { OutputField } from './token-estimate';
 

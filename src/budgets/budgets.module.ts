@@ -1,12 +1,12 @@
 import { Module } from '@nestjs/common';
 import { CostsModule } from '../costs/costs.module';
-import { LedgerModule } from '../ledger/ledger.module';
+import { LimitIndex } from './limit-index';
 import { AccountingService } from './accounting.service';
 
 /** Request accounting: the reserve before a request is forwarded and the settle when it ends, on both ledgers. */
 @Module({
-  imports: [CostsModule, LedgerModule],
-  providers: [AccountingService],
-  exports: [AccountingService],
+  imports: [CostsModule],
+  providers: [AccountingService, LimitIndex],
+  exports: [AccountingService, LimitIndex],
 })
 export class BudgetsModule {}

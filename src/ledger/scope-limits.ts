@@ -7,7 +7,7 @@ import { BudgetLedger } from '../storage/ports/budget-ledger';
 import { CostLedger } from '../storage/ports/cost-ledger';
 import { ChangeFeed } from '../storage/ports/change-feed';
 import { Ledger, LedgerScope } from '../storage/ports/ledger';
-import { BUDGET_LIMIT_ENTITY, COST_LIMIT_ENTITY, LimitIndex, LimitLedger } from './limit-index';
+import { BUDGET_LIMIT_ENTITY, COST_LIMIT_ENTITY, LimitIndex, LimitLedger } from '../budgets/limit-index';
 import { SCOPE_FORMAT, ScopeType, formatPeriod, isScope, parsePeriod } from './domain/scopes';
 
 export type LedgerUnit = 'tokens' | 'usd_micros';

@@ -72,7 +72,7 @@ describe.each(E2E_BACKENDS)('budgets across two replicas on %s (e2e)', (backend)
     const env = { ...store.env, GATEWAY_CONFIG: writeConfig(dir, upstream, {}, 30_000), ADMIN_TOKEN, AUDIT_FLUSH_MS: '50', CHANGE_FEED_POLL_MS: '50' };
     a = await startGateway(env);
     b = await startGateway(env);
-  });
+  }, 30_000);
 
   afterAll(async () => {
     await a?.close();
