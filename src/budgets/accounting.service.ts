@@ -354,6 +354,7 @@ function outputRoom(refused: Extract<AccountingReserveResult, { ok: false }>, pr
 function boundedUsage(usage: Reported): Reported {
   const bound = (n: number) => Math.min(n, MAX_REQUEST_TOKENS);
   const bounded: Reported = { promptTokens: bound(usage.promptTokens), completionTokens: bound(usage.completionTokens), cachedTokens: bound(usage.cachedTokens), totalTokens: bound(usage.totalTokens) };
+  if (usage.cacheWriteTokens !== undefined) bounded.cacheWriteTokens = bound(usage.cacheWriteTokens);
   for (const unit of ['seconds', 'characters', 'images'] as const) {
     if (usage[unit] !== undefined) bounded[unit] = Math.min(usage[unit], MAX_REQUEST_UNITS);
   }

@@ -5,6 +5,7 @@ import type { Charge } from '../budgets/accounting.service';
 import type { RateAdmission } from '../rate-limits/rate-limits.service';
 import type { CacheTicket } from '../cache/request-cache';
 import type { VirtualKey } from '../virtual-keys/domain/virtual-key';
+import type { ProtocolName } from '../protocols/ingress';
 import { ProxyBody } from './proxy-body';
 import { ProxyEvent } from './proxy-event';
 import type { ResponseObject } from './domain/usage';
@@ -45,6 +46,8 @@ export class Exchange {
   readonly abort = new ClientGone();
   body: ProxyBody = NO_BODY;
   key: VirtualKey | null = null;
+  /** The API the client speaks: its errors are answered in that API's shape. */
+  protocol: ProtocolName = 'openai';
   /** The client has had the whole response (all bytes, or an SSE stream's `[DONE]`): closing the
    * connection after that is not an abort. */
   relayed = false;
@@ -102,6 +105,11 @@ export class Exchange {
         this.abort.abort();
       }
     });
+  }
+
+  speaks(protocol: ProtocolName): void {
+    this.protocol = protocol;
+    this.event.protocol = protocol;
   }
 
   identify(key: VirtualKey): void {

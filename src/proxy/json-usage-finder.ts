@@ -7,7 +7,7 @@ const USAGE_VALUE_MAX_BYTES = 64 * 1024;
  * names a Responses object (`id`, `status`, `model`: a background response is charged when it is seen
  * completed, docs/budgets.md).
  */
-const CAPTURED_KEYS = new Set(['usage', 'duration', 'id', 'status', 'model']);
+const CAPTURED_KEYS: ReadonlySet<string> = new Set(['usage', 'duration', 'id', 'status', 'model']);
 
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
@@ -24,7 +24,8 @@ const COMMA = 0x2c;
  * never uses those bytes inside a multi-byte character) that tracks strings and depth, copies only the
  * values of the top-level keys `usage` and `duration`, and parses just those; it also counts the
  * items of a top-level `data` array (the images of an images answer that reports no usage). A
- * response of any size costs the same.
+ * response of any size costs the same. Another API's answer names other keys (`capturedKeys`:
+ * Gemini's `usageMetadata`), read with `values`.
  */
 export class JsonUsageFinder {
   private depth = 0;
@@ -47,6 +48,13 @@ export class JsonUsageFinder {
   private itemStarted = false;
   /** Items of the top-level `data` array; null when there is none. */
   dataItems: number | null = null;
+
+  constructor(private readonly capturedKeys: ReadonlySet<string> = CAPTURED_KEYS) {}
+
+  /** The parsed values of the captured keys found (null: present but unreadable). */
+  get values(): ReadonlyMap<string, unknown> {
+    return this.found;
+  }
 
   push(chunk: Buffer): void {
     // Where, in this chunk, the part of the usage value still to be copied starts (-1: nothing to copy).
@@ -141,7 +149,7 @@ export class JsonUsageFinder {
   }
 
   private startsUsage(): boolean {
-    if (this.capture !== null || !CAPTURED_KEYS.has(this.lastKey) || this.found.has(this.lastKey)) return false;
+    if (this.capture !== null || !this.capturedKeys.has(this.lastKey) || this.found.has(this.lastKey)) return false;
     this.captureKey = this.lastKey;
     return true;
   }

@@ -8,6 +8,8 @@ export interface Usage {
   completionTokens: number;
   /** Prompt tokens served from the provider's prompt cache (priced at the cached-input rate). */
   cachedTokens: number;
+  /** Prompt tokens written to the provider's prompt cache (Anthropic's cache_creation_input_tokens, priced at the cache-write rate). */
+  cacheWriteTokens?: number;
   totalTokens: number;
   /** Seconds of audio in (fractions kept). */
   seconds?: number;
