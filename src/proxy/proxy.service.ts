@@ -85,14 +85,19 @@ export class ProxyService {
     }
     const key = this.keys.admit(request.headers);
     exchange.identify(key);
+    // Routes, a model named in the path, batch creation: decided from the request line, before the body.
+    await this.keys.checkRequest(key, event.method, path);
     // `100 Continue` only once the headers passed every check (key, method, type, announced size).
     const expectsContinue = /^100-continue$/i.test(request.headers.expect ?? '');
     exchange.body = await this.bodies.read(request, route, () => {
       if (expectsContinue) exchange.response.writeContinue();
     });
     const json = exchange.body.kind === 'json' && isJsonObject(exchange.body.value) ? exchange.body.value : null;
-    const model = typeof json?.model === 'string' ? json.model : null;
+    if (json !== null && json.model !== undefined && typeof json.model !== 'string') throw new GatewayError(ErrorCode.InvalidRequest, "'model' must be a string", 'model');
+    const upload = exchange.body.kind === 'stream' ? exchange.body : null;
+    const model = upload ? upload.model : typeof json?.model === 'string' ? json.model : null;
     event.model = model;
+    if (model === null) this.keys.checkModelNamed(key, event.method, path, upload !== null, this.router.routesByModel(key.route));
     this.keys.checkModel(key, model);
     const backends = this.router.route(model, key.route);
     if (backends.length === 0) {

@@ -38,7 +38,7 @@ describe('state backend', () => {
     const backend = await openStateBackend(testStorageOptions({ state: { file } }));
     try {
       expect(await backend.keys.get('old')).toEqual({ ...old, cache: { ttlSecs: null }, allowedRoutes: [] });
-      await backend.keys.update({ ...old, cache: { ttlSecs: 0 } });
+      await backend.keys.update({ ...old, cache: { ttlSecs: 0 }, allowedRoutes: [] });
       expect(JSON.parse(readFileSync(file, 'utf8')).virtual_keys[0].cache).toEqual({ ttlSecs: 0 });
     } finally {
       await backend.close();
