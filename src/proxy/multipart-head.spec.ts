@@ -124,6 +124,18 @@ describe('readUploadHead', () => {
     expect((await collect(head.stream)).toString()).toContain('name="model"');
   });
 
+  it('counts only a model before the first file part and within the bound, however the bytes arrive', async () => {
+    const afterFile = new PassThrough();
+    afterFile.end(body(file('file', 'RIFF'), field('model', 'whisper-1'), close));
+    expect((await readUploadHead(fakeRequest(), afterFile, TYPE, () => new Error('gone'))).model).toBeNull();
+    const pastBound = new PassThrough();
+    pastBound.end(body(field('prompt', 'p'.repeat(2000)), field('model', 'whisper-1'), close));
+    expect((await readUploadHead(fakeRequest(), pastBound, TYPE, () => new Error('gone'), 1024)).model).toBeNull();
+    const first = new PassThrough();
+    first.end(body(field('model', 'whisper-1'), file('file', 'RIFF'), close));
+    expect((await readUploadHead(fakeRequest(), first, TYPE, () => new Error('gone'), 1024)).model).toBe('whisper-1');
+  });
+
   it('stops at the bound when neither comes', async () => {
     const source = new PassThrough();
     source.write(body(field('prompt', 'p'.repeat(70_000))));

@@ -108,6 +108,10 @@ type State = 'preamble' | 'delimiter' | 'headers' | 'body' | 'epilogue';
 export class MultipartScanner {
   /** The value of the `model` field, once its part is complete. */
   model: string | null = null;
+  /** Whether the model part began before any file part. */
+  modelBeforeFile = false;
+  /** Bytes of the body up to the end of the model part (its closing delimiter), once complete. */
+  modelEnd = 0;
   /** A file part has begun. */
   fileSeen = false;
   /** The close delimiter was seen. */
@@ -193,6 +197,7 @@ export class MultipartScanner {
       this.take(buf, pos, at - 2);
       if (this.value !== null) {
         this.model = Buffer.concat(this.value).toString('utf8');
+        this.modelEnd = this.consumed + at;
         this.value = null;
       }
     }
@@ -222,6 +227,7 @@ export class MultipartScanner {
     if (part.name.toLowerCase() !== 'model') return;
     if (++this.modelParts > 1) throw refuse('the body names the model more than once');
     if (part.file) throw refuse('the model part is a file; it must be a text field');
+    this.modelBeforeFile = !this.fileSeen;
     this.value = [];
     this.valueBytes = 0;
   }
@@ -253,14 +259,22 @@ export function readUploadHead(
     const head: Buffer[] = [];
     let bytes = 0;
     let ended = false;
+    // Only a model before the first file part and within the bound counts, however the bytes were
+    // chunked: a chunk may carry the scanner past either before the head is decided.
+    const inHead = () => scanner.model !== null && scanner.modelBeforeFile && scanner.modelEnd <= maxHeadBytes;
     const finish = (error: Error | null) => {
       source.off('data', onData);
       source.off('end', onEnd);
       source.off('error', onError);
       request.off('close', onClose);
-      if (error) return reject(error);
+      if (error) {
+        // Nothing will read the rest: stop counting it (and its idle timer) without a second error.
+        source.on('error', ignore);
+        source.destroy();
+        return reject(error);
+      }
       source.pause();
-      resolve({ model: scanner.model, stream: rest(source, scanner, Buffer.concat(head, bytes), ended) });
+      resolve({ model: inHead() ? scanner.model : null, stream: rest(source, scanner, Buffer.concat(head, bytes), ended) });
     };
     const onData = (chunk: Buffer) => {
       head.push(chunk);
@@ -270,7 +284,7 @@ export function readUploadHead(
       } catch (error) {
         return finish(error as Error);
       }
-      if (scanner.model !== null || scanner.fileSeen || scanner.closed || bytes >= maxHeadBytes) finish(null);
+      if (inHead() || scanner.fileSeen || scanner.closed || bytes >= maxHeadBytes) finish(null);
     };
     const onEnd = () => {
       ended = true;
@@ -292,7 +306,13 @@ export function readUploadHead(
   });
 }
 
-/** The head, then the rest of `source` through the scanner. */
+function ignore(): void {}
+
+/**
+ * The head, then the rest of `source` through the scanner. A request refused after its head was read
+ * (model, rate limit, budget) never reads this stream: an error it meets later (the upload's idle
+ * timeout) must not go unhandled, hence the no-op listeners; a reader (undici) has its own.
+ */
 function rest(source: Readable, scanner: MultipartScanner, head: Buffer, ended: boolean): Readable {
   const out = new Transform({
     transform(chunk: Buffer, _encoding, done) {
@@ -312,12 +332,13 @@ function rest(source: Readable, scanner: MultipartScanner, head: Buffer, ended: 
       done();
     },
   });
+  out.on('error', ignore);
   if (head.length > 0) out.push(head);
   if (ended) {
     out.end();
     return out;
   }
-  source.once('error', (error) => out.destroy(error));
+  source.on('error', (error) => out.destroy(error));
   source.pipe(out);
   return out;
 }
