@@ -48,7 +48,7 @@ describe('MultipartScanner', () => {
   const audio = Buffer.alloc(100_000, 7);
   const good = body(field('model', 'whisper-1'), field('language', 'en'), file('file', audio), close);
 
-  it.each([1, 3, 17, 4096, good.length])('finds the model and accepts a well-formed body fed %i bytes at a time', (size) => {
+  it.each([1, 3, 17, 22, 25, 50, 64, 4096, good.length])('finds the model and accepts a well-formed body fed %i bytes at a time', (size) => {
     const result = scan(good, size);
     expect(result).toBeInstanceOf(MultipartScanner);
     expect((result as MultipartScanner).model).toBe('whisper-1');
@@ -86,7 +86,7 @@ describe('MultipartScanner', () => {
     ['a boundary after the close', body(field('a', 'b'), close, `--${B}\r\n`), /after the closing boundary/],
     ['headers larger than 8 KiB', body(`--${B}\r\nContent-Disposition: form-data; name="a"\r\nX-Pad: ${'p'.repeat(9000)}\r\n\r\nv\r\n`, close), /headers are larger/],
   ])('refuses %s', (_name, bytes, problem) => {
-    for (const size of [1, 7, bytes.length]) expect(scan(bytes, size)).toMatch(problem);
+    for (const size of [1, 7, 23, 40, bytes.length]) expect(scan(bytes, size)).toMatch(problem);
   });
 });
 

@@ -132,6 +132,16 @@ export class MultipartScanner {
   }
 
   feed(chunk: Buffer): void {
+    // Joining the carry-over to every chunk would copy the whole upload (slow for large chunks): when
+    // no delimiter spans the junction, the carry-over is plain content and the chunk is scanned alone.
+    if (this.carry.length > 0 && chunk.length > this.delimiter.length && this.state !== 'delimiter' && this.state !== 'headers') {
+      const junction = Buffer.concat([this.carry, chunk.subarray(0, this.delimiter.length + 1)]);
+      if (junction.indexOf(this.delimiter) === -1) {
+        this.take(this.carry, 0, this.carry.length);
+        this.consumed += this.carry.length;
+        this.carry = Buffer.alloc(0);
+      }
+    }
     const buf = this.carry.length === 0 ? chunk : Buffer.concat([this.carry, chunk]);
     let pos = 0;
     for (;;) {
