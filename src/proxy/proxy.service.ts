@@ -86,7 +86,8 @@ export class ProxyService {
     const key = this.keys.admit(request.headers);
     exchange.identify(key);
     // Routes, a model named in the path, batch creation: decided from the request line, before the body.
-    await this.keys.checkRequest(key, event.method, path);
+    const batch = this.keys.checkRequest(key, event.method, path);
+    if (batch) await batch;
     // `100 Continue` only once the headers passed every check (key, method, type, announced size).
     const expectsContinue = /^100-continue$/i.test(request.headers.expect ?? '');
     exchange.body = await this.bodies.read(request, route, () => {

@@ -28,7 +28,9 @@ const MODEL_PATHS = new Set([
  * `/v1/Batches/` into a batch the check did not see (fail closed). `path` is after `/v1`, no query.
  */
 export function createsBatch(method: string, path: string): boolean {
-  return method === 'POST' && path.toLowerCase().replace(/;[^/]*/g, '').replace(/\/+$/, '') === '/batches';
+  // The first test keeps the hot path (every other request) free of string work.
+  if (method !== 'POST' || (path.charCodeAt(1) | 0x20) !== 0x62) return false;
+  return path.toLowerCase().replace(/;[^/]*/g, '').replace(/\/+$/, '') === '/batches';
 }
 
 /**
@@ -79,15 +81,17 @@ export class KeyAdmission {
    * What the request line alone decides, before the body is read: 403 route_not_allowed (the key's
    * `allowed_routes`), 404 model_not_found for a `/v1/models/{id}` the key's allow-list does not
    * admit (OpenAI's answer for a model you cannot see; never forwarded), 403 batch_not_allowed (see
-   * `checkBatch`). `path` is the canonical path after `/v1`, without the query.
+   * `checkBatch`). `path` is the canonical path after `/v1`, without the query. Synchronous but for
+   * batch creation, which reads the ledgers: returns that check's promise, else null (no await on
+   * the hot path).
    */
-  async checkRequest(key: VirtualKey, method: string, path: string): Promise<void> {
+  checkRequest(key: VirtualKey, method: string, path: string): Promise<void> | null {
     this.checkRoute(key, method, path);
-    const id = modelIdInPath(path);
+    const id = key.models.length > 0 ? modelIdInPath(path) : null;
     if (id !== null && !modelAllowed(key.models, id)) {
       throw new GatewayError(ErrorCode.ModelNotFound, `The model '${id}' does not exist or you do not have access to it.`, 'model');
     }
-    if (createsBatch(method, path)) await this.checkBatch(key);
+    return createsBatch(method, path) ? this.checkBatch(key) : null;
   }
 
   /** 403 route_not_allowed unless the key's `allowed_routes` admit `/v1<path>` (empty: every route). */
