@@ -30,7 +30,12 @@ const MODEL_PATHS = new Set([
 export function createsBatch(method: string, path: string): boolean {
   // The first test keeps the hot path (every other request) free of string work.
   if (method !== 'POST' || (path.charCodeAt(1) | 0x20) !== 0x62) return false;
-  return path.toLowerCase().replace(/;[^/]*/g, '').replace(/\/+$/, '') === '/batches';
+  return lenient(path) === '/batches';
+}
+
+/** A path as the most lenient upstream might read it: lower case, without `;` parameters or a trailing `/`. */
+function lenient(path: string): string {
+  return path.toLowerCase().replace(/;[^/]*/g, '').replace(/\/+$/, '');
 }
 
 /**
@@ -135,7 +140,7 @@ export class KeyAdmission {
    * (src/proxy/multipart-head.ts), so it must come first.
    */
   checkModelNamed(key: VirtualKey, method: string, path: string, upload: boolean, routedByModel: boolean): void {
-    if (method !== 'POST' || !MODEL_PATHS.has(path)) return;
+    if (method !== 'POST' || !MODEL_PATHS.has(lenient(path))) return;
     if (key.models.length === 0 && !(upload && routedByModel)) return;
     const why = key.models.length > 0 ? 'this key may use only some models' : 'the gateway routes by model';
     throw new GatewayError(
