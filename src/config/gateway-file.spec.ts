@@ -79,3 +79,21 @@ describe('gateway file: numbers', () => {
     });
   });
 });
+
+describe("gateway file: a virtual key's allowed_routes", () => {
+  const parse = (routes?: unknown) =>
+    gatewayFileSchema.safeParse({ virtual_keys: [{ id: 'k', token: 'sk-ditto-0123456789abcdef', ...(routes === undefined ? {} : { allowed_routes: routes }) }] });
+
+  it('allows every route when absent, and keeps the patterns given', () => {
+    expect(parse().data?.virtual_keys[0].allowed_routes).toEqual([]);
+    expect(parse(['/v1/chat/completions', '/v1/batches/**']).data?.virtual_keys[0].allowed_routes).toEqual(['/v1/chat/completions', '/v1/batches/**']);
+  });
+
+  it('stops start-up on a pattern that is not a route glob, naming the path and the pattern', () => {
+    const result = parse(['/v1/chat/completions', 'chat/completions']);
+    expect(result.success).toBe(false);
+    expect(result.error?.issues[0].path).toEqual(['virtual_keys', 0, 'allowed_routes']);
+    expect(result.error?.issues[0].message).toMatch(/\[1\] "chat\/completions" must start with "\/v1\/"/);
+    expect(parse('/v1/**').success).toBe(false);
+  });
+});

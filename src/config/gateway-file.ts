@@ -14,6 +14,7 @@ import {
   MAX_WEIGHT,
 } from '../common/numeric-limits';
 import { ConfigError, formatPath } from './config-error';
+import { routePatternsProblems } from '../virtual-keys/domain/route-glob';
 
 /** An integer in [min, max] (docs/budgets.md, "Numbers": every numeric setting has a maximum). */
 const int = (min: number, max: number) => z.number().int().min(min).max(max);
@@ -58,6 +59,11 @@ const virtualKeySchema = z.strictObject({
   project_id: z.string().min(1).nullable().default(null),
   user_id: z.string().min(1).nullable().default(null),
   models: z.array(z.string().min(1)).default([]),
+  // Globs over the canonical /v1 path (src/virtual-keys/domain/route-glob.ts); [] = every route.
+  allowed_routes: z
+    .array(z.string())
+    .default([])
+    .superRefine((patterns, ctx) => routePatternsProblems(patterns).forEach((message) => ctx.addIssue({ code: 'custom', message }))),
   limits: z
     .strictObject({ rpm: int(1, MAX_RATE_LIMIT).nullable().default(null), tpm: int(1, MAX_RATE_LIMIT).nullable().default(null) })
     .default({ rpm: null, tpm: null }),

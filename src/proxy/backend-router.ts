@@ -22,6 +22,11 @@ export class BackendRoutes {
     this.prefixes.sort((a, b) => b.prefix.length - a.prefix.length);
   }
 
+  /** Whether the model a request names changes where it goes (router rules, and the key is not pinned). */
+  routesByModel(pinned: string | null): boolean {
+    return pinned === null && (this.exact.size > 0 || this.prefixes.length > 0);
+  }
+
   route(model: string | null, pinned: string | null, random = Math.random): BackendConfig[] {
     if (pinned !== null) {
       const backend = this.byName.get(pinned);

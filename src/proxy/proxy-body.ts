@@ -7,6 +7,7 @@ import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
 import { hasBody } from '../common/http/front-door';
 import { serverConfig } from '../config/server.config';
 import { MemberSpan, scanJson } from './json-text';
+import { boundaryOf, readUploadHead } from './multipart-head';
 import { RouteRule } from './openai-routes';
 
 /**
@@ -20,8 +21,11 @@ export type ProxyBody =
   | { kind: 'none' }
   /** `members`: where the top-level object's members sit in `text` (null when the body is not an object). */
   | { kind: 'json'; value: unknown; text: string; members: MemberSpan[] | null }
-  /** `length`: the client's content-length (sent upstream as is), null when it sent the body chunked. */
-  | { kind: 'stream'; stream: Readable; length: number | null; limit: number; tooLarge(): boolean };
+  /**
+   * `length`: the client's content-length (sent upstream as is), null when it sent the body chunked;
+   * `model`: the upload's `model` field when its head named it (multipart-head.ts), else null.
+   */
+  | { kind: 'stream'; stream: Readable; length: number | null; limit: number; tooLarge(): boolean; model: string | null };
 
 /** The client went away before its body was complete: nobody to answer. */
 export class ClientClosed extends Error {
@@ -74,8 +78,11 @@ export class ProxyBodyReader {
     const declared = declaredLength(request);
     if (declared !== null && declared > limit) throw tooLarge(limit, upload);
     if (upload) {
+      // Before `100 Continue`: a multipart type without a usable boundary is refused from its headers.
+      const contentType = request.headers['content-type'] ?? '';
+      boundaryOf(contentType);
       proceed();
-      return this.upload(request, declared);
+      return this.upload(request, declared, contentType);
     }
     if (this.reading >= this.limits.bodyReadsMax) {
       throw new GatewayError(ErrorCode.ServerBusy, `the gateway is receiving ${this.reading} request bodies already (REQUEST_BODY_READS_MAX); retry shortly`, null, null, {
@@ -95,9 +102,10 @@ export class ProxyBodyReader {
 
   /**
    * A multipart body as a stream, never held whole: bounded by UPLOAD_LIMIT_BYTES (counted as it
-   * arrives when no content-length announced it) and by REQUEST_BODY_TIMEOUT_MS between chunks.
+   * arrives when no content-length announced it) and by REQUEST_BODY_TIMEOUT_MS between chunks; its
+   * head read for the `model` field and the whole of it checked as it passes (multipart-head.ts).
    */
-  private upload(request: IncomingMessage, length: number | null): ProxyBody {
+  private async upload(request: IncomingMessage, length: number | null, contentType: string): Promise<ProxyBody> {
     const { uploadLimitBytes: limit, bodyTimeoutMs: idleMs } = this.limits;
     let seen = 0;
     let exceeded = false;
@@ -118,7 +126,8 @@ export class ProxyBodyReader {
     const idle = setTimeout(() => counter.destroy(new GatewayError(ErrorCode.RequestTimeout, `the upload paused longer than ${idleMs} ms`)), idleMs);
     idle.unref();
     counter.once('close', () => clearTimeout(idle));
-    return { kind: 'stream', stream: request.pipe(counter), length, tooLarge: () => exceeded, limit };
+    const head = await readUploadHead(request, request.pipe(counter), contentType, () => new ClientClosed());
+    return { kind: 'stream', stream: head.stream, length, tooLarge: () => exceeded, limit, model: head.model };
   }
 }
 

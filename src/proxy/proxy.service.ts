@@ -94,14 +94,24 @@ export class ProxyService {
     }
     const key = call ? this.keys.admitToken(call.presentedKey(request.headers)) : this.keys.admit(request.headers);
     exchange.identify(key);
+    // Routes, a model named in the path, batch creation: decided from the request line, before the body.
+    // Another API's call (Anthropic's, Gemini's) names its model in its body or path: only its route is checked here.
+    if (call) this.keys.checkRoute(key, event.method, `${ingress!.prefix}${path}`);
+    else {
+      const batch = this.keys.checkRequest(key, event.method, path);
+      if (batch) await batch;
+    }
     // `100 Continue` only once the headers passed every check (key, method, type, announced size).
     const expectsContinue = /^100-continue$/i.test(request.headers.expect ?? '');
     exchange.body = await this.bodies.read(request, route, () => {
       if (expectsContinue) exchange.response.writeContinue();
     });
     const json = exchange.body.kind === 'json' && isJsonObject(exchange.body.value) ? exchange.body.value : null;
-    const model = call ? call.model(json) : typeof json?.model === 'string' ? json.model : null;
+    if (json !== null && json.model !== undefined && typeof json.model !== 'string') throw new GatewayError(ErrorCode.InvalidRequest, "'model' must be a string", 'model');
+    const upload = exchange.body.kind === 'stream' ? exchange.body : null;
+    const model = call ? call.model(json) : upload ? upload.model : typeof json?.model === 'string' ? json.model : null;
     event.model = model;
+    if (model === null) this.keys.checkModelNamed(key, event.method, path, upload !== null, this.router.routesByModel(key.route));
     this.keys.checkModel(key, model);
     // Backends that speak the client's API (OpenAI's: `openai` backends), or that it translates to (docs/protocols.md).
     const native = (b: BackendConfig) => (call ? call.reaches(b) : b.type === 'openai');

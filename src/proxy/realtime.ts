@@ -39,10 +39,11 @@ class UpstreamRefusal {
 /**
  * `GET /v1/realtime?model=…` WebSocket upgrades (OpenAI's Realtime API), mounted on the front door's
  * upgrade path (docs/proxy.md, "Realtime"). Before anything is upgraded, as for any `/v1` request: the
- * key (headers, or a browser's `openai-insecure-api-key.<key>` subprotocol), the model allow-list on
- * `?model=`, the route, the rate limit (the session counts as one request) and a budget reservation for
- * the first response; a refusal is an ordinary HTTP error (401, 403, 402, 429, …) and nothing is
- * upgraded. Then the upstream handshake (the routed backends in order, like a request's retries),
+ * key (headers, or a browser's `openai-insecure-api-key.<key>` subprotocol), its `allowed_routes`
+ * (`/v1/realtime`), the model allow-list on `?model=`, the route, the rate limit (the session counts
+ * as one request) and a budget reservation for the first response; a refusal is an ordinary HTTP
+ * error (401, 403, 402, 429, …) and nothing is upgraded. Then the upstream handshake (the routed
+ * backends in order, like a request's retries),
  * and only once it has succeeded the client's; an upstream that refuses has its status and body passed
  * on. The session itself is a RealtimeSession.
  */
@@ -104,6 +105,7 @@ export class RealtimeProxy implements BeforeApplicationShutdown {
       const key = this.keys.admitWebSocket(request.headers, protocols);
       event.keyId = key.id;
       event.tenantId = key.tenantId;
+      this.keys.checkRoute(key, 'GET', '/v1/realtime');
       const query = new URLSearchParams((request.url ?? '').split('?')[1] ?? '');
       const model = query.get('model');
       if (!model) throw new GatewayError(ErrorCode.InvalidRequest, 'a realtime session needs ?model= (sessions by transcription intent or call id are not supported)', 'model');

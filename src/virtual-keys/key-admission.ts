@@ -1,6 +1,10 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { Injectable } from '@nestjs/common';
 import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
+import { scopesOf } from '../ledger/domain/scopes';
+import { BudgetLedger } from '../storage/ports/budget-ledger';
+import { CostLedger } from '../storage/ports/cost-ledger';
+import { routeAllowed } from './domain/route-glob';
 import { VirtualKey } from './domain/virtual-key';
 import { VirtualKeyIndex } from './virtual-key-index';
 
@@ -12,13 +16,55 @@ export function modelAllowed(allowed: string[], model: string): boolean {
   return allowed.length === 0 || allowed.some((m) => (m.endsWith('*') ? model.startsWith(m.slice(0, -1)) : m === model));
 }
 
+/** Paths whose requests name the model they run (JSON `model`, or the upload's `model` field). */
+const MODEL_PATHS = new Set([
+  '/chat/completions', '/completions', '/embeddings', '/moderations', '/responses', '/responses/input_tokens',
+  '/images/generations', '/images/edits', '/images/variations', '/audio/speech', '/audio/transcriptions', '/audio/translations', '/videos',
+]);
+
+/**
+ * Whether a request creates a batch, however an upstream might spell the route: servers that match
+ * paths case-insensitively, ignore a trailing `/` or strip `;` parameters must not turn
+ * `/v1/Batches/` into a batch the check did not see (fail closed). `path` is after `/v1`, no query.
+ */
+export function createsBatch(method: string, path: string): boolean {
+  // The first test keeps the hot path (every other request) free of string work.
+  if (method !== 'POST' || (path.charCodeAt(1) | 0x20) !== 0x62) return false;
+  return lenient(path) === '/batches';
+}
+
+/** A path as the most lenient upstream might read it: lower case, without `;` parameters or a trailing `/`. */
+function lenient(path: string): string {
+  return path.toLowerCase().replace(/;[^/]*/g, '').replace(/\/+$/, '');
+}
+
+/**
+ * The model id a `/v1/models/{id}` path names (decoded; an id may hold `/`, as in
+ * `meta-llama/Llama-3.1-8B`), or null for another path. The prefix is matched case-insensitively
+ * like `createsBatch`.
+ */
+export function modelIdInPath(path: string): string | null {
+  if (!path.toLowerCase().startsWith('/models/')) return null;
+  try {
+    return decodeURIComponent(path.slice('/models/'.length));
+  } catch {
+    return path.slice('/models/'.length);
+  }
+}
+
 /**
  * The proxy's first stage: which virtual key a request presents (from its headers alone, before any
- * body is read) and whether that key may use a model. No storage round trip: the index is in memory.
+ * body is read) and what that key may do: its routes (`allowed_routes`), the model a path names, batch
+ * creation, and the model a body names. No storage round trip, but for batch creation (which reads the
+ * ledgers for budgets on the key's scopes): the index is in memory.
  */
 @Injectable()
 export class KeyAdmission {
-  constructor(private readonly index: VirtualKeyIndex) {}
+  constructor(
+    private readonly index: VirtualKeyIndex,
+    private readonly budgets: BudgetLedger,
+    private readonly costs: CostLedger,
+  ) {}
 
   /** The key of `Authorization: Bearer <key>` or `x-api-key`; 401 invalid_api_key, 403 key_disabled / key_expired. */
   admit(headers: IncomingHttpHeaders): VirtualKey {
@@ -40,6 +86,79 @@ export class KeyAdmission {
     const carried = protocols.find((p) => p.startsWith(KEY_PROTOCOL));
     if (carried === undefined || headers.authorization !== undefined || headers['x-api-key'] !== undefined) return this.admit(headers);
     return this.index.authenticate(carried.slice(KEY_PROTOCOL.length));
+  }
+
+  /**
+   * What the request line alone decides, before the body is read: 403 route_not_allowed (the key's
+   * `allowed_routes`), 404 model_not_found for a `/v1/models/{id}` the key's allow-list does not
+   * admit (OpenAI's answer for a model you cannot see; never forwarded), 403 batch_not_allowed (see
+   * `checkBatch`). `path` is the canonical path after `/v1`, without the query. Synchronous but for
+   * batch creation, which reads the ledgers: returns that check's promise, else null (no await on
+   * the hot path).
+   */
+  checkRequest(key: VirtualKey, method: string, path: string): Promise<void> | null {
+    this.checkRoute(key, method, `/v1${path}`);
+    const id = key.models.length > 0 ? modelIdInPath(path) : null;
+    if (id !== null && !modelAllowed(key.models, id)) {
+      throw new GatewayError(ErrorCode.ModelNotFound, `The model '${id}' does not exist or you do not have access to it.`, 'model');
+    }
+    return createsBatch(method, path) ? this.checkBatch(key) : null;
+  }
+
+  /**
+   * 403 route_not_allowed unless the key's `allowed_routes` admit the route, its full canonical path
+   * (`/v1/…`, or `/v1beta/…` for Gemini's API); empty: every route.
+   */
+  checkRoute(key: VirtualKey, method: string, route: string): void {
+    if (!routeAllowed(key.allowedRoutes, route)) {
+      throw new GatewayError(ErrorCode.RouteNotAllowed, `this key may not call ${method} ${route} (its allowed_routes do not include it)`);
+    }
+  }
+
+  /**
+   * Batch creation for a key with a model allow-list or a budget (its own, or a limit on any of its
+   * scopes, tokens or USD) is refused, unless its `allowed_routes` name batches explicitly (a pattern
+   * matching `/v1/batches`; the default, no patterns, does not count): the gateway cannot reserve a
+   * batch's usage up front (the upstream runs it later, from an input file), nor check the models its
+   * input file names.
+   */
+  private async checkBatch(key: VirtualKey): Promise<void> {
+    if (key.allowedRoutes.length > 0 && routeAllowed(key.allowedRoutes, '/v1/batches')) return;
+    const reason = key.models.length > 0 ? 'a model allow-list (the models named in a batch input file are not checked)' : await this.budgetOf(key);
+    if (reason === null) return;
+    throw new GatewayError(
+      ErrorCode.BatchNotAllowed,
+      `this key may not create batches: it has ${reason}, and a batch's usage cannot be reserved up front. ` +
+        'To allow it anyway, add a pattern matching /v1/batches to the key\'s allowed_routes.',
+    );
+  }
+
+  /** Which budget governs the key, as words for the refusal; null when none does. */
+  private async budgetOf(key: VirtualKey): Promise<string | null> {
+    if (key.budget.totalTokens !== null || key.budget.totalUsdMicros !== null) return 'a budget of its own (budget reservations do not cover batches)';
+    const scopes = scopesOf(key);
+    const found = await Promise.all([...scopes.map((s) => this.budgets.get(s)), ...scopes.map((s) => this.costs.get(s))]);
+    const limited = found.find((s) => s !== null && s.limit !== null);
+    return limited ? `a budget on scope '${limited.scope}' (budget reservations do not cover batches)` : null;
+  }
+
+  /**
+   * A POST to a path that runs a model, which named none: 400 when the key has a model allow-list (the
+   * upstream would pick a default model the list may not admit), or, for an upload, when routing
+   * decides by model. An upload's model is read from the form fields before its first file part
+   * (src/proxy/multipart-head.ts), so it must come first.
+   */
+  checkModelNamed(key: VirtualKey, method: string, path: string, upload: boolean, routedByModel: boolean): void {
+    if (method !== 'POST' || !MODEL_PATHS.has(lenient(path))) return;
+    if (key.models.length === 0 && !(upload && routedByModel)) return;
+    const why = key.models.length > 0 ? 'this key may use only some models' : 'the gateway routes by model';
+    throw new GatewayError(
+      ErrorCode.InvalidRequest,
+      upload
+        ? `${why}: the upload must carry its 'model' form field before the file part, within its first 64 KiB`
+        : `${why}: the request must name its model`,
+      'model',
+    );
   }
 
   /** 403 model_not_allowed unless the key's allow-list admits `model`. */

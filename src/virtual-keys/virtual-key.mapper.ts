@@ -12,6 +12,7 @@ export function toVirtualKeyView(key: VirtualKey): VirtualKeyView {
     project_id: key.projectId,
     user_id: key.userId,
     models: key.models,
+    allowed_routes: key.allowedRoutes,
     limits: { rpm: key.limits.rpm, tpm: key.limits.tpm },
     cache: { ttl_secs: key.cache.ttlSecs },
     budget: { total_tokens: key.budget.totalTokens, total_usd_micros: key.budget.totalUsdMicros },

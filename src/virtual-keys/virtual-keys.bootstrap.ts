@@ -20,6 +20,7 @@ export function keyFromConfig(config: VirtualKeyConfig, now: number): VirtualKey
     projectId: config.project_id,
     userId: config.user_id,
     models: config.models,
+    allowedRoutes: config.allowed_routes,
     limits: { rpm: config.limits.rpm, tpm: config.limits.tpm },
     cache: { ttlSecs: config.cache.ttl_secs },
     budget: { totalTokens: config.budget.total_tokens, totalUsdMicros: config.budget.total_usd_micros },

@@ -16,7 +16,7 @@ const METADATA_MAX_BYTES = 16 * 1024;
 /** Field names as the admin API spells them, for audit `changed` lists. */
 const WIRE_NAMES: Record<string, string> = {
   name: 'name', enabled: 'enabled', expiresAt: 'expires_at', tenantId: 'tenant_id', projectId: 'project_id',
-  userId: 'user_id', models: 'models', limits: 'limits', cache: 'cache', budget: 'budget', route: 'route', metadata: 'metadata',
+  userId: 'user_id', models: 'models', allowedRoutes: 'allowed_routes', limits: 'limits', cache: 'cache', budget: 'budget', route: 'route', metadata: 'metadata',
 };
 
 /** Admin operations on virtual keys. Every mutation is announced on the change feed and audited. */
@@ -49,6 +49,7 @@ export class VirtualKeysService {
         projectId: null,
         userId: null,
         models: [],
+        allowedRoutes: [],
         limits: { rpm: null, tpm: null },
         cache: { ttlSecs: null },
         budget: { totalTokens: null, totalUsdMicros: null },
@@ -138,6 +139,7 @@ export class VirtualKeysService {
       projectId: pick(dto.project_id, key.projectId),
       userId: pick(dto.user_id, key.userId),
       models: dto.models ?? key.models,
+      allowedRoutes: dto.allowed_routes ?? key.allowedRoutes,
       limits: dto.limits
         ? { rpm: pick(dto.limits.rpm, key.limits.rpm), tpm: pick(dto.limits.tpm, key.limits.tpm) }
         : key.limits,

@@ -82,7 +82,8 @@ describe('storage:migrate (e2e)', () => {
     const source = await open(sqlite);
     for (let i = 0; i < 25; i++) {
       const cache = { ttlSecs: [null, 0, 600][i % 3] };
-      await source.keys.create(sampleKey(`key-${i}`, { tenantId: i % 2 ? 'acme' : null, metadata: { i }, cache }));
+      const allowedRoutes = i % 4 === 0 ? [] : ['/v1/chat/completions', `/v1/batches/**`].slice(0, 1 + (i % 2));
+      await source.keys.create(sampleKey(`key-${i}`, { tenantId: i % 2 ? 'acme' : null, metadata: { i }, cache, allowedRoutes }));
     }
     await source.rateLimits.put({ scope: 'tenant:acme', rpm: 600, tpm: null, updatedAt: 1_700_000_000_000 });
     await source.rateLimits.put({ scope: 'key:key-1', rpm: 60, tpm: 100_000, updatedAt: 1_700_000_000_001 });

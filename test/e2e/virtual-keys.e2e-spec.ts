@@ -200,7 +200,7 @@ describe.each(E2E_BACKENDS)('virtual keys admin API on %s (e2e)', (backend) => {
   });
 
   if (backend !== 'sqlite') {
-    it('propagates create, disable, rotate and delete to a second instance within 1 s', async () => {
+    it('propagates create, disable, allowed_routes, rotate and delete to a second instance within 1 s', async () => {
       const b = await startGateway(env());
       try {
         const created = await admin(a, 'POST', '/admin/keys', { id: 'replicated' });
@@ -212,6 +212,10 @@ describe.each(E2E_BACKENDS)('virtual keys admin API on %s (e2e)', (backend) => {
         timings.push(await within(1000, () => !accepts(b, token)));
         await admin(a, 'PATCH', '/admin/keys/replicated', { enabled: true });
         timings.push(await within(1000, () => accepts(b, token)));
+        // What the key may do travels too: its allowed_routes and models, as the other replica checks them.
+        await admin(a, 'PATCH', '/admin/keys/replicated', { allowed_routes: ['/v1/embeddings'], models: ['text-embedding-3-small'] });
+        const index = b.app.get(VirtualKeyIndex);
+        timings.push(await within(1000, () => index.authenticate(token).allowedRoutes.join() === '/v1/embeddings' && index.authenticate(token).models.length === 1));
         const rotated = await admin(a, 'POST', '/admin/keys/replicated/rotate');
         issuedTokens.push(rotated.body.token);
         timings.push(await within(1000, () => !accepts(b, token) && accepts(b, rotated.body.token)));

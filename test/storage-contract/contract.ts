@@ -19,6 +19,7 @@ export function sampleKey(id: string, overrides: Partial<VirtualKey> = {}): Virt
     projectId: null,
     userId: null,
     models: [],
+    allowedRoutes: [],
     limits: { rpm: null, tpm: null },
     cache: { ttlSecs: null },
     budget: { totalTokens: null, totalUsdMicros: null },
@@ -108,6 +109,7 @@ export function describeStorageContract(target: ContractTarget): void {
           projectId: 'web',
           userId: 'u1',
           models: ['gpt-4o', 'claude-*'],
+          allowedRoutes: ['/v1/chat/completions', '/v1/audio/*', '/v1/batches/**'],
           limits: { rpm: 60, tpm: 10_000 },
           cache: { ttlSecs: 3600 },
           budget: { totalTokens: 1_000_000, totalUsdMicros: 5_000_000 },
@@ -140,6 +142,23 @@ export function describeStorageContract(target: ContractTarget): void {
         expect((await a.keys.get('cache-2'))?.cache).toEqual({ ttlSecs: null });
         expect(await a.keys.update({ ...ttl, cache: { ttlSecs: 86_400 } })).toBe(true);
         expect((await a.keys.get('cache-2'))?.cache).toEqual({ ttlSecs: 86_400 });
+      });
+
+      it('keeps allowed_routes per key, in order, and replaces them on update', async () => {
+        await a.keys.create(sampleKey('routes-all'));
+        await a.keys.create(sampleKey('routes-some', { allowedRoutes: ['/v1/embeddings', '/v1/chat/completions'] }));
+        expect((await a.keys.get('routes-all'))?.allowedRoutes).toEqual([]);
+        const some = (await a.keys.get('routes-some'))!;
+        expect(some.allowedRoutes).toEqual(['/v1/embeddings', '/v1/chat/completions']);
+        expect((await a.keys.findByTokenHash(some.tokenHash))?.allowedRoutes).toEqual(['/v1/embeddings', '/v1/chat/completions']);
+        expect((await a.keys.listAll()).map((k) => [k.id, k.allowedRoutes])).toEqual([
+          ['routes-all', []],
+          ['routes-some', ['/v1/embeddings', '/v1/chat/completions']],
+        ]);
+        expect(await a.keys.update({ ...some, allowedRoutes: ['/v1/batches/**'] })).toBe(true);
+        expect((await a.keys.get('routes-some'))?.allowedRoutes).toEqual(['/v1/batches/**']);
+        expect(await a.keys.update({ ...some, allowedRoutes: [] })).toBe(true);
+        expect((await a.keys.get('routes-some'))?.allowedRoutes).toEqual([]);
       });
 
       it('updates, rotates the hash, and deletes', async () => {

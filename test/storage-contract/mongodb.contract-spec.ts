@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { createConnection, mongo } from 'mongoose';
 import { openMongooseBackend } from '../../src/storage/backends/mongoose/mongoose.backend';
 import { CHANGE_RETENTION_MS } from '../../src/storage/backends/mongoose/mongoose-change-feed';
-import { describeStorageContract } from './contract';
+import { describeStorageContract, sampleKey } from './contract';
 import { ContractTarget } from './contract-target';
 import { describeJobLockContract } from './job-lock.contract';
 import { testStorageOptions } from './options';
@@ -92,6 +92,17 @@ if (uri) {
         expect(direct.m).toBeLessThan(100);
       });
     }
+
+    it('reads a key stored before per-key routes as allowing every route', async () => {
+      const backend = await openMongooseBackend(testStorageOptions({ mongodb: { uri, database } }));
+      try {
+        await backend.keys.create(sampleKey('old', { allowedRoutes: ['/v1/embeddings'] }));
+        await raw.db(database).collection('virtual_keys').updateOne({ _id: 'old' as never }, { $unset: { allowed_routes: '' } });
+        expect((await backend.keys.get('old'))?.allowedRoutes).toEqual([]);
+      } finally {
+        await backend.close();
+      }
+    });
 
     it('stores audit payloads as JSON text (any keys, arrays of arrays), and still reads rows written as documents', async () => {
       await raw

@@ -83,7 +83,9 @@ describe('postgres backend', () => {
       await old.destroy();
       const upgraded = await openTypeormBackend('postgres', postgresOptions(schema));
       try {
-        expect(await upgraded.keys.get('old')).toMatchObject({ limits: { rpm: 60, tpm: null }, cache: { ttlSecs: null } });
+        expect(await upgraded.keys.get('old')).toMatchObject({ limits: { rpm: 60, tpm: null }, cache: { ttlSecs: null }, allowedRoutes: [] });
+      await upgraded.keys.update({ ...(await upgraded.keys.get('old'))!, allowedRoutes: ['/v1/embeddings'] });
+      expect((await upgraded.keys.get('old'))?.allowedRoutes).toEqual(['/v1/embeddings']);
         await upgraded.rateLimits.put({ scope: 'key:old', rpm: 1, tpm: null, updatedAt: 1 });
         expect((await upgraded.rateLimits.list(10, null)).items.map((l) => l.scope)).toEqual(['key:old']);
       } finally {

@@ -67,9 +67,9 @@ describe('redis backend', () => {
     try {
       const keys = new RedisKeys((backend.details() as { prefix: string }).prefix);
       // eslint-disable-next-line @typescript-eslint/no-unused-vars
-      const { cache, ...old } = sampleKey('old', { limits: { rpm: 60, tpm: null } });
+      const { cache, allowedRoutes, ...old } = sampleKey('old', { limits: { rpm: 60, tpm: null } });
       await raw.hset(keys.vk.records, 'old', JSON.stringify(old));
-      expect(await backend.keys.get('old')).toEqual({ ...old, cache: { ttlSecs: null } });
+      expect(await backend.keys.get('old')).toEqual({ ...old, cache: { ttlSecs: null }, allowedRoutes: [] });
     } finally {
       raw.disconnect();
       await backend.close();

@@ -33,12 +33,12 @@ describe('state backend', () => {
   it('reads keys of a file written before the response cache as following the global TTL', async () => {
     const file = path.join(dir, 'state.json');
     // eslint-disable-next-line @typescript-eslint/no-unused-vars
-    const { cache, ...old } = sampleKey('old', { limits: { rpm: 60, tpm: null } });
+    const { cache, allowedRoutes, ...old } = sampleKey('old', { limits: { rpm: 60, tpm: null } });
     writeFileSync(file, JSON.stringify({ version: 1, virtual_keys: [old] }));
     const backend = await openStateBackend(testStorageOptions({ state: { file } }));
     try {
-      expect(await backend.keys.get('old')).toEqual({ ...old, cache: { ttlSecs: null } });
-      await backend.keys.update({ ...old, cache: { ttlSecs: 0 } });
+      expect(await backend.keys.get('old')).toEqual({ ...old, cache: { ttlSecs: null }, allowedRoutes: [] });
+      await backend.keys.update({ ...old, cache: { ttlSecs: 0 }, allowedRoutes: [] });
       expect(JSON.parse(readFileSync(file, 'utf8')).virtual_keys[0].cache).toEqual({ ttlSecs: 0 });
     } finally {
       await backend.close();

@@ -11,6 +11,10 @@ export enum ErrorCode {
   KeyDisabled = 'key_disabled',
   KeyExpired = 'key_expired',
   ModelNotAllowed = 'model_not_allowed',
+  /** A model id in the path (`/v1/models/{id}`) the key may not see: OpenAI's answer for a model you cannot see. */
+  ModelNotFound = 'model_not_found',
+  RouteNotAllowed = 'route_not_allowed',
+  BatchNotAllowed = 'batch_not_allowed',
   OriginNotAllowed = 'origin_not_allowed',
   BudgetExceeded = 'budget_exceeded',
   CostBudgetExceeded = 'cost_budget_exceeded',

@@ -17,6 +17,8 @@ export interface VirtualKey {
   userId: string | null;
   /** Allow-list of model names; a trailing `*` is a prefix wildcard; empty = every model. */
   models: string[];
+  /** Glob patterns over the canonical `/v1` path (virtual-keys/route-glob.ts); empty = every route. */
+  allowedRoutes: string[];
   limits: { rpm: number | null; tpm: number | null };
   /** Response cache TTL in seconds: null = the global PROXY_CACHE_TTL_SECS, 0 = off for this key. */
   cache: { ttlSecs: number | null };

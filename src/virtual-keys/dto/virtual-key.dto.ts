@@ -1,14 +1,28 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { Type } from 'class-transformer';
 import { PageQueryDto } from '../../common/page-query.dto';
-import { IsArray, IsBoolean, IsObject, IsOptional, IsString, Matches, MaxLength, MinLength, ValidateNested } from 'class-validator';
+import { IsArray, IsBoolean, IsObject, IsOptional, IsString, Matches, MaxLength, MinLength, ValidateBy, ValidateNested } from 'class-validator';
 import { IsIntegerIn, MAX_CACHE_TTL_SECS, MAX_EPOCH_MS, MAX_LIMIT, MAX_RATE_LIMIT } from '../../common/numeric-limits';
 import { KEY_ID_FORMAT, KEY_ID_PATTERN } from '../domain/virtual-key';
+import { MAX_ROUTE_PATTERNS, routePatternsProblems } from '../domain/route-glob';
 
 const ID_MESSAGE = `must be ${KEY_ID_FORMAT}`;
 // eslint-disable-next-line no-control-regex -- control characters are exactly what it refuses
 const SCOPE_PART = /^[^/\s\x00-\x1f\x7f]{1,128}$/;
 const SCOPE_MESSAGE = 'must be 1-128 characters without "/", whitespace or control characters';
+
+/** `allowed_routes`: an array of valid route globs (domain/route-glob.ts), each problem named. */
+function IsRoutePatterns(): PropertyDecorator {
+  const strings = (v: unknown): v is string[] => Array.isArray(v) && v.every((p) => typeof p === 'string');
+  return ValidateBy({
+    name: 'isRoutePatterns',
+    validator: {
+      validate: (v: unknown) => strings(v) && routePatternsProblems(v).length === 0,
+      defaultMessage: (args) =>
+        strings(args?.value) ? `allowed_routes: ${routePatternsProblems(args.value).join('; ')}` : 'allowed_routes must be an array of strings',
+    },
+  });
+}
 
 export class KeyLimitsDto {
   @ApiPropertyOptional({ example: 60, nullable: true, minimum: 1, maximum: MAX_RATE_LIMIT, description: 'Requests per minute; null = unlimited' })
@@ -89,6 +103,17 @@ export class UpdateVirtualKeyDto {
   @IsString({ each: true })
   @MinLength(1, { each: true })
   models?: string[];
+
+  @ApiPropertyOptional({
+    example: ['/v1/chat/completions', '/v1/audio/*', '/v1/batches/**'],
+    maxItems: MAX_ROUTE_PATTERNS,
+    description:
+      'Routes this key may call: globs over the canonical path (`*` within one segment, `**` a whole segment = any number of segments); empty = every route. ' +
+      'Batch creation needs a pattern matching /v1/batches when the key has a model allow-list or a budget.',
+  })
+  @IsOptional()
+  @IsRoutePatterns()
+  allowed_routes?: string[];
 
   @ApiPropertyOptional({ type: KeyLimitsDto })
   @IsOptional()
@@ -173,6 +198,7 @@ export class VirtualKeyView {
   @ApiProperty({ example: 'web', nullable: true, type: String }) project_id: string | null;
   @ApiProperty({ example: null, nullable: true, type: String }) user_id: string | null;
   @ApiProperty({ example: ['gpt-4o-mini'], type: [String] }) models: string[];
+  @ApiProperty({ example: ['/v1/chat/completions'], type: [String], description: 'empty = every route' }) allowed_routes: string[];
   @ApiProperty({ type: VirtualKeyLimitsView }) limits: VirtualKeyLimitsView;
   @ApiProperty({ type: VirtualKeyCacheView }) cache: VirtualKeyCacheView;
   @ApiProperty({ type: VirtualKeyBudgetView }) budget: VirtualKeyBudgetView;

@@ -17,6 +17,8 @@ export interface VirtualKeyDoc {
   project_id: string | null;
   user_id: string | null;
   models: string[];
+  /** Absent on keys written before per-key routes: read as `[]` (every route). */
+  allowed_routes?: string[];
   limits: { rpm: Int64 | null; tpm: Int64 | null };
   /** Absent on keys written before the response cache: read as `{ ttl_secs: null }`. */
   cache?: { ttl_secs: Int64 | null };
@@ -116,6 +118,7 @@ const virtualKeySchema = new Schema(
     project_id: nullableString,
     user_id: nullableString,
     models: { type: [String], default: [] },
+    allowed_routes: { type: [String], default: [] },
     limits: { rpm: int64, tpm: int64 },
     cache: { ttl_secs: int64 },
     budget: { total_tokens: int64, total_usd_micros: int64 },

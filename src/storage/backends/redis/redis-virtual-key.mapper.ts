@@ -12,6 +12,8 @@ interface VirtualKeyDoc {
   projectId: string | null;
   userId: string | null;
   models: string[];
+  /** Absent on keys written before per-key routes: every route. */
+  allowedRoutes?: string[];
   limits: { rpm: number | null; tpm: number | null };
   /** Absent on keys written before the response cache. */
   cache?: { ttlSecs: number | null };
@@ -34,6 +36,7 @@ export function virtualKeyToJson(key: VirtualKey): string {
     projectId: key.projectId,
     userId: key.userId,
     models: [...key.models],
+    allowedRoutes: [...key.allowedRoutes],
     limits: { rpm: key.limits.rpm, tpm: key.limits.tpm },
     cache: { ttlSecs: key.cache.ttlSecs },
     budget: { totalTokens: key.budget.totalTokens, totalUsdMicros: key.budget.totalUsdMicros },
@@ -58,6 +61,7 @@ export function virtualKeyFromJson(json: string): VirtualKey {
     projectId: doc.projectId ?? null,
     userId: doc.userId ?? null,
     models: doc.models ?? [],
+    allowedRoutes: doc.allowedRoutes ?? [],
     limits: { rpm: doc.limits?.rpm ?? null, tpm: doc.limits?.tpm ?? null },
     cache: { ttlSecs: doc.cache?.ttlSecs ?? null },
     budget: { totalTokens: doc.budget?.totalTokens ?? null, totalUsdMicros: doc.budget?.totalUsdMicros ?? null },

@@ -11,7 +11,7 @@ import { MemoryRateLimitRepository } from '../memory/memory-rate-limit.repositor
 import { MemoryVirtualKeyRepository } from '../memory/memory-virtual-key.repository';
 
 /** A key as the file holds it; a file written before `cache` existed has keys without it. */
-type StoredKey = Omit<VirtualKey, 'cache'> & { cache?: Partial<VirtualKey['cache']> };
+type StoredKey = Omit<VirtualKey, 'cache' | 'allowedRoutes'> & { cache?: Partial<VirtualKey['cache']>; allowedRoutes?: string[] };
 
 interface StateFileContent {
   version: 1;
@@ -82,9 +82,9 @@ async function readStateFile(file: string): Promise<VirtualKey[] | null> {
   return content.virtual_keys.map(withDefaults);
 }
 
-/** Fields added since a file was written read as their defaults (`cache`: the global TTL). */
+/** Fields added since a file was written read as their defaults (`cache`: the global TTL; `allowedRoutes`: every route). */
 function withDefaults(key: StoredKey): VirtualKey {
-  return { ...key, cache: { ttlSecs: key.cache?.ttlSecs ?? null } };
+  return { ...key, cache: { ttlSecs: key.cache?.ttlSecs ?? null }, allowedRoutes: key.allowedRoutes ?? [] };
 }
 
 async function writeAtomically(file: string, text: string): Promise<void> {

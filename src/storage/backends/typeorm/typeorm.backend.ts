@@ -20,9 +20,11 @@ import { VirtualKeyEntity } from './entities/virtual-key.entity';
 import { PostgresInitialSchema1767225600000 } from './migrations/postgres/1767225600000-initial-schema';
 import { PostgresLedgerFunctions1767398400000 } from './migrations/postgres/1767398400000-ledger-functions';
 import { PostgresCacheTtlAndRateLimits1767484800000 } from './migrations/postgres/1767484800000-cache-ttl-and-rate-limits';
+import { PostgresKeyAllowedRoutes1767657600000 } from './migrations/postgres/1767657600000-key-allowed-routes';
 import { SqliteInitialSchema1767225600000 } from './migrations/sqlite/1767225600000-initial-schema';
 import { SqliteJobLeases1767312000000 } from './migrations/sqlite/1767312000000-job-leases';
 import { SqliteCacheTtlAndRateLimits1767484800000 } from './migrations/sqlite/1767484800000-cache-ttl-and-rate-limits';
+import { SqliteKeyAllowedRoutes1767657600000 } from './migrations/sqlite/1767657600000-key-allowed-routes';
 import { AUDIT_COLUMNS } from './mappers/audit-record.mapper';
 import { InThreadSqliteWriter, SqliteWriter, WorkerSqliteWriter } from './sqlite-writer';
 import { TypeormAuditLogRepository } from './typeorm-audit-log.repository';
@@ -176,7 +178,7 @@ async function connectSqlite(options: StorageOptions): Promise<TypeormConnection
       db.exec('BEGIN IMMEDIATE');
     },
     entities: [...SHARED_ENTITIES, ChangeLogEntity],
-    migrations: [SqliteInitialSchema1767225600000, SqliteJobLeases1767312000000, SqliteCacheTtlAndRateLimits1767484800000],
+    migrations: [SqliteInitialSchema1767225600000, SqliteJobLeases1767312000000, SqliteCacheTtlAndRateLimits1767484800000, SqliteKeyAllowedRoutes1767657600000],
     migrationsRun: true,
     // Already inside the BEGIN IMMEDIATE above, which makes all pending migrations one transaction.
     migrationsTransactionMode: 'none',
@@ -237,7 +239,7 @@ async function connectPostgres(options: StorageOptions): Promise<TypeormConnecti
       // pg-pool 3 options: `min` idle connections are kept, `max` caps the pool.
       extra: { min: poolMin, max: poolMax, idleTimeoutMillis: PG_IDLE_TIMEOUT_MS },
       entities: SHARED_ENTITIES,
-      migrations: [PostgresInitialSchema1767225600000, PostgresLedgerFunctions1767398400000, PostgresCacheTtlAndRateLimits1767484800000],
+      migrations: [PostgresInitialSchema1767225600000, PostgresLedgerFunctions1767398400000, PostgresCacheTtlAndRateLimits1767484800000, PostgresKeyAllowedRoutes1767657600000],
       migrationsRun: true,
       synchronize: false,
       logging: false,

@@ -37,6 +37,9 @@ export class VirtualKeyEntity {
   @Column({ type: 'simple-json' })
   models: string[];
 
+  @Column({ name: 'allowed_routes', type: 'simple-json' })
+  allowedRoutes: string[];
+
   @Column({ name: 'limit_rpm', type: 'bigint', nullable: true, transformer: bigintToNumber })
   limitRpm: number | null;
 
