@@ -63,10 +63,10 @@ describe('metering: every endpoint family charged what the upstream reported (e2
     upstream.requests.length = 0;
   });
 
-  /** A client on a fresh key with the given budget (both ledgers limited by default). */
-  async function client(budget: Record<string, number> = { total_tokens: 10_000_000, total_usd_micros: 1_000_000_000 }): Promise<{ sdk: OpenAI; scope: string }> {
+  /** A client on a fresh key with the given budget (both ledgers limited by default) and allowed routes (default all). */
+  async function client(budget: Record<string, number> = { total_tokens: 10_000_000, total_usd_micros: 1_000_000_000 }, routes: string[] = []): Promise<{ sdk: OpenAI; scope: string }> {
     const id = `m${++keys}`;
-    const created = await admin(gateway, 'POST', '/admin/keys', { id, budget });
+    const created = await admin(gateway, 'POST', '/admin/keys', { id, budget, allowed_routes: routes });
     expect(created.status).toBe(201);
     return { sdk: new OpenAI({ apiKey: created.body.token as string, baseURL: `${gateway.url}/v1`, maxRetries: 0 }), scope: `key:${id}` };
   }
@@ -117,7 +117,8 @@ describe('metering: every endpoint family charged what the upstream reported (e2
       await new Promise((resolve) => setTimeout(resolve, 200));
       expect(await ledger()).toMatchObject({ spent_tokens: 0, reserved_tokens: expect.any(Number) });
       expect((await ledger()).reserved_tokens).toBeGreaterThanOrEqual(500);
-      // Read back through the other replica: completed with usage, charged that, the hold released.
+      // Read back through the other replica (once the key has reached it): completed with usage, charged that, the hold released.
+      await within(3000, async () => (await fetch(`${other.url}/v1/models`, { headers: { authorization: `Bearer ${sdk.apiKey}` } })).status !== 401);
       const readBack = new OpenAI({ apiKey: sdk.apiKey, baseURL: `${other.url}/v1`, maxRetries: 0 });
       const done = await readBack.responses.retrieve(queued.id);
       expect(done.status).toBe('completed');
@@ -132,6 +133,7 @@ describe('metering: every endpoint family charged what the upstream reported (e2
       // Seen completed in its stream (GET …?stream=true): charged the same way.
       const streamed = await client();
       const second = await streamed.sdk.responses.create({ model: 'gpt-4o-mini', input: 'Another essay.', max_output_tokens: 500, background: true });
+      await within(3000, async () => (await fetch(`${other.url}/v1/models`, { headers: { authorization: `Bearer ${streamed.sdk.apiKey}` } })).status !== 401);
       const events = await fetch(`${other.url}/v1/responses/${second.id}?stream=true`, { headers: { authorization: `Bearer ${streamed.sdk.apiKey}` } });
       const text = await events.text();
       const completed = JSON.parse(text.split('\n').filter((l) => l.startsWith('data:')).at(-1)!.slice(5)).response;
@@ -202,12 +204,15 @@ describe('metering: every endpoint family charged what the upstream reported (e2
   });
 
   it('files, batches and moderations bill nothing: a key with one token and one micro left uses them', async () => {
-    const { sdk, scope } = await client({ total_tokens: 1, total_usd_micros: 1 });
+    // Batches only for a budgeted key whose routes name them (their usage cannot be reserved up front).
+    const { sdk, scope } = await client({ total_tokens: 1, total_usd_micros: 1 }, ['/v1/**']);
     const file = await sdk.files.create({ file: await toFile(Buffer.from('{}\n'), 'in.jsonl'), purpose: 'batch' });
     expect(file.id).toBe('file-faithful');
+    const batch = await sdk.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+    expect(batch.id).toBe('batch_faithful');
     const moderation = await sdk.moderations.create({ model: 'omni-moderation-latest', input: 'hello' });
     expect(moderation.results).toHaveLength(1);
-    expect(upstream.requests.map((r) => r.path)).toEqual(['/v1/files', '/v1/moderations']);
+    expect(upstream.requests.map((r) => r.path)).toEqual(['/v1/files', '/v1/batches', '/v1/moderations']);
     const ledger = await adminGet(gateway, `/admin/budgets/${encodeURIComponent(scope)}`);
     expect(ledger.body).toMatchObject({ spent_tokens: 0, reserved_tokens: 0 });
     expect((await adminGet(gateway, `/admin/costs/${encodeURIComponent(scope)}`)).body).toMatchObject({ spent_usd_micros: 0, reserved_usd_micros: 0 });
