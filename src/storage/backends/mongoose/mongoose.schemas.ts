@@ -75,6 +75,8 @@ export interface AuditDoc {
   tenant_id: string | null;
   /** JSON text (older rows: the object itself). */
   payload: string | Record<string, unknown>;
+  /** `ts` as a date, for the TTL index (rows written before it have none: the retention job prunes those). */
+  at?: Date;
 }
 
 export interface ChangeDoc {
@@ -180,6 +182,7 @@ const auditSchema = new Schema(
     key_id: nullableString,
     tenant_id: nullableString,
     payload: { type: Schema.Types.Mixed, default: {} },
+    at: { type: Date },
   },
   options,
 );

@@ -125,6 +125,11 @@ export class RedisAuditLogRepository extends AuditLogRepository {
     return this.redis.hlen(this.keys.audit.records);
   }
 
+  async oldestTs(): Promise<number | null> {
+    const [first] = await this.redis.zrange(this.keys.audit.byTime, 0, 0);
+    return first === undefined ? null : Number(first.slice(0, 13));
+  }
+
   /** The index zsets holding every record the query can match: the most selective one available. */
   private async sources(q: AuditQuery): Promise<string[]> {
     const a = this.keys.audit;
