@@ -3,9 +3,11 @@ import { SqlSession, TypeormStore, quoteIdentifier } from './typeorm-store';
 /** A partition never spans more than a day (so an expired day goes at once) nor less than a second. */
 const MIN_WIDTH_MS = 1000;
 const MAX_WIDTH_MS = 86_400_000;
-/** DDL waits at most this long for the table's lock, so that inserts never queue behind it for long;
- * a partition not created or dropped now is at the next run. */
-const DDL_LOCK_TIMEOUT = '2s';
+/** DDL waits at most this long for the table's lock (dropping a partition locks the parent, and
+ * inserts queue behind that wait); a partition not created or dropped now is at the next run. */
+const DDL_LOCK_TIMEOUT = '5s';
+/** How far ahead of the clock a partition created at the frontier starts: more than the DDL may wait. */
+const FRONTIER_MARGIN_MS = 10_000;
 
 /** One time partition of the audit table: rows with from <= ts < to (from null: MINVALUE). */
 export interface AuditPartition {
@@ -56,21 +58,29 @@ export class PostgresAuditPartitions {
   }
 
   /**
-   * Creates the partitions from where the last one ends (or the current period) up to `until`, each
-   * `width` wide. A partition never starts before a row already in the DEFAULT partition (PostgreSQL
-   * refuses a partition whose range the default holds rows of): those stay there until they expire.
+   * Creates the partitions from where the last one ends (or a little ahead of `now`) up to `until`,
+   * ending on multiples of `width`. A partition never starts before a row already in the DEFAULT
+   * partition (PostgreSQL refuses a partition whose range the default holds rows of): those stay there
+   * until they expire.
    */
   async createAhead(width: number, now: number, until: number): Promise<number> {
     const partitions = await this.list();
     const lastEnd = partitions.length === 0 ? Number.NEGATIVE_INFINITY : partitions[partitions.length - 1].to;
     const [{ newest }] = await this.store.session((s) => s.rows<{ newest: string | null }>(`SELECT max(ts)::text AS newest FROM ${this.defaultPartition}`));
-    let from = Math.max(lastEnd, Math.floor(now / width) * width, newest === null ? Number.NEGATIVE_INFINITY : Number(newest) + 1);
+    // Behind the clock (first run, or after a pause), the next partition starts a little ahead of it:
+    // one starting now would race the rows being inserted into the default partition meanwhile.
+    const frontier = lastEnd > now + FRONTIER_MARGIN_MS / 2 ? lastEnd : now + FRONTIER_MARGIN_MS;
+    let from = Math.max(frontier, newest === null ? Number.NEGATIVE_INFINITY : Number(newest) + 1);
     let created = 0;
     while (from < until) {
       const to = (Math.floor(from / width) + 1) * width;
-      await this.ddl(
-        (s) => s.run(`CREATE TABLE IF NOT EXISTS ${this.table(`audit_log_p${from}`)} PARTITION OF ${this.parent} FOR VALUES FROM (${from}) TO (${to})`),
-      );
+      const partition = this.table(`audit_log_p${from}`);
+      // Created apart, then attached: ATTACH takes a lock on the parent that inserts do not wait for
+      // (CREATE … PARTITION OF would block them while it waits for its own).
+      await this.ddl(async (s) => {
+        await s.run(`CREATE TABLE ${partition} (LIKE ${this.parent} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES)`);
+        await s.run(`ALTER TABLE ${this.parent} ATTACH PARTITION ${partition} FOR VALUES FROM (${from}) TO (${to})`);
+      });
       created++;
       from = to;
     }
@@ -82,11 +92,17 @@ export class PostgresAuditPartitions {
     let dropped = 0;
     for (const partition of await this.list()) {
       if (partition.to > cutoff) break;
-      dropped += await this.ddl(async (s) => {
-        const [{ n }] = await s.rows<{ n: string }>(`SELECT count(*)::text AS n FROM ${this.table(partition.name)}`);
-        await s.run(`DROP TABLE ${this.table(partition.name)}`);
-        return Number(n);
-      });
+      try {
+        dropped += await this.ddl(async (s) => {
+          const [{ n }] = await s.rows<{ n: string }>(`SELECT count(*)::text AS n FROM ${this.table(partition.name)}`);
+          await s.run(`DROP TABLE ${this.table(partition.name)}`);
+          return Number(n);
+        });
+      } catch (error) {
+        // What was dropped counts; the rest is tried again at the next run.
+        if (dropped === 0) throw error;
+        break;
+      }
     }
     return dropped;
   }
