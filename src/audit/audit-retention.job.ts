@@ -12,8 +12,9 @@ import { AuditLogRepository } from '../storage/ports/audit-log.repository';
 export const AUDIT_PRUNE_JOB = 'audit-prune';
 /** Lease of the prune lock: if a replica dies while pruning, another may prune after this long. */
 const LOCK_TTL_MS = 60_000;
-/** A run stops starting new batches after this long, well inside the lease; the next run starts at once. */
-const RUN_BUDGET_MS = LOCK_TTL_MS / 2;
+/** A run stops starting new batches after this long, inside the lease with room for the last batch,
+ * SQLite's vacuum steps (5 s at most) and partition DDL; the next run starts at once. */
+const RUN_BUDGET_MS = 40_000;
 /** What one delete batch should take: short enough that the store's other work never waits long behind it. */
 const BATCH_TARGET_MS = 100;
 /** Below this a batch's fixed cost (round trip, statement, commit) would dominate, above all on a busy

@@ -91,5 +91,5 @@ describe('audit table partitioning on postgres: migrating an existing deployment
     expect(await backend.audit.dropExpired(Date.now() + 1)).toBe(ROWS);
     expect(await backend.audit.count()).toBe(1);
     expect((await backend.audit.query({}, 10, null)).items).toEqual([fresh]);
-  });
+  }, 60_000);
 });

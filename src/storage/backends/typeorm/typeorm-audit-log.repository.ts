@@ -10,8 +10,11 @@ import { readCursor } from '../../../common/errors/storage-errors';
 
 /** Rows per INSERT statement on PostgreSQL: 500 × 7 parameters stays below its 65535. */
 const INSERT_CHUNK = 500;
-/** SQLite: free pages given back per step of the incremental vacuum (8 MiB of 4 KiB pages, tens of ms). */
-const VACUUM_STEP_PAGES = 2000;
+/** SQLite: rows per delete in the writer thread (tens of ms: what a reserve queued behind it waits;
+ * smaller writes cost more in commits than they save in waiting). */
+const SQLITE_PRUNE_CHUNK = 1000;
+/** SQLite: free pages given back per step of the incremental vacuum (2 MiB of 4 KiB pages, about 10 ms). */
+const VACUUM_STEP_PAGES = 500;
 /** SQLite: a reclaim stops after this long; the free pages left are given back after the next prune. */
 const VACUUM_BUDGET_MS = 5000;
 
@@ -94,8 +97,18 @@ export class TypeormAuditLogRepository extends AuditLogRepository {
   async deleteOlderThan(cutoff: number, maxRows: number): Promise<number> {
     const max = Math.floor(maxRows);
     if (max <= 0) return 0;
-    // SQLite: in the writer thread, between its group commits, so the event loop never waits on it.
-    if (this.store.dialect === 'sqlite') return (await this.store.sqliteWrite({ type: 'audit-prune', cutoff, max })) as number;
+    if (this.store.dialect === 'sqlite') {
+      // In the writer thread, so the event loop never waits on it, and in small writes of their own: a
+      // reserve or settle queued meanwhile waits for one of them, not for the whole batch.
+      let deleted = 0;
+      while (deleted < max) {
+        const chunk = Math.min(SQLITE_PRUNE_CHUNK, max - deleted);
+        const n = (await this.store.sqliteWrite({ type: 'audit-prune', cutoff, max: chunk })) as number;
+        deleted += n;
+        if (n < chunk) break;
+      }
+      return deleted;
+    }
     // By (ts, id), the partitioned key: each partition finds its rows by its own index.
     return this.store.session((s) =>
       s.run(
@@ -143,6 +156,8 @@ export class TypeormAuditLogRepository extends AuditLogRepository {
       // None left, or none given back (a file not in incremental mode: its VACUUM at start-up failed).
       if (left === 0 || left >= before) return;
       before = left;
+      // Let the event loop queue the request path's writes between two steps.
+      await new Promise((resolve) => setImmediate(resolve));
     }
   }
 }
