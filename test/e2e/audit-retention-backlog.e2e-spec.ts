@@ -182,10 +182,9 @@ describe.each(['sqlite', 'postgres'] as const)('audit retention of a 1,000,000-r
       console.log(`sqlite: ${bytesBefore} bytes with the backlog, ${bytesAfter} after the prune`);
       expect(bytesAfter).toBeLessThan(bytesBefore * 0.25);
     }
-    // While the hour-old backlog was there the job said it was behind, and nothing else went wrong;
-    // once caught up, the lag gauge is back to 0.
+    // Nothing went wrong but, if a run ended with the hour-old backlog still there, the job saying it
+    // was behind; once caught up, the lag gauge is back to 0.
     const errors = gateway.logs.filter((l) => l.level === 'error' || l.level === 'fatal').map((l) => String(l.msg));
-    expect(errors.length).toBeGreaterThanOrEqual(1);
     expect(errors.every((msg) => msg.startsWith('audit retention is behind: the oldest row is '))).toBe(true);
     const lag = gateway.app.get(MetricsService).registry.getSingleMetric('ditto_audit_retention_lag_seconds')!;
     expect((await lag.get()).values[0]?.value).toBe(0);
