@@ -44,6 +44,8 @@ export interface MockOptions {
   replyTokens?: number;
   /** Fields written over the usage the mock reports (a broken or hostile upstream). */
   usage?: Record<string, unknown>;
+  /** Set to false to keep no record of requests (the benchmark's millions of them would fill the heap). */
+  recordRequests?: boolean;
 }
 
 export interface MockUpstream {
@@ -87,7 +89,7 @@ export async function startMockUpstream(options: MockOptions = {}): Promise<Mock
         /* not JSON: keep the text */
       }
       const socket = req.socket;
-      requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body, raw, connectionClosed: () => socket.destroyed });
+      if (mock.options.recordRequests !== false) requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body, raw, connectionClosed: () => socket.destroyed });
       if (mock.options.hang) return;
       const answer = () => respond(req, encodedAnswer(req, res, mock.options), body, mock.options);
       if (mock.options.delayMs) setTimeout(answer, mock.options.delayMs);
@@ -178,7 +180,10 @@ function respond(req: IncomingMessage, res: ServerResponse, body: any, options: 
   }
   const model = body?.model ?? 'unknown';
   const prompt = mockPromptTokens(path, body);
-  const completion = outputTokens(body, options);
+  // `n` choices, each as long as one reply would be: usage counts them all, as OpenAI's does.
+  const choices = Number.isSafeInteger(body?.n) && body.n > 1 ? (body.n as number) : 1;
+  const perChoice = outputTokens(body, options);
+  const completion = perChoice * choices;
   const cached = Math.min(options.cachedTokens ?? 0, prompt);
   const usage = {
     prompt_tokens: prompt,
@@ -187,7 +192,7 @@ function respond(req: IncomingMessage, res: ServerResponse, body: any, options: 
     ...(cached ? { prompt_tokens_details: { cached_tokens: cached } } : {}),
     ...options.usage,
   };
-  const text = Array.from({ length: completion }, (_, i) => WORDS[i % WORDS.length]);
+  const text = Array.from({ length: perChoice }, (_, i) => WORDS[i % WORDS.length]);
   if (req.method === 'POST' && path === '/v1/chat/completions') {
     if (body?.stream) return streamChat(res, model, text, usage, body?.stream_options?.include_usage === true, options);
     json(res, 200, {
@@ -195,7 +200,7 @@ function respond(req: IncomingMessage, res: ServerResponse, body: any, options: 
       object: 'chat.completion',
       created,
       model,
-      choices: [{ index: 0, message: { role: 'assistant', content: text.join('') }, finish_reason: 'length' }],
+      choices: Array.from({ length: choices }, (_, index) => ({ index, message: { role: 'assistant', content: text.join('') }, finish_reason: 'length' })),
       usage,
     });
     return;

@@ -1,15 +1,21 @@
 import { execSync } from 'node:child_process';
-import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
+
+const DOC = 'docs/benchmarks.md';
+/** The heading of the runs, newest first. */
+const RUNS_HEADING = '\n## Runs\n';
 
 /**
  * Saves a benchmark run: raw JSON under bench/results/ and a section in docs/benchmarks.md headed with
- * the date, commit and machine (`describe` writes the rest of the section from the machine line).
+ * the date, commit and machine (`describe` writes the rest of the section from the machine line), first
+ * under the "Runs" heading (at the end of the file without one).
  */
 export function recordRun(kind: string, data: object, describe: (machine: string) => string): void {
   let commit = 'unknown';
   try {
     commit = execSync('git rev-parse --short HEAD', { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+    if (execSync('git status --porcelain --untracked-files=no', { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim()) commit += ' (with uncommitted changes)';
   } catch {
     /* not a git checkout */
   }
@@ -17,5 +23,8 @@ export function recordRun(kind: string, data: object, describe: (machine: string
   const date = new Date().toISOString();
   mkdirSync('bench/results', { recursive: true });
   writeFileSync(`bench/results/${kind.toLowerCase()}-${date.replace(/[:.]/g, '-')}.json`, JSON.stringify({ date, commit, machine, ...data }, null, 2));
-  appendFileSync('docs/benchmarks.md', `\n### ${kind}, ${date.slice(0, 10)}, commit ${commit}\n${describe(machine)}\n`);
+  const section = `\n### ${kind}, ${date.slice(0, 16).replace('T', ' ')} UTC, commit ${commit}\n${describe(machine)}\n`;
+  const doc = existsSync(DOC) ? readFileSync(DOC, 'utf8') : '# Benchmarks\n';
+  const at = doc.indexOf(RUNS_HEADING);
+  writeFileSync(DOC, at < 0 ? `${doc}${section}` : `${doc.slice(0, at + RUNS_HEADING.length)}${section}${doc.slice(at + RUNS_HEADING.length)}`);
 }

@@ -41,7 +41,7 @@ describe('loadAppConfig', () => {
     try {
       const config = loadAppConfig(example);
       expect(config.server.port).toBe(8080);
-      expect(config.budgets).toMatchObject({ mode: 'estimate', defaultOutputTokens: 1024, unknownModelCost: 'refuse' });
+      expect(config.budgets).toMatchObject({ mode: 'strict', defaultOutputTokens: 1024, unknownModelCost: 'refuse' });
       expect(config.gateway.backends).toEqual([]);
     } finally {
       process.chdir(cwd);

@@ -35,6 +35,8 @@ export async function createApp(config: AppConfig, logger: LoggerService): Promi
     abortOnError: false,
   });
   door.mount('/v1', app.get(ProxyService).handle);
+  // Google's Gemini API (docs/protocols.md): the same orchestrator, which tells the APIs apart.
+  door.mount('/v1beta', app.get(ProxyService).handle);
   const realtime = app.get(RealtimeProxy);
   door.mountUpgrade('/v1/realtime', realtime.handle);
   // Shutdown lets connections go one by one (main.ts): it sees every connection and request from the start.

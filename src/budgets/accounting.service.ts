@@ -9,12 +9,12 @@ import { CostsService } from '../costs/costs.service';
 import { MetricsService } from '../metrics/metrics.service';
 import { ModelPrice, UsageCounts, costMicros } from '../costs/pricing';
 import { VirtualKey } from '../virtual-keys/domain/virtual-key';
-import { BudgetLedger } from '../storage/ports/budget-ledger';
-import { CostLedger } from '../storage/ports/cost-ledger';
 import { AccountingLedger, AccountingReserveResult } from '../storage/ports/accounting-ledger';
 import { scopesOf } from '../ledger/domain/scopes';
-import { Estimate, Meter, billing, estimate, estimateCost, meterOf, outputTokensOf, tokensOf } from './metering';
+import { LimitIndex } from './limit-index';
+import { Estimate, billing, estimate, estimateCost, meterOf, tokensOf } from './metering';
 import { OutputField } from './token-estimate';
+import { SettleRecovery } from './settle-recovery.service';
 
 type Json = Record<string, unknown>;
 /** Usage as the upstream reported it (tokens, or seconds, characters, images). */
@@ -61,8 +61,12 @@ export type Outcome = 'complete' | 'lost' | 'failed';
 export interface Settlement {
   tokens: number;
   usdMicros: number;
-  /** `usage`: the upstream's; `estimate`: the reservation (no usage came back, or less than reserved of a lost request); `released`: nothing charged. */
-  basis: 'usage' | 'estimate' | 'released';
+  /**
+   * `usage`: the upstream's; `estimate`: the reservation (no usage came back, or less than reserved of
+   * a lost request); `released`: nothing charged; `held`: nothing charged yet, the reservation is held
+   * for a background response until it is seen ended.
+   */
+  basis: 'usage' | 'estimate' | 'released' | 'held';
   /** Tokens charged beyond the reservation (the estimate was short): 0 when it held. */
   overshootTokens: number;
 }
@@ -91,11 +95,11 @@ export class AccountingService {
   private readonly overshoot: Counter;
 
   constructor(
-    private readonly ledger: BudgetLedger,
-    private readonly costLedger: CostLedger,
     private readonly accounting: AccountingLedger,
     private readonly costs: CostsService,
+    private readonly limits: LimitIndex,
     private readonly metrics: MetricsService,
+    private readonly recovery: SettleRecovery,
     @Inject(budgetsConfig.KEY) settings: ConfigType<typeof budgetsConfig>,
   ) {
     this.settings = settings;
@@ -118,30 +122,39 @@ export class AccountingService {
   async admit(key: VirtualKey, request: MeteredRequest): Promise<Admission | null> {
     const meter = meterOf(request.method, request.path);
     if (meter === 'none') return null;
+    this.recovery.assertCaughtUp();
     const scopes = scopesOf(key);
     const context = this.context(request);
     const { price } = context;
     const worst = estimate(meter, request.path, request.body, context);
-    // Reads too: a store that does not answer is 503 storage_unavailable here as for the reserve, not a 500.
-    if (!billing(meter, price).priced && this.settings.unknownModelCost === 'refuse') {
-      await this.storage('read', () => this.refuseUnpricedUnderCostLimit(key, scopes, request.model));
-    }
+    const limited = this.limits.of(key, scopes);
+    if (!billing(meter, price).priced) this.refuseUnpricedUnderCostLimit(limited.cost, request.model);
 
-    let outputCap: Admission['outputCap'] = null;
+    // Strict mode, for a request whose scopes have a limit: an output limit it does not set itself is
+    // written (the reserved worst case), one it sets is lowered to what fits should the reserve refuse.
     const capField = meter === 'generate' ? (worst.outputField ?? outputFieldFor(request.path, request.model)) : null;
-    if (this.settings.mode === 'strict' && capField !== null) {
-      const room = await this.storage('read', () => this.outputRoom(scopes, worst.promptTokens, price));
-      if (room !== null) {
-        const perChoice = Math.floor(room.tokens / worst.choices);
-        if (perChoice < 1) throw new GatewayError(room.code, `${room.code === ErrorCode.BudgetExceeded ? 'token budget' : 'cost budget'} of scope '${room.scope}' leaves no room for ${worst.choices > 1 ? `${worst.choices} responses` : 'a response'} to this prompt (~${worst.promptTokens} tokens)`);
-        // Without a limit of its own the request gets one: the guarantee needs the upstream bounded.
-        if (perChoice < worst.perChoice || worst.outputField === null) {
-          worst.perChoice = Math.min(worst.perChoice, perChoice);
-          outputCap = { field: capField, tokens: worst.perChoice };
-        }
+    const strict = this.settings.mode === 'strict' && capField !== null && (limited.tokens || (limited.cost !== null && price !== null));
+    let outputCap: Admission['outputCap'] = strict && worst.outputField === null ? { field: capField, tokens: worst.perChoice } : null;
+    for (let attempt = 1; ; attempt++) {
+      const reserved = { tokens: tokensOf(worst), usdMicros: estimateCost(worst, price) };
+      const charge: Charge = { id: randomUUID(), scopes, price, estimate: worst, reserved };
+      const result = await this.storage('reserve', () => this.accounting.reserve(charge.id, scopes, reserved)).catch((error: unknown) => this.recovery.releaseUnanswered(charge.id, error));
+      if (result.ok) {
+        this.inFlight.inc();
+        return { charge, outputCap };
+      }
+      if (!strict || attempt === STRICT_ATTEMPTS) throw refusal(result, reserved.tokens, reserved.usdMicros);
+      // Strict: the refusing scope's numbers say how much output fits; reserve that instead (no reads).
+      const perChoice = Math.floor(outputRoom(result, worst.promptTokens, price) / worst.choices);
+      if (perChoice < 1) {
+        const code = result.ledger === 'tokens' ? ErrorCode.BudgetExceeded : ErrorCode.CostBudgetExceeded;
+        throw new GatewayError(code, `${result.ledger === 'tokens' ? 'token budget' : 'cost budget'} of scope '${result.scope}' leaves no room for ${worst.choices > 1 ? `${worst.choices} responses` : 'a response'} to this prompt (~${worst.promptTokens} tokens)`);
+      }
+      if (perChoice < worst.perChoice) {
+        worst.perChoice = perChoice;
+        outputCap = { field: capField, tokens: perChoice };
       }
     }
-    return { charge: await this.reserve(scopes, price, worst), outputCap };
   }
 
   private context(request: MeteredRequest) {
@@ -154,9 +167,10 @@ export class AccountingService {
    * like `admit`, having reserved nothing. Settled with `settle` like any charge.
    */
   async admitFixed(key: VirtualKey, model: string | null, tokens: number): Promise<Charge> {
+    this.recovery.assertCaughtUp();
     const scopes = scopesOf(key);
     const price = this.costs.price(model);
-    if (!billing('generate', price).priced && this.settings.unknownModelCost === 'refuse') await this.storage('read', () => this.refuseUnpricedUnderCostLimit(key, scopes, model));
+    if (!billing('generate', price).priced) this.refuseUnpricedUnderCostLimit(this.limits.of(key, scopes).cost, model);
     return this.reserve(scopes, price, { meter: 'generate', promptTokens: 0, choices: 1, perChoice: tokens, outputField: null, units: null });
   }
 
@@ -180,6 +194,39 @@ export class AccountingService {
     return this.settle(charge, bounded, 'complete');
   }
 
+  /**
+   * A background response (`background: true`) was queued: its reservation moves to the response's id
+   * (reserved there first, then released here, so the scope never shows the room free in between),
+   * held until the gateway sees the response ended (`settleBackground`, on any replica) or the reaper
+   * releases it after RESERVATION_TTL_SECS. A scope without room for the reservation twice over is
+   * charged the reservation at once instead: never more than its limit, never waiting.
+   */
+  async holdForBackground(charge: Charge, responseId: string): Promise<Settlement> {
+    const held = await this.storage('reserve', () => this.accounting.reserve(backgroundId(responseId), charge.scopes, charge.reserved));
+    if (held.ok) {
+      this.inFlight.dec();
+      await this.storage('settle', () => this.accounting.settle(charge.id, null));
+      return { tokens: 0, usdMicros: 0, basis: 'held', overshootTokens: 0 };
+    }
+    this.logger.warn(`background response ${responseId}: scope ${held.scope} has no room to hold its reservation; charged the reservation now`);
+    return this.settle(charge, null, 'lost');
+  }
+
+  /**
+   * A background response seen ended (a GET of it, its stream, or its cancel): charges its usage at
+   * the price of the model that served it, or releases it without usage, exactly once across replicas
+   * (the ledger settles a reservation id once). Null when there was nothing held under that id: not a
+   * background response created through the gateway, settled already, or reaped.
+   */
+  async settleBackground(responseId: string, usage: Reported | null, model: string | null): Promise<Settlement | null> {
+    const price = this.costs.price(model);
+    const bounded = usage === null ? null : boundedUsage(usage);
+    const amounts = bounded === null ? null : { tokens: bounded.totalTokens, usdMicros: price === null ? 0 : costMicros(price, bounded) };
+    const settled = await this.storage('settle', () => this.accounting.settle(backgroundId(responseId), amounts));
+    if (!settled.tokens && !settled.usdMicros) return null;
+    return amounts === null ? { tokens: 0, usdMicros: 0, basis: 'released', overshootTokens: 0 } : { ...amounts, basis: 'usage', overshootTokens: 0 };
+  }
+
   /** How long a reservation may stay open before the reaper releases it (RESERVATION_TTL_SECS). */
   get reservationTtlMs(): number {
     return this.settings.reservationTtlMs;
@@ -188,7 +235,7 @@ export class AccountingService {
   private async reserve(scopes: string[], price: ModelPrice | null, worst: Estimate): Promise<Charge> {
     const reserved = { tokens: tokensOf(worst), usdMicros: estimateCost(worst, price) };
     const charge: Charge = { id: randomUUID(), scopes, price, estimate: worst, reserved };
-    const result = await this.storage('reserve', () => this.accounting.reserve(charge.id, scopes, reserved));
+    const result = await this.storage('reserve', () => this.accounting.reserve(charge.id, scopes, reserved)).catch((error: unknown) => this.recovery.releaseUnanswered(charge.id, error));
     if (!result.ok) throw refusal(result, reserved.tokens, reserved.usdMicros);
     this.inFlight.inc();
     return charge;
@@ -199,34 +246,51 @@ export class AccountingService {
    * upstream's usage (a request whose usage the request itself says, speech characters, that; one
    * with no usage at all, the reservation); `lost` charges the reservation or the usage seen when
    * larger; `failed` releases it. A reservation the reaper released meanwhile is charged anyway, as a
-   * new metering-only entry.
+   * new metering-only entry. A settle the store does not take is journaled and replayed once it
+   * answers (SettleRecovery); only when the journal cannot take it either does this throw 503.
    */
   async settle(charge: Charge, usage: Reported | null, outcome: Outcome): Promise<Settlement> {
     this.inFlight.dec();
-    return this.storage('settle', () => this.settleOnLedgers(charge, usage, outcome));
+    const settlement: Settlement = outcome === 'failed' ? { tokens: 0, usdMicros: 0, basis: 'released', overshootTokens: 0 } : this.settlementOf(charge, usage, outcome);
+    try {
+      await this.storage('settle', () => this.settleOnLedgers(charge, settlement));
+    } catch (error) {
+      if (!(error instanceof GatewayError) || error.code !== ErrorCode.StorageUnavailable) throw error;
+      await this.recovery.defer(charge.id, settlement.basis === 'released' ? null : { tokens: settlement.tokens, usdMicros: settlement.usdMicros });
+    }
+    return settlement;
   }
 
-  private async settleOnLedgers(charge: Charge, reported: Reported | null, outcome: Outcome): Promise<Settlement> {
-    if (outcome === 'failed') {
-      await this.accounting.settle(charge.id, null);
-      return { tokens: 0, usdMicros: 0, basis: 'released', overshootTokens: 0 };
-    }
-    const { tokens, usdMicros, basis } = this.amounts(charge, reported, outcome);
-    const overshootTokens = Math.max(0, tokens - charge.reserved.tokens);
+  private settlementOf(charge: Charge, reported: Reported | null, outcome: Exclude<Outcome, 'failed'>): Settlement {
+    const amounts = this.amounts(charge, reported, outcome);
+    const overshootTokens = Math.max(0, amounts.tokens - charge.reserved.tokens);
     if (overshootTokens > 0) this.overshoot.inc(overshootTokens);
+    return { ...amounts, overshootTokens };
+  }
+
+  private async settleOnLedgers(charge: Charge, settlement: Settlement): Promise<void> {
+    if (settlement.basis === 'released') {
+      await this.accounting.settle(charge.id, null);
+      return;
+    }
+    const { tokens, usdMicros } = settlement;
     const { tokens: byTokens, usdMicros: byCost } = await this.accounting.settle(charge.id, { tokens, usdMicros });
     if (!byTokens || !byCost) {
       this.logger.warn(`reservation ${charge.id} was reaped before its request ended (RESERVATION_TTL_SECS too short?); charging it now`);
-      const late = `${charge.id}:late`;
-      const opened = await this.accounting.reserve(late, charge.scopes, { tokens: 0, usdMicros: 0 });
-      // A scope already over its limit (usage beyond the estimate) refuses even an empty reservation:
-      // the late charge cannot be recorded then. Say so rather than lose it silently.
-      if (!opened.ok) {
-        this.logger.error(`reservation ${charge.id}: the late charge (${tokens} tokens, ${usdMicros} USD micros) could not be recorded: scope ${opened.scope} is over its limit`);
-      }
-      await this.accounting.settle(late, { tokens: byTokens ? 0 : tokens, usdMicros: byCost ? 0 : usdMicros });
+      await this.chargeLate(charge, byTokens ? 0 : tokens, byCost ? 0 : usdMicros);
     }
-    return { tokens, usdMicros, basis, overshootTokens };
+  }
+
+  /** Charges amounts no reservation is open for any more: a metering-only entry, reserved empty and settled. */
+  private async chargeLate(charge: Charge, tokens: number, usdMicros: number): Promise<void> {
+    const late = `${charge.id}:late`;
+    const opened = await this.accounting.reserve(late, charge.scopes, { tokens: 0, usdMicros: 0 });
+    // A scope already over its limit (usage beyond the estimate) refuses even an empty reservation:
+    // the late charge cannot be recorded then. Say so rather than lose it silently.
+    if (!opened.ok) {
+      this.logger.error(`reservation ${charge.id}: the late charge (${tokens} tokens, ${usdMicros} USD micros) could not be recorded: scope ${opened.scope} is over its limit`);
+    }
+    await this.accounting.settle(late, { tokens, usdMicros });
   }
 
   /** What a settled request is charged on each ledger (see `settle`). */
@@ -256,48 +320,30 @@ export class AccountingService {
     }
   }
 
-  /**
-   * Strict mode: the most output tokens (all choices together) the request may produce so that no
-   * limited scope goes over, by tokens and (for a priced model) by cost, with the scope that bounds it;
-   * null when no scope has a limit. One read per scope and ledger, in parallel.
-   */
-  private async outputRoom(scopes: string[], promptTokens: number, price: ModelPrice | null): Promise<{ tokens: number; scope: string; code: ErrorCode } | null> {
-    const [tokenScopes, costScopes] = await Promise.all([
-      Promise.all(scopes.map((scope) => this.ledger.get(scope))),
-      price === null ? Promise.resolve([]) : this.costLimited(scopes),
-    ]);
-    let room: { tokens: number; scope: string; code: ErrorCode } | null = null;
-    for (const s of tokenScopes) {
-      if (s === null || s.limit === null) continue;
-      const fits = s.limit - s.spent - s.reserved - promptTokens;
-      if (room === null || fits < room.tokens) room = { tokens: fits, scope: s.scope, code: ErrorCode.BudgetExceeded };
-    }
-    if (price !== null && price.outputPico > 0n) {
-      for (const s of costScopes) {
-        const left = BigInt(s.limit - s.spent - s.reserved) * 1_000_000n - BigInt(promptTokens) * price.inputPico;
-        const fits = left < 0n ? -1 : Number(left / price.outputPico);
-        if (room === null || fits < room.tokens) room = { tokens: fits, scope: s.scope, code: ErrorCode.CostBudgetExceeded };
-      }
-    }
-    return room;
-  }
-
-  /** The cost limits of the given scopes that exist (one read per scope, in parallel). */
-  private async costLimited(scopes: string[]): Promise<Array<{ scope: string; limit: number; spent: number; reserved: number }>> {
-    const found = await Promise.all(scopes.map((scope) => this.costLedger.get(scope)));
-    return found.flatMap((s) => (s !== null && s.limit !== null ? [{ scope: s.scope, limit: s.limit, spent: s.spent, reserved: s.reserved }] : []));
-  }
-
-  /** An unpriced model cannot be charged against a cost limit: refuse rather than charge zero. */
-  private async refuseUnpricedUnderCostLimit(key: VirtualKey, scopes: string[], model: string | null): Promise<void> {
-    const limited = key.budget.totalUsdMicros !== null ? [`key:${key.id}`] : (await this.costLimited(scopes)).map((s) => s.scope);
-    if (limited.length === 0) return;
+  /** An unpriced model cannot be charged against a cost limit: refuse rather than charge zero (COST_UNKNOWN_MODEL=refuse). */
+  private refuseUnpricedUnderCostLimit(limitedScope: string | null, model: string | null): void {
+    if (limitedScope === null || this.settings.unknownModelCost !== 'refuse') return;
     throw new GatewayError(
       ErrorCode.CostUnknownModel,
-      `model '${model ?? '(none)'}' has no price and scope '${limited[0]}' has a cost limit: add the model to the pricing table (or set COST_UNKNOWN_MODEL=allow to charge it 0)`,
+      `model '${model ?? '(none)'}' has no price and scope '${limitedScope}' has a cost limit: add the model to the pricing table (or set COST_UNKNOWN_MODEL=allow to charge it 0)`,
       'model',
     );
   }
+}
+
+/** Reserves strict mode tries, each lowering the output to what the scope that refused the last one has room for. */
+const STRICT_ATTEMPTS = 4;
+
+/**
+ * The most output tokens (all choices together) a refused reserve's scope has room for after the
+ * prompt, by tokens or (a priced model) by cost; negative when not even the prompt fits.
+ */
+function outputRoom(refused: Extract<AccountingReserveResult, { ok: false }>, promptTokens: number, price: ModelPrice | null): number {
+  const left = refused.limit - refused.spent - refused.reserved;
+  if (refused.ledger === 'tokens') return left - promptTokens;
+  if (price === null || price.outputPico === 0n) return -1;
+  const pico = BigInt(left) * 1_000_000n - BigInt(promptTokens) * price.inputPico;
+  return pico < 0n ? -1 : Number(pico / price.outputPico);
 }
 
 /**
@@ -308,6 +354,7 @@ export class AccountingService {
 function boundedUsage(usage: Reported): Reported {
   const bound = (n: number) => Math.min(n, MAX_REQUEST_TOKENS);
   const bounded: Reported = { promptTokens: bound(usage.promptTokens), completionTokens: bound(usage.completionTokens), cachedTokens: bound(usage.cachedTokens), totalTokens: bound(usage.totalTokens) };
+  if (usage.cacheWriteTokens !== undefined) bounded.cacheWriteTokens = bound(usage.cacheWriteTokens);
   for (const unit of ['seconds', 'characters', 'images'] as const) {
     if (usage[unit] !== undefined) bounded[unit] = Math.min(usage[unit], MAX_REQUEST_UNITS);
   }
@@ -315,6 +362,9 @@ function boundedUsage(usage: Reported): Reported {
 }
 
 const NO_TOKENS = { promptTokens: 0, completionTokens: 0, cachedTokens: 0, totalTokens: 0 };
+
+/** The reservation id a background response is held under: the upstream's response id, which every replica sees. */
+const backgroundId = (responseId: string) => `bg:${responseId}`;
 
 function outputFieldFor(path: string, model: string | null): OutputField | null {
   const field = OUTPUT_FIELD_BY_PATH[path] ?? null;

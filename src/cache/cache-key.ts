@@ -3,8 +3,12 @@ import { VirtualKey } from '../virtual-keys/domain/virtual-key';
 
 export type CacheScopeMode = 'key' | 'tenant' | 'global';
 
-/** The routes whose answers are cached, as the proxy sees them (a query string makes a path uncacheable). */
-export const CACHEABLE_PATHS: ReadonlySet<string> = new Set(['/v1/chat/completions', '/v1/completions', '/v1/embeddings']);
+/**
+ * The routes whose answers are cached, as the proxy sees them (a query string makes a path
+ * uncacheable): OpenAI's, Anthropic's Messages, and Gemini's generateContent (docs/protocols.md).
+ */
+export const CACHEABLE_PATHS: ReadonlySet<string> = new Set(['/v1/chat/completions', '/v1/completions', '/v1/embeddings', '/v1/messages']);
+const CACHEABLE_GEMINI = /^\/v1beta\/models\/[^/?]+:generateContent$/;
 
 /**
  * JSON with object keys sorted at every depth and no whitespace, so two bodies that differ only in key
@@ -51,7 +55,7 @@ export function cacheScope(key: Pick<VirtualKey, 'id' | 'tenantId'>, mode: Cache
 
 /** A POST to one of CACHEABLE_PATHS with a JSON object body that does not ask for a stream. */
 export function isCacheableRequest(method: string, path: string, body: unknown): boolean {
-  if (method.toUpperCase() !== 'POST' || !CACHEABLE_PATHS.has(path)) return false;
+  if (method.toUpperCase() !== 'POST' || !(CACHEABLE_PATHS.has(path) || CACHEABLE_GEMINI.test(path))) return false;
   if (typeof body !== 'object' || body === null || Array.isArray(body)) return false;
   return (body as Record<string, unknown>).stream !== true;
 }

@@ -23,8 +23,13 @@ export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 
 const name = z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'expected 1-64 of A-Z a-z 0-9 _ . : -');
 
+/** The API a backend speaks (docs/protocols.md): its auth header, base path and where usage lives. */
+export const BACKEND_TYPES = ['openai', 'anthropic', 'gemini'] as const;
+export type BackendType = (typeof BACKEND_TYPES)[number];
+
 const backendSchema = z.strictObject({
   name,
+  type: z.enum(BACKEND_TYPES).default('openai'),
   base_url: z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' }),
   api_key: z.string().optional(),
   headers: z.record(z.string(), z.string()).optional(),
@@ -85,6 +90,7 @@ const priceSchema = z
     input_per_mtok_usd: price.optional(),
     output_per_mtok_usd: price.optional(),
     cached_input_per_mtok_usd: price.optional(),
+    cache_write_input_per_mtok_usd: price.optional(),
     input_cost_per_second: unitPrice,
     output_cost_per_second: unitPrice,
     input_cost_per_character: unitPrice,

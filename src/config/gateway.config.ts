@@ -38,6 +38,7 @@ export function loadGateway(env: EnvOf<typeof gatewayEnv>, raw: Readonly<Record<
 function defaultBackend(baseUrl: string, apiKey: string | undefined): BackendConfig {
   return {
     name: 'default',
+    type: 'openai',
     base_url: baseUrl,
     api_key: apiKey,
     connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,

@@ -57,6 +57,7 @@ describe('pricing', () => {
         'dall-e-3': { output_cost_per_image: 0.04 },
         'whisper-1': { input_cost_per_second: 0.0001, output_cost_per_second: 0.0001, mode: 'audio_transcription' },
         'tts-1': { input_cost_per_character: 0.000015, mode: 'audio_speech' },
+        'claude-sonnet-4-5': { input_cost_per_token: 3e-6, output_cost_per_token: 1.5e-5, cache_creation_input_token_cost: 3.75e-6, cache_read_input_token_cost: 3e-7 },
         'gpt-4.1': { input_cost_per_token: 2e-6, output_cost_per_token: 8e-6, max_output_tokens: 32_768, max_tokens: 1_047_576 },
         'text-embedding-3-small': { input_cost_per_token: 2e-8 },
         '256-x-256/dall-e-2': { input_cost_per_pixel: 3.81469e-8, output_cost_per_pixel: 0 },
@@ -67,6 +68,7 @@ describe('pricing', () => {
       inputPico: 150_000n,
       outputPico: 600_000n,
       cachedInputPico: 75_000n,
+      cacheWriteInputPico: 150_000n,
       perSecondPico: null,
       perCharacterPico: null,
       perImagePico: null,
@@ -74,6 +76,11 @@ describe('pricing', () => {
     });
     expect(table.lookup('openai/gpt-4o-mini')).toEqual(table.lookup('gpt-4o-mini'));
     expect(table.lookup('gpt-4o')).toMatchObject({ inputPico: 3_000_000n, outputPico: 12_000_000n, cachedInputPico: 3_000_000n });
+    // Anthropic's cache writes and reads each at their own price.
+    const claude = table.lookup('claude-sonnet-4-5')!;
+    expect(claude).toMatchObject({ inputPico: 3_000_000n, cacheWriteInputPico: 3_750_000n, cachedInputPico: 300_000n });
+    // 1,000 uncached + 2,000 written + 4,000 read in, 100 out: 3000 + 7500 + 1200 + 1500 micros.
+    expect(costMicros(claude, { promptTokens: 7000, cachedTokens: 4000, cacheWriteTokens: 2000, completionTokens: 100 })).toBe(13_200);
     // max_output_tokens is the output bound; LiteLLM's legacy max_tokens (here the context size) is not.
     expect(table.lookup('gpt-4.1')?.maxOutputTokens).toBe(32_768);
     expect(table.lookup('dall-e-3')).toMatchObject({ tokens: false, perImagePico: 40_000_000_000n });

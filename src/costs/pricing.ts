@@ -18,6 +18,8 @@ export interface ModelPrice {
   outputPico: bigint;
   /** Prompt tokens served from the provider's prompt cache; the input price when not set. */
   cachedInputPico: bigint;
+  /** Prompt tokens written to the provider's prompt cache (Anthropic's cache writes); the input price when not set. */
+  cacheWriteInputPico: bigint;
   /** A second of audio sent in (transcriptions, translations). */
   perSecondPico: bigint | null;
   /** A character of text sent in to be spoken (speech). */
@@ -37,6 +39,8 @@ export interface UsageCounts {
   completionTokens: number;
   /** Part of promptTokens read from the prompt cache. */
   cachedTokens: number;
+  /** Part of promptTokens written to the prompt cache (Anthropic). */
+  cacheWriteTokens?: number;
   /** Seconds of audio in (fractions kept to the millisecond). */
   seconds?: number;
   /** Characters of speech input. */
@@ -59,9 +63,11 @@ export function unitPrice(price: ModelPrice, unit: BilledUnit): bigint | null {
  * admission refuses such a model under a cost limit (COST_UNKNOWN_MODEL).
  */
 export function costMicros(price: ModelPrice, usage: UsageCounts): number {
-  const cached = BigInt(Math.min(usage.cachedTokens, usage.promptTokens));
-  const uncached = BigInt(usage.promptTokens) - cached;
-  let pico = uncached * price.inputPico + cached * price.cachedInputPico + BigInt(usage.completionTokens) * price.outputPico;
+  const cachedCount = Math.min(usage.cachedTokens, usage.promptTokens);
+  const cached = BigInt(cachedCount);
+  const written = BigInt(Math.min(usage.cacheWriteTokens ?? 0, usage.promptTokens - cachedCount));
+  const uncached = BigInt(usage.promptTokens) - cached - written;
+  let pico = uncached * price.inputPico + cached * price.cachedInputPico + written * price.cacheWriteInputPico + BigInt(usage.completionTokens) * price.outputPico;
   if (usage.seconds && price.perSecondPico !== null) pico += (BigInt(Math.ceil(usage.seconds * 1000)) * price.perSecondPico + 999n) / 1000n;
   if (usage.characters && price.perCharacterPico !== null) pico += BigInt(usage.characters) * price.perCharacterPico;
   if (usage.images && price.perImagePico !== null) pico += BigInt(usage.images) * price.perImagePico;
@@ -77,11 +83,20 @@ export class PricingTable {
   }
 
   /** Exact name first, then the name without a `provider/` prefix (`openai/gpt-4o` → `gpt-4o`). */
+  /**
+   * The price of a model: by its exact name, else without a `provider/` prefix, else without a dated
+   * snapshot suffix (`gpt-4o-mini-2024-07-18` → `gpt-4o-mini`: responses name the snapshot that served
+   * them).
+   */
   lookup(model: string | null): ModelPrice | null {
     if (model === null) return null;
-    return this.prices.get(model) ?? this.prices.get(model.slice(model.lastIndexOf('/') + 1)) ?? null;
+    const bare = model.slice(model.lastIndexOf('/') + 1);
+    return this.prices.get(model) ?? this.prices.get(bare) ?? this.prices.get(bare.replace(SNAPSHOT_SUFFIX, '')) ?? null;
   }
 }
+
+/** A dated snapshot's suffix: `-2024-07-18`. */
+const SNAPSHOT_SUFFIX = /-\d{4}-\d{2}-\d{2}$/;
 
 /** USD per million tokens (gateway.json) → pico-USD per token. */
 const fromPerMillion = (usd: number): bigint => BigInt(Math.round(usd * 1e6));
@@ -116,7 +131,8 @@ function unitPrices(e: UnitPriceFields): Pick<ModelPrice, 'perSecondPico' | 'per
 
 /**
  * Builds the table. `PRICING_FILE` is LiteLLM's `model_prices_and_context_window.json`: an object of
- * model → `{input_cost_per_token, output_cost_per_token, cache_read_input_token_cost?, max_output_tokens?,
+ * model → `{input_cost_per_token, output_cost_per_token, cache_read_input_token_cost?,
+ * cache_creation_input_token_cost?, max_output_tokens?,
  * input_cost_per_second?, input_cost_per_character?, output_cost_per_image?, …}` in USD per token or
  * unit; entries with no price the gateway reads (`sample_spec`, per-pixel image prices) are skipped.
  * Throws ConfigError naming the file and entry when it cannot be used.
@@ -134,6 +150,7 @@ export function loadPricing(gatewayPricing: GatewayFile['pricing'], pricingFile:
       inputPico: input,
       outputPico: tokens ? fromPerMillion(p.output_per_mtok_usd!) : 0n,
       cachedInputPico: p.cached_input_per_mtok_usd === undefined ? input : fromPerMillion(p.cached_input_per_mtok_usd),
+      cacheWriteInputPico: p.cache_write_input_per_mtok_usd === undefined ? input : fromPerMillion(p.cache_write_input_per_mtok_usd),
       ...unitPrices(p),
       maxOutputTokens: p.max_output_tokens ?? null,
     });
@@ -163,7 +180,7 @@ function readLiteLlmFile(file: string): Map<string, ModelPrice> {
     const units = UNIT_PRICE_FIELDS.filter((f) => e[f] !== undefined);
     if (!tokens && units.length === 0) continue;
     // One token price without the other (embedding models have no output) counts the missing one as 0.
-    const offending = ['input_cost_per_token', 'output_cost_per_token', 'cache_read_input_token_cost'].find((f) => e[f] !== undefined && !isTokenPrice(e[f]));
+    const offending = ['input_cost_per_token', 'output_cost_per_token', 'cache_read_input_token_cost', 'cache_creation_input_token_cost'].find((f) => e[f] !== undefined && !isTokenPrice(e[f]));
     if (offending !== undefined) {
       bad(model, offending, `a number from 0 to ${MAX_PRICE_PER_TOKEN_USD} (USD per token)`);
       continue;
@@ -182,6 +199,7 @@ function readLiteLlmFile(file: string): Map<string, ModelPrice> {
       inputPico: input,
       outputPico: fromUsd((e.output_cost_per_token as number | undefined) ?? 0),
       cachedInputPico: e.cache_read_input_token_cost !== undefined ? fromUsd(e.cache_read_input_token_cost as number) : input,
+      cacheWriteInputPico: e.cache_creation_input_token_cost !== undefined ? fromUsd(e.cache_creation_input_token_cost as number) : input,
       ...unitPrices(e as UnitPriceFields),
       maxOutputTokens: typeof max === 'number' && Number.isSafeInteger(max) && max > 0 ? Math.min(max, MAX_REQUEST_TOKENS) : null,
     });

@@ -5,7 +5,9 @@ import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
 import { Page } from '../common/page';
 import { BudgetLedger } from '../storage/ports/budget-ledger';
 import { CostLedger } from '../storage/ports/cost-ledger';
+import { ChangeFeed } from '../storage/ports/change-feed';
 import { Ledger, LedgerScope } from '../storage/ports/ledger';
+import { BUDGET_LIMIT_ENTITY, COST_LIMIT_ENTITY, LimitIndex, LimitLedger } from '../budgets/limit-index';
 import { SCOPE_FORMAT, ScopeType, formatPeriod, isScope, parsePeriod } from './domain/scopes';
 
 export type LedgerUnit = 'tokens' | 'usd_micros';
@@ -22,8 +24,10 @@ export abstract class ScopeLimits {
   constructor(
     private readonly ledger: Ledger,
     readonly unit: LedgerUnit,
-    private readonly entity: 'budget' | 'cost',
+    private readonly entity: LimitLedger,
     private readonly audit: AuditService,
+    private readonly limits: LimitIndex,
+    private readonly changes: ChangeFeed,
   ) {}
 
   async list(type: ScopeType | undefined, prefix: string | undefined, limit: number, cursor: string | null): Promise<Page<ScopeView>> {
@@ -49,6 +53,7 @@ export abstract class ScopeLimits {
     }
     const before = await this.ledger.get(scope);
     const after = await this.ledger.setLimit(scope, limit, resetEvery === undefined ? (before?.periodMs ?? null) : periodMs);
+    await this.announce(scope, after.limit);
     await this.record('set', scope, actor, { before: before && this.view(before), after: this.view(after) });
     return this.view(after);
   }
@@ -68,6 +73,13 @@ export abstract class ScopeLimits {
     if (current === null && limit === null) return;
     if (current !== null && current.limit === limit) return;
     await this.ledger.setLimit(scope, limit, current?.periodMs ?? null);
+    await this.announce(scope, limit);
+  }
+
+  /** A limit changed: known here at once, and to every replica through the change feed (LimitIndex). */
+  private async announce(scope: string, limit: number | null): Promise<void> {
+    this.limits.apply(this.entity, scope, limit);
+    await this.changes.publish({ entity: this.entity, id: scope });
   }
 
   view(s: LedgerScope): ScopeView {
@@ -102,15 +114,15 @@ function notFound(scope: string): GatewayError {
 /** The token ledger's limits (`/admin/budgets`, a key's `budget.total_tokens`). */
 @Injectable()
 export class TokenLimits extends ScopeLimits {
-  constructor(ledger: BudgetLedger, audit: AuditService) {
-    super(ledger, 'tokens', 'budget', audit);
+  constructor(ledger: BudgetLedger, audit: AuditService, limits: LimitIndex, changes: ChangeFeed) {
+    super(ledger, 'tokens', BUDGET_LIMIT_ENTITY, audit, limits, changes);
   }
 }
 
 /** The cost ledger's limits in USD micros (`/admin/costs`, a key's `budget.total_usd_micros`). */
 @Injectable()
 export class CostLimits extends ScopeLimits {
-  constructor(ledger: CostLedger, audit: AuditService) {
-    super(ledger, 'usd_micros', 'cost', audit);
+  constructor(ledger: CostLedger, audit: AuditService, limits: LimitIndex, changes: ChangeFeed) {
+    super(ledger, 'usd_micros', COST_LIMIT_ENTITY, audit, limits, changes);
   }
 }

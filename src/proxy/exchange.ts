@@ -5,8 +5,10 @@ import type { Charge } from '../budgets/accounting.service';
 import type { RateAdmission } from '../rate-limits/rate-limits.service';
 import type { CacheTicket } from '../cache/request-cache';
 import type { VirtualKey } from '../virtual-keys/domain/virtual-key';
+import type { ProtocolName } from '../protocols/ingress';
 import { ProxyBody } from './proxy-body';
 import { ProxyEvent } from './proxy-event';
+import type { ResponseObject } from './domain/usage';
 
 export type Headers = Record<string, string | string[]>;
 
@@ -44,6 +46,8 @@ export class Exchange {
   readonly abort = new ClientGone();
   body: ProxyBody = NO_BODY;
   key: VirtualKey | null = null;
+  /** The API the client speaks: its errors are answered in that API's shape. */
+  protocol: ProtocolName = 'openai';
   /** The client has had the whole response (all bytes, or an SSE stream's `[DONE]`): closing the
    * connection after that is not an abort. */
   relayed = false;
@@ -52,6 +56,8 @@ export class Exchange {
   /** The request reached an upstream and no complete answer came back from it (timeout, reset, cut
    * mid-body): the work may have been done and billed, so it is charged (budgets' `lost` outcome). */
   lost = false;
+  /** The Responses object the upstream's answer named (id, status, model), when it named one. */
+  answered: ResponseObject | null = null;
   /** performance.now() when the current upstream attempt was sent. */
   upstreamStarted = 0;
   /** The budget/cost reservation to settle when the request ends; null for ungoverned requests. */
@@ -99,6 +105,11 @@ export class Exchange {
         this.abort.abort();
       }
     });
+  }
+
+  speaks(protocol: ProtocolName): void {
+    this.protocol = protocol;
+    this.event.protocol = protocol;
   }
 
   identify(key: VirtualKey): void {

@@ -61,3 +61,13 @@ describe('JsonUsageFinder', () => {
     expect(counted('{"meta":{"data":[1,2]}}')).toBeNull();
   });
 });
+
+describe('JsonUsageFinder: the Responses object', () => {
+  it('names the id, status and model of a response object, and no usage while it is queued', () => {
+    const finder = new JsonUsageFinder();
+    const text = JSON.stringify({ id: 'resp_bg_1', object: 'response', status: 'queued', model: 'gpt-4o-mini-2024-07-18', output: [{ id: 'msg_1', status: 'x' }], usage: null, background: true });
+    for (let i = 0; i < text.length; i += 7) finder.push(Buffer.from(text.slice(i, i + 7)));
+    expect(finder.object).toEqual({ id: 'resp_bg_1', status: 'queued', model: 'gpt-4o-mini-2024-07-18' });
+    expect(finder.usage).toBeNull();
+  });
+});

@@ -1,9 +1,13 @@
-import { Usage, usageFrom } from './domain/usage';
+import { ResponseObject, Usage, usageFrom } from './domain/usage';
 
 /** A captured value larger than this is not kept (real `usage` objects are a few hundred bytes). */
 const USAGE_VALUE_MAX_BYTES = 64 * 1024;
-/** Top-level members whose values are kept: usage, and a verbose_json transcript's `duration`. */
-const CAPTURED_KEYS = new Set(['usage', 'duration']);
+/**
+ * Top-level members whose values are kept: usage, a verbose_json transcript's `duration`, and what
+ * names a Responses object (`id`, `status`, `model`: a background response is charged when it is seen
+ * completed, docs/budgets.md).
+ */
+const CAPTURED_KEYS: ReadonlySet<string> = new Set(['usage', 'duration', 'id', 'status', 'model']);
 
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
@@ -20,7 +24,8 @@ const COMMA = 0x2c;
  * never uses those bytes inside a multi-byte character) that tracks strings and depth, copies only the
  * values of the top-level keys `usage` and `duration`, and parses just those; it also counts the
  * items of a top-level `data` array (the images of an images answer that reports no usage). A
- * response of any size costs the same.
+ * response of any size costs the same. Another API's answer names other keys (`capturedKeys`:
+ * Gemini's `usageMetadata`), read with `values`.
  */
 export class JsonUsageFinder {
   private depth = 0;
@@ -43,6 +48,13 @@ export class JsonUsageFinder {
   private itemStarted = false;
   /** Items of the top-level `data` array; null when there is none. */
   dataItems: number | null = null;
+
+  constructor(private readonly capturedKeys: ReadonlySet<string> = CAPTURED_KEYS) {}
+
+  /** The parsed values of the captured keys found (null: present but unreadable). */
+  get values(): ReadonlyMap<string, unknown> {
+    return this.found;
+  }
 
   push(chunk: Buffer): void {
     // Where, in this chunk, the part of the usage value still to be copied starts (-1: nothing to copy).
@@ -121,6 +133,12 @@ export class JsonUsageFinder {
     return usageFrom({ usage: this.found.get('usage'), duration: this.found.get('duration') });
   }
 
+  /** The response object's top-level `id`, `status` and `model` (each when a string). */
+  get object(): ResponseObject {
+    const text = (key: string) => (typeof this.found.get(key) === 'string' ? (this.found.get(key) as string) : undefined);
+    return { id: text('id'), status: text('status'), model: text('model') };
+  }
+
   private endKey(): void {
     try {
       this.lastKey = JSON.parse(`"${Buffer.from(this.key!).toString('utf8')}"`) as string;
@@ -131,7 +149,7 @@ export class JsonUsageFinder {
   }
 
   private startsUsage(): boolean {
-    if (this.capture !== null || !CAPTURED_KEYS.has(this.lastKey) || this.found.has(this.lastKey)) return false;
+    if (this.capture !== null || !this.capturedKeys.has(this.lastKey) || this.found.has(this.lastKey)) return false;
     this.captureKey = this.lastKey;
     return true;
   }

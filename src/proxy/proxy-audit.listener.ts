@@ -24,6 +24,7 @@ export class ProxyAuditListener implements OnModuleInit {
         keyId: event.keyId,
         tenantId: event.tenantId,
         payload: {
+          protocol: event.protocol ?? 'openai',
           method: event.method,
           path: event.path,
           model: event.model,
@@ -33,6 +34,7 @@ export class ProxyAuditListener implements OnModuleInit {
             prompt_tokens: event.usage.promptTokens,
             completion_tokens: event.usage.completionTokens,
             cached_tokens: event.usage.cachedTokens,
+            ...(event.usage.cacheWriteTokens !== undefined ? { cache_write_tokens: event.usage.cacheWriteTokens } : {}),
             total_tokens: event.usage.totalTokens,
             ...(event.usage.seconds !== undefined ? { seconds: event.usage.seconds } : {}),
             ...(event.usage.characters !== undefined ? { characters: event.usage.characters } : {}),

@@ -1,10 +1,13 @@
 import { Injectable } from '@nestjs/common';
 import type { Settlement } from '../budgets/accounting.service';
+import type { ProtocolName } from '../protocols/ingress';
 import { Usage } from './domain/usage';
 
 /** What happened to one proxied request; audit (and budgets) consume it. Never holds a secret. */
 export interface ProxyEvent {
   requestId: string;
+  /** The API the client spoke (src/protocols); absent: OpenAI's. */
+  protocol?: ProtocolName;
   /** Null when the request was refused before a key was identified. */
   keyId: string | null;
   tenantId: string | null;

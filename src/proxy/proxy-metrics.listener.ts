@@ -8,11 +8,19 @@ import { ProxyEvent, ProxyEvents } from './proxy-event';
 const ROUTES = new Set([
   '/v1/chat/completions', '/v1/completions', '/v1/embeddings', '/v1/responses', '/v1/models', '/v1/moderations',
   '/v1/audio/transcriptions', '/v1/audio/translations', '/v1/audio/speech', '/v1/images/generations', '/v1/realtime',
+  '/v1/messages', '/v1/messages/count_tokens',
 ]);
+/** Gemini's routes name the model in the path: labelled by their method, the model left out. */
+const GEMINI_ROUTE = /^\/v1beta\/models\/[^/]+:(generateContent|streamGenerateContent|countTokens)$/;
 const SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 const OVERHEAD_SECONDS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
 
-export const routeLabel = (path: string): string => (ROUTES.has(path) ? path : '/v1/other');
+export function routeLabel(path: string): string {
+  if (ROUTES.has(path)) return path;
+  const gemini = GEMINI_ROUTE.exec(path);
+  if (gemini) return `/v1beta/models/*:${gemini[1]}`;
+  return path.startsWith('/v1beta') ? '/v1beta/other' : '/v1/other';
+}
 
 /**
  * Prometheus metrics of the proxy (docs/deployment.md), from the ProxyEvents every request emits: requests by
@@ -31,7 +39,8 @@ export class ProxyMetricsListener implements OnModuleInit {
   onModuleInit(): void {
     const keyLabels = this.server.metricsKeyLabels;
     const m = this.metrics;
-    const requests = m.counter('ditto_proxy_requests_total', 'Proxied requests by route, status and backend', keyLabels ? ['route', 'status', 'backend', 'key_id'] : ['route', 'status', 'backend']);
+    const labels = ['route', 'status', 'backend', 'protocol'];
+    const requests = m.counter('ditto_proxy_requests_total', 'Proxied requests by route, status, backend and the API the client spoke', keyLabels ? [...labels, 'key_id'] : labels);
     const duration = m.histogram('ditto_proxy_request_duration_seconds', 'Time from request to the end of the response', ['route', 'backend'], SECONDS);
     const upstream = m.histogram('ditto_proxy_upstream_duration_seconds', 'Time the upstream took, from sending the request to the end of its body', ['backend'], SECONDS);
     const overhead = m.histogram('ditto_proxy_overhead_seconds', "The gateway's own time per request (total minus upstream)", ['route'], OVERHEAD_SECONDS);
@@ -43,7 +52,8 @@ export class ProxyMetricsListener implements OnModuleInit {
     this.events.on((event: ProxyEvent) => {
       const route = routeLabel(event.path);
       const backend = event.backend ?? 'none';
-      requests.inc(keyLabels ? { route, status: String(event.status), backend, key_id: event.keyId ?? 'none' } : { route, status: String(event.status), backend });
+      const counted = { route, status: String(event.status), backend, protocol: event.protocol ?? 'openai' };
+      requests.inc(keyLabels ? { ...counted, key_id: event.keyId ?? 'none' } : counted);
       duration.observe({ route, backend }, event.latencyMs / 1000);
       if (event.upstreamMs !== null) {
         upstream.observe({ backend }, event.upstreamMs / 1000);

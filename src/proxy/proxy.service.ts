@@ -6,8 +6,13 @@ import { OUTPUT_FIELDS, OutputField } from '../budgets/token-estimate';
 import { RequestCache } from '../cache/request-cache';
 import { ERROR_HTTP } from '../common/errors/error-status';
 import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
-import { sendRawError } from '../common/errors/gateway-exception.filter';
 import { closeAfterAnswer } from '../common/http/early-answer';
+import { sendProtocolError } from '../protocols/errors';
+import type { OutputLimitField } from '../protocols/ingress';
+import { ingressFor } from '../protocols/ingresses';
+import { translationFor } from '../protocols/translate/translations';
+import type { BackendConfig } from '../config/gateway-file';
+import { relayTranslated } from './translated-relay';
 import { requestIdOf } from '../common/http/request-id';
 import { RateLimitsService } from '../rate-limits/rate-limits.service';
 import { KeyAdmission } from '../virtual-keys/key-admission';
@@ -76,14 +81,18 @@ export class ProxyService {
 
   private async forward(exchange: Exchange): Promise<void> {
     const { request, event } = exchange;
-    const target = upstreamTarget(request.url ?? '/v1');
+    // Anthropic's and Gemini's APIs (src/protocols, docs/protocols.md); null: OpenAI's.
+    const ingress = ingressFor(request.url ?? '/v1');
+    if (ingress) exchange.speaks(ingress.protocol);
+    const target = upstreamTarget(request.url ?? '/v1', ingress?.prefix);
     const path = target.split('?')[0];
-    const route = routeRule(path);
+    const call = ingress?.call(target) ?? null;
+    const route = call ? { methods: call.methods, uploads: false } : routeRule(path);
     if (!route.methods.includes(event.method)) {
       const allow = route.methods.join(', ');
-      throw new GatewayError(ErrorCode.MethodNotAllowed, `${event.method} is not allowed on /v1${path}; allowed: ${allow}`, null, null, { allow });
+      throw new GatewayError(ErrorCode.MethodNotAllowed, `${event.method} is not allowed on ${ingress?.prefix ?? '/v1'}${path}; allowed: ${allow}`, null, null, { allow });
     }
-    const key = this.keys.admit(request.headers);
+    const key = call ? this.keys.admitToken(call.presentedKey(request.headers)) : this.keys.admit(request.headers);
     exchange.identify(key);
     // `100 Continue` only once the headers passed every check (key, method, type, announced size).
     const expectsContinue = /^100-continue$/i.test(request.headers.expect ?? '');
@@ -91,16 +100,30 @@ export class ProxyService {
       if (expectsContinue) exchange.response.writeContinue();
     });
     const json = exchange.body.kind === 'json' && isJsonObject(exchange.body.value) ? exchange.body.value : null;
-    const model = typeof json?.model === 'string' ? json.model : null;
+    const model = call ? call.model(json) : typeof json?.model === 'string' ? json.model : null;
     event.model = model;
     this.keys.checkModel(key, model);
-    const backends = this.router.route(model, key.route);
-    if (backends.length === 0) {
-      throw new GatewayError(ErrorCode.BackendError, model ? `no backend is configured for model '${model}'` : 'no backend is configured');
+    // Backends that speak the client's API (OpenAI's: `openai` backends), or that it translates to (docs/protocols.md).
+    const native = (b: BackendConfig) => (call ? call.reaches(b) : b.type === 'openai');
+    const translation = (b: BackendConfig) => (native(b) ? null : translationFor(exchange.protocol, path, b.type));
+    const backends = this.router.route(model, key.route).filter((b) => native(b) || translation(b) !== null);
+    const translations = new Set(backends.map(translation).filter((t) => t !== null));
+    for (const t of translations) {
+      if (!json) throw new GatewayError(ErrorCode.InvalidRequest, 'the body must be a JSON object');
+      t.check(json);
     }
-    event.stream = json?.stream === true;
+    if (backends.length === 0) {
+      const speaking = call ? ` speaking ${call.protocol}` : '';
+      throw new GatewayError(ErrorCode.BackendError, model ? `no backend${speaking} is configured for model '${model}'` : `no backend${speaking} is configured`);
+    }
+    event.stream = call ? call.stream(json) : json?.stream === true;
 
-    const metered: MeteredRequest = { method: event.method, path, body: json, model, uploadBytes: exchange.body.kind === 'stream' ? (exchange.body.length ?? exchange.body.limit) : 0 };
+    const metered: MeteredRequest = {
+      method: event.method,
+      ...(call ? call.metered(json, model!) : { path, body: json }),
+      model,
+      uploadBytes: exchange.body.kind === 'stream' ? (exchange.body.length ?? exchange.body.limit) : 0,
+    };
     exchange.rate = await this.rateLimits.admitRequest(key, () => this.accounting.estimateTokens(metered));
     if (exchange.rate) Object.assign(exchange.headers, exchange.rate.headers);
 
@@ -119,7 +142,10 @@ export class ProxyService {
     if (admission) {
       exchange.charge = admission.charge;
       event.scopes = admission.charge.scopes;
-      if (admission.outputCap && json) capOutput(edits, json, admission.outputCap.tokens, admission.outputCap.field);
+      if (admission.outputCap && json) {
+        if (call) capOutputAt(edits, json, admission.outputCap.tokens, call.outputLimit);
+        else capOutput(edits, json, admission.outputCap.tokens, admission.outputCap.field);
+      }
     }
     if (cached?.entry) return this.relay.replay(exchange, cached.entry);
 
@@ -133,10 +159,16 @@ export class ProxyService {
     }
     const filterModels = request.method === 'GET' && path === '/models' && key.models.length > 0;
     // A body the gateway rewrites is asked for uncompressed; otherwise the client's choice of coding stands.
-    const acceptEncoding = strip || filterModels ? 'identity' : acceptedCodings(request.headers['accept-encoding']);
-    const answer = await this.upstream.dispatch(exchange, backends, target, json, edits, acceptEncoding);
+    const acceptEncoding = strip || filterModels || translations.size > 0 ? 'identity' : acceptedCodings(request.headers['accept-encoding']);
+    // Translated requests carry the output limit in force: strict mode's cap, else what was reserved.
+    const outputTokens = admission?.outputCap?.tokens ?? exchange.charge?.estimate.perChoice ?? 0;
+    const upstreamPath = (b: BackendConfig) => translation(b)?.target(b) ?? (call ? call.upstreamTarget(b) : target);
+    const translatedBody = (b: BackendConfig) => translation(b)?.body(json!, b, outputTokens) ?? null;
+    const answer = await this.upstream.dispatch(exchange, backends, upstreamPath, json, edits, acceptEncoding, translatedBody);
     if (answer === null) return;
-    if (filterModels) await this.relay.relayModels(exchange, answer, key);
+    const translated = translation(answer.backend);
+    if (translated) await relayTranslated(exchange, answer, translated.answer(json!));
+    else if (filterModels) await this.relay.relayModels(exchange, answer, key);
     else await this.relay.relay(exchange, answer, strip);
   }
 
@@ -158,12 +190,13 @@ export class ProxyService {
     const { request, response, event } = exchange;
     event.latencyMs = Exchange.since(exchange.started);
     if (exchange.charge) await this.settle(exchange);
+    else if (exchange.answered?.id !== undefined) await this.settleBackground(exchange);
     if (exchange.rate) this.rateLimits.finishRequest(exchange.rate, event.charged?.tokens ?? 0);
     if (exchange.responseHead) event.bodies = loggedBodies(exchange);
     // An error is answered once its request is settled (a client that reads the ledger next sees it settled).
     if (failure) {
       closeAfterAnswer(request, response);
-      sendRawError(request, response, exchange.headers, failure.error, this.logger);
+      sendProtocolError(exchange.protocol, request, response, exchange.headers, failure.error, this.logger);
     }
     this.events.emit(event);
   }
@@ -179,13 +212,47 @@ export class ProxyService {
     const { event } = exchange;
     const lost = exchange.lost || (event.aborted && exchange.dispatched);
     const outcome: Outcome = lost ? 'lost' : event.status >= 200 && event.status < 300 ? 'complete' : 'failed';
+    const queued = outcome === 'complete' && event.usage === null ? queuedResponseId(exchange) : null;
     try {
-      event.charged = await this.accounting.settle(exchange.charge!, event.usage, outcome);
+      event.charged = queued !== null ? await this.accounting.holdForBackground(exchange.charge!, queued) : await this.accounting.settle(exchange.charge!, event.usage, outcome);
     } catch (error) {
       // The reservation stays and the reaper releases it after RESERVATION_TTL_SECS.
       this.logger.error(`settling request ${event.requestId} failed (the reaper will release its reservation): ${(error as Error).message}`);
     }
   }
+
+  /**
+   * A background response read back (`GET /v1/responses/{id}`, as JSON or as its stream) or cancelled,
+   * and seen ended: the reservation held under its id is settled with its usage, once across replicas
+   * (docs/budgets.md, "Background responses"). Nothing when the gateway holds nothing under that id.
+   */
+  private async settleBackground(exchange: Exchange): Promise<void> {
+    const { event } = exchange;
+    const { id, status, model } = exchange.answered!;
+    if (event.status < 200 || event.status >= 300 || !ENDED_RESPONSE.has(status ?? '') || !BACKGROUND_READ.test(event.path)) return;
+    if (event.path.split('/')[3] !== id) return;
+    try {
+      event.charged = await this.accounting.settleBackground(id!, event.usage, model ?? null);
+    } catch (error) {
+      this.logger.error(`settling background response ${id} failed (the reaper will release its reservation): ${(error as Error).message}`);
+    }
+  }
+}
+
+/** Responses statuses of a response that will not change any more. */
+const ENDED_RESPONSE = new Set(['completed', 'incomplete', 'failed', 'cancelled']);
+/** Statuses of a background response still running. */
+const PENDING_RESPONSE = new Set(['queued', 'in_progress']);
+/** A Responses id as OpenAI writes them; anything else is not used as a reservation id. */
+const RESPONSE_ID = /^[A-Za-z0-9_-]{1,128}$/;
+/** Where a background response is seen ended: reading it back, or cancelling it. */
+const BACKGROUND_READ = /^\/v1\/responses\/[A-Za-z0-9_-]{1,128}(?:\/cancel)?$/;
+
+/** The id of a background response the upstream queued (`POST /v1/responses` with `background: true`), else null. */
+function queuedResponseId(exchange: Exchange): string | null {
+  const { body, answered, event } = exchange;
+  if (event.method !== 'POST' || event.path !== '/v1/responses' || body.kind !== 'json' || !isJsonObject(body.value) || body.value.background !== true) return null;
+  return answered?.id !== undefined && RESPONSE_ID.test(answered.id) && PENDING_RESPONSE.has(answered.status ?? '') ? answered.id : null;
 }
 
 /**
@@ -196,6 +263,20 @@ function capOutput(edits: Map<string, MemberEdit>, json: JsonObject, cap: number
   const present = OUTPUT_FIELDS.filter((name) => typeof json[name] === 'number');
   if (present.length === 0) edits.set(field, () => String(cap));
   for (const name of present) if ((json[name] as number) > cap) edits.set(name, () => String(cap));
+}
+
+/** capOutput for another API's field (`max_tokens`, `generationConfig.maxOutputTokens`): set when absent, lowered when above. */
+function capOutputAt(edits: Map<string, MemberEdit>, json: JsonObject, cap: number, at: OutputLimitField | null): void {
+  if (at === null) return;
+  const { member, field } = at;
+  if (field === undefined) {
+    const value = json[member];
+    if (typeof value !== 'number' || value > cap) edits.set(member, () => String(cap));
+    return;
+  }
+  const parent = isJsonObject(json[member]) ? (json[member] as JsonObject) : null;
+  const value = parent?.[field];
+  if (typeof value !== 'number' || value > cap) edits.set(member, (current) => setMember(parent ? current : null, field, String(cap)));
 }
 
 function isJsonObject(value: unknown): value is JsonObject {

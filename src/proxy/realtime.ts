@@ -109,8 +109,9 @@ export class RealtimeProxy implements BeforeApplicationShutdown {
       if (!model) throw new GatewayError(ErrorCode.InvalidRequest, 'a realtime session needs ?model= (sessions by transcription intent or call id are not supported)', 'model');
       event.model = model;
       this.keys.checkModel(key, model);
-      const backends = this.router.route(model, key.route);
-      if (backends.length === 0) throw new GatewayError(ErrorCode.BackendError, `no backend is configured for model '${model}'`);
+      // OpenAI's Realtime API: only backends that speak OpenAI's API (docs/protocols.md).
+      const backends = this.router.route(model, key.route).filter((b) => b.type === 'openai');
+      if (backends.length === 0) throw new GatewayError(ErrorCode.BackendError, `no backend speaking openai is configured for model '${model}'`);
       rate = await this.rateLimits.admitRequest(key, () => this.settings.reserveTokens);
       charge = await this.accounting.admitFixed(key, model, this.settings.reserveTokens);
       event.scopes = charge.scopes;

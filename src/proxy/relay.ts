@@ -15,13 +15,14 @@ import { JsonUsageFinder } from './json-usage-finder';
 import { SseUsageTap } from './sse-usage-tap';
 import { UpstreamAnswer, describeFailure } from './upstream-dispatch';
 import { proxyConfig } from './proxy.config';
-import { Usage, unitUsage } from './domain/usage';
+import { ResponseObject, Usage, unitUsage } from './domain/usage';
 import { SubtitleDuration } from './subtitle-duration';
+import { UsageDialect, usageDialect } from '../protocols/usage';
 
 const DROPPED_RESPONSE_HEADERS = new Set(['connection', 'keep-alive', 'transfer-encoding', 'proxy-authenticate', 'trailer', 'upgrade']);
 
 /** A decoder for the content codings the gateway reads usage through (zstd is not in Node 20's zlib). */
-function decoderFor(coding: string): Transform | null {
+export function decoderFor(coding: string): Transform | null {
   if (coding === 'gzip' || coding === 'x-gzip') return createGunzip();
   if (coding === 'deflate') return createInflate();
   if (coding === 'br') return createBrotliDecompress();
@@ -67,6 +68,8 @@ export function encoderFor(header: string | string[] | undefined): { coding: str
 interface UsageWatcher {
   push(chunk: Buffer): Buffer;
   readonly usage: Usage | null;
+  /** The Responses object the answer names (JSON and SSE), for background responses. */
+  readonly object?: ResponseObject;
 }
 
 /**
@@ -103,10 +106,12 @@ export class ResponseRelay {
     const decodeForClient = strip && sse && decoder !== null;
     const rewrite = strip && sse && (!encoded || decodeForClient);
     const meter = exchange.charge?.estimate.meter;
+    // Where the backend's API reports usage (src/protocols/usage.ts); null: OpenAI's.
+    const dialect = usageDialect(backend.type);
     const watcher: UsageWatcher | null = sse
-      ? new SseUsageTap(strip && (decodeForClient || !encoded))
+      ? new SseUsageTap(strip && (decodeForClient || !encoded), dialect)
       : json
-        ? wrapFinder(meter === 'images')
+        ? wrapFinder(meter === 'images', dialect)
         : meter === 'audio-in'
           ? new SubtitleDuration()
           : null;
@@ -180,6 +185,7 @@ export class ResponseRelay {
         if (watcher instanceof SseUsageTap) watcher.end();
       }
       event.usage = sideFailed ? null : (watcher?.usage ?? null);
+      if (!sideFailed && watcher?.object) exchange.answered = watcher.object;
       event.upstreamMs = Exchange.since(exchange.upstreamStarted);
     }
     if (exchange.cache && exchange.relayed && kept && !sideFailed) {
@@ -216,18 +222,23 @@ export class ResponseRelay {
 
 /**
  * A JsonUsageFinder as a watcher: it reads the bytes and passes them on unchanged. `images`: an images
- * answer without usage (dall-e) is usage in images, one per item of its `data`.
+ * answer without usage (dall-e) is usage in images, one per item of its `data`. `dialect`: another
+ * API's answer, read its way.
  */
-function wrapFinder(images: boolean): UsageWatcher {
-  const finder = new JsonUsageFinder();
+function wrapFinder(images: boolean, dialect: UsageDialect | null): UsageWatcher {
+  const finder = new JsonUsageFinder(dialect?.jsonKeys);
   return {
     push: (chunk) => {
       finder.push(chunk);
       return chunk;
     },
     get usage() {
+      if (dialect) return dialect.fromJson(finder.values);
       const usage = finder.usage;
       return usage === null && images && finder.dataItems !== null ? unitUsage('images', finder.dataItems) : usage;
+    },
+    get object() {
+      return finder.object;
     },
   };
 }

@@ -4,6 +4,7 @@ import type { ConfigType } from '@nestjs/config';
 import { Dispatcher } from 'undici';
 import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
 import { BackendConfig } from '../config/gateway-file';
+import { backendKind } from '../protocols/backend-types';
 import { Exchange, Headers } from './exchange';
 import { MemberEdit, editJson } from './json-text';
 import { proxyConfig } from './proxy.config';
@@ -12,13 +13,7 @@ import { UpstreamPools } from './upstream-pools';
 
 type JsonObject = Record<string, unknown>;
 
-/**
- * Client request headers the upstream may see; everything else stays at the gateway (credentials of
- * any spelling, cookies, hop-by-hop and proxy headers, anything unknown). The gateway adds its own:
- * content-type for JSON, x-request-id, and the backend's key and configured headers.
- */
-const FORWARDED_REQUEST_HEADERS = ['accept', 'user-agent', 'idempotency-key', 'openai-beta'];
-/** Who is billed upstream: forwarded only to backends with `pass_client_headers`. */
+/** Who is billed upstream: forwarded only to OpenAI backends with `pass_client_headers`. */
 const BILLING_REQUEST_HEADERS = ['openai-organization', 'openai-project'];
 
 /** The backend that answered, and its answer (status and headers in, body not read yet). */
@@ -44,11 +39,14 @@ export class UpstreamDispatcher {
   async dispatch(
     exchange: Exchange,
     backends: BackendConfig[],
-    target: string,
+    /** Path and query after the backend's base path (another API's call may name it per backend: its model map). */
+    target: string | ((backend: BackendConfig) => string),
     json: JsonObject | null,
     edits: ReadonlyMap<string, MemberEdit>,
     /** What the upstream may compress with: the client's own choice, or `identity` when the gateway rewrites the body. */
     acceptEncoding: string,
+    /** The body for a backend that speaks another API than the client (src/protocols/translate); null: the client's. */
+    translatedBody: (backend: BackendConfig) => string | null = () => null,
   ): Promise<UpstreamAnswer | null> {
     const { request, event, abort } = exchange;
     const upload = exchange.body.kind === 'stream' ? exchange.body : null;
@@ -63,10 +61,10 @@ export class UpstreamDispatcher {
       exchange.upstreamStarted = performance.now();
       try {
         response = await upstream.pool.request({
-          path: upstream.basePath + target,
+          path: upstream.basePath + (typeof target === 'string' ? target : target(backend)),
           method: request.method as Dispatcher.HttpMethod,
           headers: { ...upstreamHeaders(request, backend, event.requestId, exchange.body), 'accept-encoding': acceptEncoding },
-          body: upload?.stream ?? jsonPayload(exchange.body, json, edits, backend),
+          body: upload?.stream ?? translatedBody(backend) ?? jsonPayload(exchange.body, json, edits, backend),
           signal: abort,
           // first_byte_timeout_ms: until the answer's headers; idle_timeout_ms: between body chunks.
           headersTimeout: backend.first_byte_timeout_ms,
@@ -119,8 +117,11 @@ function upstreamHeaders(request: IncomingMessage, backend: BackendConfig, reque
 }
 
 /**
- * The headers a request takes upstream (HTTP requests and realtime handshakes alike): the client's
- * allow-listed ones, `contentType`, the request id, the backend's key and its configured headers.
+ * The headers a request takes upstream (HTTP requests and realtime handshakes alike): the client
+ * headers the backend's type allows (`openai-beta` to OpenAI, `anthropic-version` / `anthropic-beta`
+ * to Anthropic, src/protocols/backend-types.ts); everything else stays at the gateway (credentials of
+ * any spelling, cookies, hop-by-hop and proxy headers, anything unknown). Then the gateway's own:
+ * `contentType`, the request id, the backend's key in its type's header, its configured headers.
  */
 export function forwardedHeaders(request: IncomingMessage, backend: BackendConfig, requestId: string, contentType?: string): Headers {
   const headers: Headers = {};
@@ -128,12 +129,15 @@ export function forwardedHeaders(request: IncomingMessage, backend: BackendConfi
     const value = request.headers[name];
     if (value !== undefined) headers[name] = value;
   };
-  FORWARDED_REQUEST_HEADERS.forEach(copy);
-  if (backend.pass_client_headers) BILLING_REQUEST_HEADERS.forEach(copy);
+  const kind = backendKind(backend);
+  const { 'anthropic-version': version, ...auth } = kind.auth(backend.api_key);
+  // A default the client may override (the API version), then the client's allow-listed headers.
+  if (version !== undefined) headers['anthropic-version'] = version;
+  kind.clientHeaders.forEach(copy);
+  if (backend.pass_client_headers && backend.type === 'openai') BILLING_REQUEST_HEADERS.forEach(copy);
   if (contentType !== undefined) headers['content-type'] = contentType;
   headers['x-request-id'] = requestId;
-  if (backend.api_key) headers.authorization = `Bearer ${backend.api_key}`;
-  return { ...headers, ...(backend.headers ?? {}) };
+  return { ...headers, ...auth, ...(backend.headers ?? {}) };
 }
 
 /**

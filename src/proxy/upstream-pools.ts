@@ -1,10 +1,11 @@
 import { Injectable, OnApplicationShutdown } from '@nestjs/common';
 import { Pool } from 'undici';
 import { BackendConfig } from '../config/gateway-file';
+import { basePathOf } from '../protocols/backend-types';
 
 export interface Upstream {
   pool: Pool;
-  /** Path prefix of the backend's base_url (`/v1`), prepended to the client's path after `/v1`. */
+  /** Path prefix of the backend's base_url (`/v1`; an empty one: its type's, docs/protocols.md), prepended to the client's path after `/v1`. */
   basePath: string;
 }
 
@@ -22,7 +23,7 @@ export class UpstreamPools implements OnApplicationShutdown {
       const url = new URL(backend.base_url);
       upstream = {
         pool: new Pool(url.origin, { connections: 256, keepAliveTimeout: 30_000, connect: { timeout: backend.connect_timeout_ms } }),
-        basePath: url.pathname.replace(/\/+$/, ''),
+        basePath: basePathOf(backend),
       };
       this.upstreams.set(backend.name, upstream);
     }

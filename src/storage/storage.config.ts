@@ -1,6 +1,7 @@
+import * as path from 'node:path';
 import { z } from 'zod';
 import { defineConfig } from '../config/config-slice';
-import { boolean, integer, redisScheme, url } from '../config/env-schema';
+import { boolean, integer, optional, redisScheme, url } from '../config/env-schema';
 import { BACKEND_NAMES, StorageOptions } from './ports/storage-backend';
 import { StorageSelectionInput } from './storage-selection';
 
@@ -25,8 +26,9 @@ export const storageConfig = defineConfig(
     REDIS_TIMEOUT_MS: integer(100, 10_000),
     CHANGE_FEED_POLL_MS: integer(20, 250, 60_000),
     CACHE_REDIS_URL: url('redis', 'rediss', 'valkey', 'valkeys'),
+    DATA_DIR: optional(z.string().min(1)),
   },
-  (env): { selection: StorageSelectionInput; options: StorageOptions; cacheRedisUrl: string | null } => ({
+  (env): { selection: StorageSelectionInput; options: StorageOptions; cacheRedisUrl: string | null; dataDir: string } => ({
     selection: {
       forced: env.STORAGE_BACKEND === 'auto' ? null : env.STORAGE_BACKEND,
       fallback: env.STORAGE_FALLBACK,
@@ -44,6 +46,8 @@ export const storageConfig = defineConfig(
     },
     /** The shared (L2) response cache: CACHE_REDIS_URL, else the store's redis when the store is redis, else none. */
     cacheRedisUrl: env.CACHE_REDIS_URL ? redisScheme(env.CACHE_REDIS_URL) : null,
+    /** This replica's own files (the settle journal): DATA_DIR, else the SQLite file's directory. */
+    dataDir: env.DATA_DIR ?? path.dirname(env.SQLITE_PATH),
   }),
   (env) => {
     const problems: string[] = [];

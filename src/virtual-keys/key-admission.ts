@@ -25,6 +25,12 @@ export class KeyAdmission {
     return this.index.authenticate(presentedKey(headers));
   }
 
+  /** The key a client presented in its API's own way (src/protocols: `x-goog-api-key`, `?key=`, …); 401 / 403 as `admit`. */
+  admitToken(token: string | undefined): VirtualKey {
+    if (!token) throw new GatewayError(ErrorCode.InvalidApiKey, 'missing API key: send your virtual key as this API takes its key');
+    return this.index.authenticate(token);
+  }
+
   /**
    * The key of a WebSocket handshake: from the headers as `admit` (server-side clients), else from a
    * subprotocol `openai-insecure-api-key.<key>` (a browser's WebSocket cannot set headers: OpenAI's

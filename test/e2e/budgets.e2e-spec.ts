@@ -7,6 +7,7 @@ import { estimatePromptTokens } from '../../src/budgets/token-estimate';
 import { loadAppConfig } from '../../src/app-config';
 import { openBackend } from '../../src/storage/open-backend';
 import { BackendName } from '../../src/storage/ports/storage-backend';
+import Redis from 'ioredis';
 import { BackendEnv, E2E_BACKENDS, backendEnv } from './backends';
 import { ADMIN_TOKEN, READ_TOKEN, RunningGateway, admin, adminGet, startGateway, within } from './harness';
 
@@ -23,9 +24,9 @@ interface Answer {
   body: any;
 }
 
-function writeConfig(dir: string, upstream: MockUpstream, extra: Record<string, unknown> = {}): string {
+function writeConfig(dir: string, upstream: MockUpstream, extra: Record<string, unknown> = {}, timeoutMs = 400): string {
   const file = path.join(dir, 'gateway.json');
-  writeFileSync(file, JSON.stringify({ backends: [{ name: 'mock', base_url: upstream.url, timeout_ms: 400 }], pricing: PRICES, ...extra }));
+  writeFileSync(file, JSON.stringify({ backends: [{ name: 'mock', base_url: upstream.url, timeout_ms: timeoutMs }], pricing: PRICES, ...extra }));
   return file;
 }
 
@@ -66,10 +67,12 @@ describe.each(E2E_BACKENDS)('budgets across two replicas on %s (e2e)', (backend)
     store = await backendEnv(backend);
     upstream = await startMockUpstream({ replyTokens: REPLY });
     dir = mkdtempSync(path.join(tmpdir(), 'ditto-budgets-'));
-    const env = { ...store.env, GATEWAY_CONFIG: writeConfig(dir, upstream), ADMIN_TOKEN, AUDIT_FLUSH_MS: '50', CHANGE_FEED_POLL_MS: '50' };
+    // A generous timeout: a 504 would be charged its reservation (the upstream may have worked), and
+    // this test counts exactly what the clients received.
+    const env = { ...store.env, GATEWAY_CONFIG: writeConfig(dir, upstream, {}, 30_000), ADMIN_TOKEN, AUDIT_FLUSH_MS: '50', CHANGE_FEED_POLL_MS: '50' };
     a = await startGateway(env);
     b = await startGateway(env);
-  });
+  }, 30_000);
 
   afterAll(async () => {
     await a?.close();
@@ -77,6 +80,35 @@ describe.each(E2E_BACKENDS)('budgets across two replicas on %s (e2e)', (backend)
     await upstream?.close();
     await store?.cleanup();
     rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('never overspends with n > 1 under 200 concurrent requests: every choice is reserved', async () => {
+    const limit = 2000;
+    const token = await createKey(a, { id: 'choices', budget: { total_tokens: limit } });
+    await within(3000, async () => (await fetch(`${b.url}/v1/models`, { headers: { authorization: `Bearer ${token}` } })).status === 200);
+    const answers = await Promise.all(Array.from({ length: 200 }, (_, i) => chat(i % 2 ? a : b, token, { n: 4, max_tokens: 10 })));
+    const ok = answers.filter((r) => r.status === 200);
+    expect(ok.length).toBeGreaterThan(0);
+    for (const r of answers) if (r.status !== 200) expect([r.status, r.body.error.code]).toEqual([402, 'budget_exceeded']);
+    for (const r of ok) expect(r.body.choices).toHaveLength(4);
+    await settled(a, 'key:choices');
+    const key = await scope(b, 'budgets', 'key:choices');
+    expect(key.spent_tokens).toBeLessThanOrEqual(limit);
+    expect(key.spent_tokens).toBe(ok.reduce((sum, r) => sum + (r.body.usage.total_tokens as number), 0));
+  }, 60_000);
+
+  it('a limit set on one replica is known to the other within a second, without a read per request', async () => {
+    const token = await createKey(a, { id: 'feed', tenant_id: 'feed-t' });
+    await within(3000, async () => (await fetch(`${b.url}/v1/models`, { headers: { authorization: `Bearer ${token}` } })).status === 200);
+    // No limit anywhere: an unpriced model is served, and strict mode leaves the request as sent.
+    expect((await chat(b, token, { model: 'mystery-model' })).status).toBe(200);
+    expect(upstream.requests.at(-1)!.body.max_tokens).toBeUndefined();
+    expect((await admin(a, 'PUT', '/admin/costs/tenant:feed-t', { limit_usd_micros: 1_000_000 })).status).toBe(200);
+    await within(2000, async () => (await chat(b, token, { model: 'mystery-model' })).status === 402);
+    expect((await chat(b, token, { model: 'mystery-model' })).body.error).toMatchObject({ code: 'cost_unknown_model' });
+    // A token limit on the tenant: replica B now writes the output cap into a request without one.
+    expect((await admin(a, 'PUT', '/admin/budgets/tenant:feed-t', { limit_tokens: 1_000_000 })).status).toBe(200);
+    await within(2000, async () => (await chat(b, token, {})).status === 200 && upstream.requests.at(-1)!.body.max_tokens !== undefined);
   });
 
   it('never overspends under 300 concurrent requests, charges each 2xx its real usage, and audits every charge', async () => {
@@ -96,18 +128,25 @@ describe.each(E2E_BACKENDS)('budgets across two replicas on %s (e2e)', (backend)
       expect(r.body.error).toMatchObject({ code: 'budget_exceeded', type: 'insufficient_quota' });
       expect(r.body.error.message).toContain("'key:shared'");
     }
-    for (const r of ok) expect(r.body.usage).toEqual({ prompt_tokens: PROMPT, completion_tokens: REPLY, total_tokens: perRequest });
+    // Strict mode (the default) caps the output of a request that does not fit whole to what still fits.
+    for (const r of ok) {
+      expect(r.body.usage.prompt_tokens).toBe(PROMPT);
+      expect(r.body.usage.completion_tokens).toBeGreaterThanOrEqual(1);
+      expect(r.body.usage.completion_tokens).toBeLessThanOrEqual(REPLY);
+    }
+    const received = ok.reduce((sum, r) => sum + (r.body.usage.total_tokens as number), 0);
+    const receivedOutput = ok.reduce((sum, r) => sum + (r.body.usage.completion_tokens as number), 0);
 
     await settled(a, 'key:shared');
     const key = await scope(b, 'budgets', 'key:shared');
     expect(key.limit_tokens).toBe(limit);
     expect(key.spent_tokens).toBeLessThanOrEqual(limit);
-    expect(key.spent_tokens).toBe(ok.length * perRequest);
+    expect(key.spent_tokens).toBe(received);
     for (const aggregate of ['tenant:acme', 'project:acme/web']) {
       expect(await scope(a, 'budgets', aggregate)).toMatchObject({ spent_tokens: key.spent_tokens, reserved_tokens: 0, limit_tokens: null });
     }
     const cost = await scope(a, 'costs', 'key:shared');
-    expect(cost).toMatchObject({ spent_usd_micros: ok.length * (PROMPT * 2 + REPLY * 8), reserved_usd_micros: 0 });
+    expect(cost).toMatchObject({ spent_usd_micros: ok.length * PROMPT * 2 + receivedOutput * 8, reserved_usd_micros: 0 });
 
     await a.close();
     await b.close();
@@ -128,8 +167,9 @@ describe.each(E2E_BACKENDS)('budgets across two replicas on %s (e2e)', (backend)
     } finally {
       await direct.close();
     }
-    // MongoDB through FerretDB runs one command at a time (test/support/serial-relay.ts): seconds, not ms.
-  }, 60_000);
+    // MongoDB through FerretDB runs one command at a time (test/support/serial-relay.ts): seconds, not ms,
+    // and tens of seconds on a loaded machine.
+  }, 120_000);
 });
 
 describe('budget settlement on every path (e2e, sqlite)', () => {
@@ -193,17 +233,52 @@ describe('budget settlement on every path (e2e, sqlite)', () => {
     expect((await scope(gateway, 'budgets', name)).spent_tokens).toBe(PROMPT + 50);
   });
 
-  it('charges nothing for an upstream 500 or a timeout, and keeps nothing reserved', async () => {
+  it('reserves every choice of n > 1: a 200-token key is never overspent by n:16 calls', async () => {
+    // The reported leak: each call reserved one choice's output, and two n:16 calls spent 336 of 200.
+    const { scope: name, token } = await freshKey({ budget: { total_tokens: 200 } });
+    const first = await chat(gateway, token, { n: 16, max_tokens: 10 });
+    expect(first.status).toBe(200);
+    expect(first.body.usage).toMatchObject({ prompt_tokens: PROMPT, completion_tokens: 160 });
+    const second = await chat(gateway, token, { n: 16, max_tokens: 10 });
+    expect(second.status).toBe(402);
+    expect(second.body.error.code).toBe('budget_exceeded');
+    // Without a limit of its own, strict mode writes the per-choice cap that makes all 16 fit.
+    const { scope: other, token: roomy } = await freshKey({ budget: { total_tokens: 200 } });
+    upstream.requests.length = 0;
+    const capped = await chat(gateway, roomy, { n: 16 });
+    expect(capped.status).toBe(200);
+    expect(upstream.requests[0].body.max_tokens).toBe(Math.floor((200 - PROMPT) / 16));
+    await settled(gateway, name);
+    await settled(gateway, other);
+    expect(await scope(gateway, 'budgets', name)).toMatchObject({ spent_tokens: PROMPT + 160, reserved_tokens: 0 });
+    expect((await scope(gateway, 'budgets', other)).spent_tokens).toBeLessThanOrEqual(200);
+    // n and best_of outside 1–128 are refused before anything is reserved or sent.
+    for (const bad of [{ n: 0 }, { n: 129 }, { n: 1.5 }, { best_of: -1 }, { n: '2' }]) {
+      const refused = await chat(gateway, token, bad);
+      expect([bad, refused.status, refused.body.error?.code]).toEqual([bad, 400, 'invalid_request']);
+    }
+    expect(upstream.requests).toHaveLength(1);
+  });
+
+  it('charges nothing for an upstream 500, and keeps nothing reserved', async () => {
     const { scope: name, token } = await freshKey();
     upstream.options = { failStatus: 500 };
     expect((await chat(gateway, token, { max_tokens: 10 })).status).toBe(500);
+    await settled(gateway, name);
+    expect(await scope(gateway, 'budgets', name)).toMatchObject({ spent_tokens: 0, reserved_tokens: 0 });
+    expect(await scope(gateway, 'costs', name)).toMatchObject({ spent_usd_micros: 0, reserved_usd_micros: 0 });
+  });
+
+  it('charges a timeout its reservation: the request reached the upstream, which may have done the work', async () => {
+    const { scope: name, token } = await freshKey();
     upstream.options = { hang: true };
     const timedOut = await chat(gateway, token, { max_tokens: 10 });
     expect(timedOut.status).toBe(504);
     expect(timedOut.body.error.code).toBe('backend_timeout');
+    expect(upstream.requests).toHaveLength(1);
     await settled(gateway, name);
-    expect(await scope(gateway, 'budgets', name)).toMatchObject({ spent_tokens: 0, reserved_tokens: 0 });
-    expect(await scope(gateway, 'costs', name)).toMatchObject({ spent_usd_micros: 0, reserved_usd_micros: 0 });
+    expect(await scope(gateway, 'budgets', name)).toMatchObject({ spent_tokens: PROMPT + 10, reserved_tokens: 0 });
+    expect(await scope(gateway, 'costs', name)).toMatchObject({ spent_usd_micros: PROMPT * 2 + 10 * 8, reserved_usd_micros: 0 });
   });
 
   it('prices usage in integer USD micros, cached prompt tokens at their own rate', async () => {
@@ -218,7 +293,8 @@ describe('budget settlement on every path (e2e, sqlite)', () => {
 
   it('refuses with cost_budget_exceeded naming the scope, and an unpriced model under a cost limit', async () => {
     const { token } = await freshKey({ tenant_id: 'frugal' });
-    const put = await admin(gateway, 'PUT', '/admin/costs/tenant:frugal', { limit_usd_micros: 100 });
+    // Room for the prompt and not one output token, so neither mode can admit it.
+    const put = await admin(gateway, 'PUT', '/admin/costs/tenant:frugal', { limit_usd_micros: PROMPT * 2 + 7 });
     expect(put.status).toBe(200);
     const refused = await chat(gateway, token, { max_tokens: MAX_TOKENS });
     expect(refused.status).toBe(402);
@@ -373,4 +449,43 @@ describe('strict budget mode (e2e, sqlite)', () => {
     await settled(gateway, 'key:strict');
     expect((await scope(gateway, 'budgets', 'key:strict')).spent_tokens).toBe(100 + PROMPT + 10);
   });
+});
+
+describe('one reserve and one settle per request, nothing else from the store (e2e, redis)', () => {
+  /** Commands that read a ledger (or any) key without changing it. */
+  const READS = new Set(['get', 'mget', 'hget', 'hgetall', 'hmget', 'exists', 'zscore', 'zrange', 'zrangebyscore', 'scan', 'ttl', 'pttl', 'type', 'smembers']);
+
+  it('strict mode (the default) and an unpriced model under no cost limit: script calls only, no read', async () => {
+    const store = await backendEnv('redis');
+    const upstream = await startMockUpstream({ replyTokens: REPLY });
+    const dir = mkdtempSync(path.join(tmpdir(), 'ditto-round-trips-'));
+    const gateway = await startGateway({ ...store.env, GATEWAY_CONFIG: writeConfig(dir, upstream), ADMIN_TOKEN });
+    const raw = new Redis(store.env.REDIS_URL);
+    const monitor = await raw.monitor();
+    try {
+      const token = await createKey(gateway, { id: 'trips', tenant_id: 'acme', budget: { total_tokens: 1_000_000, total_usd_micros: 1_000_000 } });
+      expect((await admin(gateway, 'PUT', '/admin/budgets/tenant:acme', { limit_tokens: 2_000_000 })).status).toBe(200);
+      // The change feed tells every replica, this one included, which reads the new limit once (LimitIndex).
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      const seen: string[] = [];
+      // What the gateway sends: commands a script runs inside Redis are reported too, from source "lua".
+      monitor.on('monitor', (_time: string, args: string[], source: string) => {
+        if (source !== 'lua' && args.some((a) => a.startsWith(`${store.env.REDIS_PREFIX}:`))) seen.push(args[0].toLowerCase());
+      });
+      for (const body of [{}, { max_tokens: 10 }, { n: 2 }]) expect((await chat(gateway, token, body)).status).toBe(200);
+      await within(3000, async () => seen.filter((c) => c === 'evalsha' || c === 'eval').length >= 2);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(seen.filter((c) => READS.has(c))).toEqual([]);
+      // Per request a reserve, a settle and its audit row, each a script call (batched when they meet): at most three.
+      expect(seen.filter((c) => c === 'evalsha' || c === 'eval').length).toBeLessThanOrEqual(9);
+      expect(seen.filter((c) => c !== 'evalsha' && c !== 'eval' && !READS.has(c))).toEqual([]);
+    } finally {
+      monitor.disconnect();
+      raw.disconnect();
+      await gateway.close();
+      await upstream.close();
+      await store.cleanup();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 20_000);
 });

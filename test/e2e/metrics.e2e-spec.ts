@@ -58,16 +58,17 @@ describe('GET /metrics (e2e)', () => {
 
   it('parses as Prometheus text, and its counters move with traffic', async () => {
     const before = (await scrape()).samples;
-    const chat = (auth: string, maxTokens = 5) =>
+    const chat = (auth: string, maxTokens = 5, n = 1) =>
       fetch(`${gateway.url}/v1/chat/completions`, {
         method: 'POST',
         headers: { authorization: `Bearer ${auth}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], max_tokens: maxTokens }),
+        body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], max_tokens: maxTokens, n }),
       }).then(async (r) => ({ status: r.status, body: (await r.json()) as { usage: { total_tokens: number } } }));
     const ok = await Promise.all([chat(token), chat(token), chat(token)]);
     expect(ok.map((r) => r.status)).toEqual([200, 200, 200]);
     expect((await chat('sk-ditto-wrong')).status).toBe(401);
-    expect((await chat(token, 500)).status).toBe(402);
+    // 128 choices cannot fit in what is left of 100 tokens, not even capped to one token each (strict mode).
+    expect((await chat(token, 500, 128)).status).toBe(402);
 
     const { samples, types } = await scrape();
     const route = '/v1/chat/completions';

@@ -141,7 +141,7 @@ describe('OpenAI client libraries through the gateway (e2e)', () => {
       expect(seen.headers['transfer-encoding']).toBeUndefined();
       expect(seen.headers.authorization).toBe('Bearer sk-upstream-clients-secret');
       expect(await usageOf('/v1/audio/transcriptions')).toMatchObject({ total_tokens: expect.any(Number) });
-    });
+    }, 30_000);
 
     it('a file upload', async () => {
       const lines = Array.from({ length: 20_000 }, (_, i) => JSON.stringify({ custom_id: `r${i}`, method: 'POST', url: '/v1/chat/completions', body: { model: 'gpt-4o-mini' } })).join('\n');
@@ -236,7 +236,7 @@ describe('OpenAI client libraries through the gateway (e2e)', () => {
 
       const speech = await generateSpeech({ model: provider().speech('tts-1'), text: 'Hello', voice: 'alloy' });
       expect(Buffer.from(speech.audio.uint8Array).equals(speechBytes())).toBe(true);
-    });
+    }, 30_000);
   });
 
   describe('@langchain/openai', () => {

@@ -333,6 +333,34 @@ export function describeStorageContract(target: ContractTarget): void {
         expect(await both.settle('b2', null, T0)).toEqual({ tokens: true, usdMicros: true });
       });
 
+      // A journaled settle is replayed after the store comes back (docs/budgets.md, "Store faults"): the
+      // original may have been applied already (its answer lost), or may race the replay from another
+      // connection. Either way the reservation is charged once; a release of an id never reserved (a
+      // reserve whose answer was lost and that never happened) changes nothing.
+      it('settles each reservation id once through AccountingLedger, however often and from wherever it is replayed', async () => {
+        const both = a.accounting ?? new ParallelAccountingLedger(a.budgets, a.costs);
+        const b = target.shared ? await open() : a;
+        const other = b.accounting ?? new ParallelAccountingLedger(b.budgets, b.costs);
+        const scopes = ['key:replay', 'tenant:replay'];
+        await a.budgets.setLimit('key:replay', 1000, null, T0);
+        expect(await both.reserve('p1', scopes, { tokens: 50, usdMicros: 500 }, T0)).toEqual({ ok: true });
+        expect(await both.reserve('p2', scopes, { tokens: 40, usdMicros: 400 }, T0)).toEqual({ ok: true });
+        expect(await both.settle('p1', { tokens: 30, usdMicros: 300 }, T0)).toEqual({ tokens: true, usdMicros: true });
+        // Replayed: already settled, nothing changes (a replayed release neither).
+        expect(await other.settle('p1', { tokens: 30, usdMicros: 300 }, T0)).toEqual({ tokens: false, usdMicros: false });
+        expect(await other.settle('p1', null, T0)).toEqual({ tokens: false, usdMicros: false });
+        expect(await both.settle('never-reserved', null, T0)).toEqual({ tokens: false, usdMicros: false });
+        // The original and its replay at once, on two connections: one of them settles it.
+        const raced = await Promise.all([both.settle('p2', { tokens: 20, usdMicros: 200 }, T0), other.settle('p2', { tokens: 20, usdMicros: 200 }, T0)]);
+        expect(raced.filter((r) => r.tokens)).toHaveLength(1);
+        expect(raced.filter((r) => r.usdMicros)).toHaveLength(1);
+        for (const scope of scopes) {
+          expect(await a.budgets.get(scope, T0)).toMatchObject({ spent: 50, reserved: 0 });
+          expect(await b.costs.get(scope, T0)).toMatchObject({ spent: 500, reserved: 0 });
+        }
+        expect(await a.budgets.listReservations(Number.MAX_SAFE_INTEGER)).toEqual([]);
+      });
+
       // SQLite runs the calls of one event-loop turn as one transaction: a refused reserve must roll back
       // its own token reservation and nothing of its neighbours'.
       it('keeps concurrent AccountingLedger reserves apart when some are refused', async () => {

@@ -92,7 +92,7 @@ const NOT_RETRYABLE = new Set([401, 402, 403]);
  * Headers an error answer needs: the error's own (`allow`, `retry-after`, …), and `x-should-retry:
  * false` on refusals a retry cannot change (OpenAI's SDKs retry what they are not told not to).
  */
-function errorHeaders(exception: unknown, status: number): Record<string, string> {
+export function errorHeaders(exception: unknown, status: number): Record<string, string> {
   const own = exception instanceof GatewayError ? exception.headers : {};
   return NOT_RETRYABLE.has(status) ? { 'x-should-retry': 'false', ...own } : own;
 }
@@ -104,7 +104,7 @@ export function writeJson(response: ServerResponse, status: number, headers: Rec
   response.end(text);
 }
 
-function errorResponse(exception: unknown, request: { method: string; url: string }, logger: Logger): { status: number; body: OpenAiErrorBody } {
+export function errorResponse(exception: unknown, request: { method: string; url: string }, logger: Logger): { status: number; body: OpenAiErrorBody } {
   if (exception instanceof GatewayError) {
     const { status, type } = ERROR_HTTP[exception.code];
     return { status, body: { error: { message: exception.message, type: exception.type ?? type, code: exception.code, param: exception.param } } };

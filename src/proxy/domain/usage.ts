@@ -8,6 +8,8 @@ export interface Usage {
   completionTokens: number;
   /** Prompt tokens served from the provider's prompt cache (priced at the cached-input rate). */
   cachedTokens: number;
+  /** Prompt tokens written to the provider's prompt cache (Anthropic's cache_creation_input_tokens, priced at the cache-write rate). */
+  cacheWriteTokens?: number;
   totalTokens: number;
   /** Seconds of audio in (fractions kept). */
   seconds?: number;
@@ -52,4 +54,11 @@ export function usageFrom(body: unknown): Usage | null {
   const cached = int(usage.prompt_tokens_details?.cached_tokens ?? usage.input_tokens_details?.cached_tokens ?? usage.input_token_details?.cached_tokens);
   const total = int(usage.total_tokens) || prompt + completion;
   return { promptTokens: prompt, completionTokens: completion, cachedTokens: Math.min(cached, prompt), totalTokens: total };
+}
+
+/** What names a Responses API object in an answer: its id, status and model, when present. */
+export interface ResponseObject {
+  id?: string;
+  status?: string;
+  model?: string;
 }

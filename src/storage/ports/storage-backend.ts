@@ -39,6 +39,11 @@ export interface StorageBackend {
   readonly locks: JobLock;
   /** Rejects when the store cannot be reached. */
   ping(): Promise<void>;
+  /**
+   * Rejects when the store cannot take a write (`/ready`). Where absent, a job-lock lease is the probe;
+   * SQLite writes through its writer thread, so a lock held past busy_timeout never stalls the event loop.
+   */
+  probeWrite?(): Promise<void>;
   /** Facts for `GET /admin/storage` (file path, host, database, prefix, pool), never a secret. */
   details(): Record<string, unknown>;
   /** Stops pollers/subscribers and closes connections. Idempotent. */

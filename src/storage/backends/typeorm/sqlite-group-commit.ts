@@ -21,7 +21,12 @@ export type SqliteWrite =
   /** Deletes at most `max` audit rows with ts < `cutoff`, oldest first; the value is how many. */
   | { type: 'audit-prune'; cutoff: number; max: number }
   /** Gives up to `pages` free pages back to the file system (incremental vacuum); the value is the free pages left. */
-  | { type: 'vacuum'; pages: number };
+  | { type: 'vacuum'; pages: number }
+  /** `/ready`'s write probe: writes a reservation row and deletes it again, so its batch's COMMIT writes to the file. */
+  | { type: 'probe'; now: number };
+
+/** The reservation id the write probe writes and deletes (never a request's: those are UUIDs). */
+const PROBE_ID = 'ditto:write-probe';
 
 /** A refused reserve: the ledger and the first scope (in the caller's order) that cannot take the amount. */
 export interface SqliteRefusal {
@@ -177,6 +182,10 @@ export class SqliteGroupCommit {
         // exec, not a prepared run(): the pragma frees one page per step, exec steps it to the end.
         this.db.exec(`PRAGMA incremental_vacuum(${Math.max(1, Math.floor(write.pages))})`);
         return this.get<{ freelist_count: number }>('PRAGMA freelist_count', [])?.freelist_count ?? 0;
+      case 'probe':
+        this.exec(this.sql.insertReservation, ['tokens', PROBE_ID, '[]', 0, write.now]);
+        this.get(this.sql.takeReservation, ['tokens', PROBE_ID]);
+        return true;
     }
   }
 

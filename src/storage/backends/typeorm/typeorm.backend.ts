@@ -140,6 +140,12 @@ class TypeormBackend implements StorageBackend {
     return this.store.ping();
   }
 
+  async probeWrite(): Promise<void> {
+    if (this.name === 'sqlite') await this.store.sqliteWrite({ type: 'probe', now: Date.now() });
+    // A transaction id is what a write takes first: a standby or a read-only session refuses it.
+    else await this.store.dataSource.query('SELECT txid_current()');
+  }
+
   details(): Record<string, unknown> {
     return structuredClone(this.facts);
   }
@@ -274,6 +280,7 @@ async function connectPostgres(options: StorageOptions): Promise<TypeormConnecti
     if (dataSource.isInitialized) await dataSource.destroy().catch(() => undefined);
     throw fail(causeOf(error));
   }
+  guardPooledClients(dataSource);
   const facts = { dsn: redactUrl(dsn), schema, pool: { min: poolMin, max: poolMax } };
   return { kind: 'postgres', dataSource, queue: null, release: () => undefined, fail, facts, pg };
 }
@@ -294,6 +301,23 @@ async function migrate(pg: PgModule, dsn: string, schema: string, dataSource: Da
   } finally {
     await client.end().catch(() => undefined);
   }
+}
+
+/**
+ * A pooled connection the server terminates (pg_terminate_backend, a restart, a failover) while it is
+ * checked out between two queries emits `error` with no listener on it (pg-pool listens on idle
+ * connections only; TypeORM's query runner stops listening after the first error), and an unheard
+ * `error` ends the process. Every connection gets a listener of its own when first handed out: the
+ * failure still reaches the query that uses it (503 storage_unavailable), never the process.
+ */
+function guardPooledClients(dataSource: DataSource): void {
+  const pool = (dataSource.driver as unknown as { master: { on(event: 'acquire', listener: (client: { on(event: 'error', listener: () => void): void }) => void): void } }).master;
+  const guarded = new WeakSet<object>();
+  pool.on('acquire', (client) => {
+    if (guarded.has(client)) return;
+    guarded.add(client);
+    client.on('error', () => undefined);
+  });
 }
 
 async function closeAll(resources: Closeable[]): Promise<void> {
