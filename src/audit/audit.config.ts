@@ -14,7 +14,8 @@ export const auditConfig = defineConfig(
     AUDIT_RETENTION_SECS: integer(0, 2_592_000),
     AUDIT_PRUNE_INTERVAL_SECS: integer(1, 60, 86_400),
     AUDIT_PRUNE_BATCH: integer(1, 5000, 100_000),
-    AUDIT_PRUNE_MAX_BATCHES: integer(1, 10, 1000),
+    AUDIT_PRUNE_MAX_BATCHES: integer(1, 10_000, 1_000_000),
+    AUDIT_PRUNE_LAG_ALERT_SECS: integer(1, 600, 31_536_000),
   },
   (env) => ({
     flushMs: env.AUDIT_FLUSH_MS,
@@ -27,9 +28,12 @@ export const auditConfig = defineConfig(
     /** Rows older than this are deleted by the prune job; 0 disables the job. */
     retentionSecs: env.AUDIT_RETENTION_SECS,
     pruneIntervalSecs: env.AUDIT_PRUNE_INTERVAL_SECS,
-    /** Rows per delete statement, and batches per prune tick. */
+    /** Rows of the first delete statement (later ones adapt to the time a batch takes). */
     pruneBatch: env.AUDIT_PRUNE_BATCH,
+    /** Safety cap: a run deletes at most pruneBatch × pruneMaxBatches rows one by one. */
     pruneMaxBatches: env.AUDIT_PRUNE_MAX_BATCHES,
+    /** An ERROR is logged while the oldest row is older than the retention by more than this (and 2 intervals). */
+    pruneLagAlertSecs: env.AUDIT_PRUNE_LAG_ALERT_SECS,
   }),
   (env) => (env.AUDIT_EVENT_MAX_BYTES > env.AUDIT_QUEUE_MAX_BYTES ? ['AUDIT_EVENT_MAX_BYTES: must not exceed AUDIT_QUEUE_MAX_BYTES'] : []),
 );

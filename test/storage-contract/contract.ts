@@ -557,6 +557,35 @@ export function describeStorageContract(target: ContractTarget): void {
         const remaining = (await a.audit.query({}, 100, null)).items;
         expect(remaining.every((r) => r.ts >= cutoff)).toBe(true);
       });
+
+      it('expires by its own means (partitions, TTL) and batches together: exactly the rows older than the cutoff go', async () => {
+        // Rows around now, as the retention job sees them: after prepareRetention a store may hold them in
+        // units (PostgreSQL time partitions) that dropExpired removes whole; deleteOlderThan does the rest.
+        const now = Date.now();
+        const recent = Array.from({ length: 60 }, (_, i) => audit(1000 + i, { ts: now + i * 250 }));
+        const older = rows.slice(0, 10); // long before now: wherever the store keeps rows no unit covers
+        await a.audit.prepareRetention(4_000, now, 20_000);
+        await a.audit.append([...older, ...recent]);
+        expect(await a.audit.oldestTs()).toBe(older[0].ts);
+        const cutoff = now + 10_000;
+        let removed = await a.audit.dropExpired(cutoff);
+        for (let n = await a.audit.deleteOlderThan(cutoff, 7); n > 0; n = await a.audit.deleteOlderThan(cutoff, 7)) removed += n;
+        const kept = recent.filter((r) => r.ts >= cutoff);
+        expect(removed).toBe(70 - kept.length);
+        expect(await a.audit.count()).toBe(kept.length);
+        expect(await a.audit.oldestTs()).toBe(kept[0].ts);
+        await a.audit.reclaim();
+        expect((await a.audit.query({}, 100, null)).items.map((r) => r.id)).toEqual([...kept].reverse().map((r) => r.id));
+        // Preparing again (every run does) changes nothing that is stored.
+        await a.audit.prepareRetention(4_000, now + 5_000, 20_000);
+        expect(await a.audit.count()).toBe(kept.length);
+        expect(await a.audit.dropExpired(now)).toBe(0);
+      });
+
+      it('reports no oldest row when empty', async () => {
+        expect(await a.audit.oldestTs()).toBeNull();
+        expect(await a.audit.approximateCount()).toBeGreaterThanOrEqual(0);
+      });
     });
 
     describe('change feed', () => {

@@ -28,4 +28,34 @@ export abstract class AuditLogRepository {
   /** Deletes at most `maxRows` rows with ts < `cutoff`; returns how many were deleted. */
   abstract deleteOlderThan(cutoff: number, maxRows: number): Promise<number>;
   abstract count(): Promise<number>;
+
+  /** The oldest row's ts, or null when there is none (read from the (ts, id) index: cheap at any size). */
+  abstract oldestTs(): Promise<number | null>;
+
+  /** The number of rows, approximately where counting exactly would scan (PostgreSQL: the planner's
+   * statistics); for the `ditto_audit_rows` gauge. */
+  approximateCount(): Promise<number> {
+    return this.count();
+  }
+
+  /**
+   * Readies the store's own expiry before a prune run, for rows kept `retentionMs` (the retention job
+   * calls it under its lock at every run, and runs again within `aheadMs`): PostgreSQL creates the time
+   * partitions up to at least `now + aheadMs`, MongoDB keeps its TTL index at the retention. Nothing
+   * to do elsewhere.
+   */
+  async prepareRetention(_retentionMs: number, _now: number, _aheadMs: number): Promise<void> {}
+
+  /**
+   * Removes in one step whatever holds only rows with ts < `cutoff` (PostgreSQL: whole time
+   * partitions, dropped); returns how many rows went. Stores without such units answer 0, and
+   * `deleteOlderThan` removes the rest row by row.
+   */
+  async dropExpired(_cutoff: number): Promise<number> {
+    return 0;
+  }
+
+  /** After a run that deleted rows: gives the freed space back to the system where the store keeps it
+   * (SQLite: incremental vacuum of the free pages). */
+  async reclaim(): Promise<void> {}
 }

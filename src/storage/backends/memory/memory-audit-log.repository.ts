@@ -77,4 +77,8 @@ export class MemoryAuditLogRepository extends AuditLogRepository {
   async count(): Promise<number> {
     return this.rows.length;
   }
+
+  async oldestTs(): Promise<number | null> {
+    return this.rows[0]?.ts ?? null;
+  }
 }

@@ -49,8 +49,15 @@ function refusalCode(error: unknown): string | null {
   return typeof code === 'number' && DATA_ERROR_CODES.has(code) ? String(code) : null;
 }
 
+const TTL_INDEX = 'audit_ttl';
+/** NotImplemented, CommandNotSupported, InvalidOptions: the server has no TTL indexes. */
+const NOT_SUPPORTED_CODES = new Set([238, 115, 72]);
+
 /** The audit trail in one collection; record ids are the primary key, so re-appends are skipped. */
 export class MongooseAuditLogRepository extends AuditLogRepository {
+  /** The TTL index's expireAfterSeconds as last set by this instance. */
+  private ttlSeconds: number | null = null;
+
   constructor(private readonly models: MongooseModels) {
     super();
   }
@@ -111,5 +118,38 @@ export class MongooseAuditLogRepository extends AuditLogRepository {
 
   async count(): Promise<number> {
     return this.models.audit.countDocuments();
+  }
+
+  async oldestTs(): Promise<number | null> {
+    const doc = await this.models.audit.findOne({}, { ts: 1 }).sort({ ts: 1, _id: 1 }).lean<Pick<AuditDoc, 'ts'>>();
+    return doc === null ? null : Number(doc.ts);
+  }
+
+  override approximateCount(): Promise<number> {
+    return this.models.audit.estimatedDocumentCount();
+  }
+
+  /**
+   * The server expires rows itself: a TTL index on `at` (the row's ts as a date) with the retention as
+   * `expireAfterSeconds`, created on the first run and changed in place (collMod) when the retention
+   * changes. MongoDB's TTL monitor deletes once a minute; the retention job's batches stay the backstop
+   * (rows written before `at` existed, a server whose TTL monitor is off or lagging).
+   */
+  override async prepareRetention(retentionMs: number): Promise<void> {
+    const seconds = Math.max(1, Math.round(retentionMs / 1000));
+    if (this.ttlSeconds === seconds) return;
+    const collection = this.models.audit.collection;
+    try {
+      const existing = (await collection.indexes()).find((index) => index.name === TTL_INDEX);
+      if (existing === undefined) {
+        await collection.createIndex({ at: 1 }, { name: TTL_INDEX, expireAfterSeconds: seconds });
+      } else if (existing.expireAfterSeconds !== seconds) {
+        await collection.db.command({ collMod: collection.collectionName, index: { name: TTL_INDEX, expireAfterSeconds: seconds } });
+      }
+    } catch (error) {
+      // A server without TTL indexes (FerretDB 1.x answers NotImplemented): the batches do all of it.
+      if (!NOT_SUPPORTED_CODES.has((error as { code?: unknown }).code as number)) throw error;
+    }
+    this.ttlSeconds = seconds;
   }
 }

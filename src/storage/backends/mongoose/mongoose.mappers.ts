@@ -156,6 +156,7 @@ export function auditToDoc(record: AuditRecord): AuditDoc {
     // deep nesting) and a document field would be refused for some of it (FerretDB refuses all three;
     // MongoDB before 5.0 the keys). Nothing queries inside a payload.
     payload: JSON.stringify(record.payload),
+    at: new Date(record.ts),
   };
 }
 

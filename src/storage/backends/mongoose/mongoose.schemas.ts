@@ -77,6 +77,8 @@ export interface AuditDoc {
   tenant_id: string | null;
   /** JSON text (older rows: the object itself). */
   payload: string | Record<string, unknown>;
+  /** `ts` as a date, for the TTL index (rows written before it have none: the retention job prunes those). */
+  at?: Date;
 }
 
 export interface ChangeDoc {
@@ -183,6 +185,7 @@ const auditSchema = new Schema(
     key_id: nullableString,
     tenant_id: nullableString,
     payload: { type: Schema.Types.Mixed, default: {} },
+    at: { type: Date },
   },
   options,
 );

@@ -2,7 +2,7 @@ import { Redis } from 'ioredis';
 import { AuditLogRepository, AuditRecordRejected } from '../../ports/audit-log.repository';
 import { AuditQuery, AuditRecord } from '../../../audit/domain/audit-record';
 import { encodeCursor, Page } from '../../../common/page';
-import { auditRecordFromJson, auditRecordToJson, idOfMember, indexMember, tsPrefix } from './redis-audit.mapper';
+import { auditIndexFieldsFromJson, auditRecordFromJson, auditRecordToJson, idOfMember, indexMember, tsPrefix } from './redis-audit.mapper';
 import { RedisKeys } from './redis-keys';
 import { runScript } from './redis-scripts';
 import { readCursor } from '../../../common/errors/storage-errors';
@@ -105,7 +105,7 @@ export class RedisAuditLogRepository extends AuditLogRepository {
       const docs = await this.redis.hmget(a.records, ...members.map(idOfMember));
       const args = members.flatMap((member, i) => {
         const json = docs[i];
-        const r = json === null ? null : auditRecordFromJson(json);
+        const r = json === null ? null : auditIndexFieldsFromJson(json);
         return [
           idOfMember(member),
           member,
@@ -123,6 +123,11 @@ export class RedisAuditLogRepository extends AuditLogRepository {
 
   count(): Promise<number> {
     return this.redis.hlen(this.keys.audit.records);
+  }
+
+  async oldestTs(): Promise<number | null> {
+    const [first] = await this.redis.zrange(this.keys.audit.byTime, 0, 0);
+    return first === undefined ? null : Number(first.slice(0, 13));
   }
 
   /** The index zsets holding every record the query can match: the most selective one available. */

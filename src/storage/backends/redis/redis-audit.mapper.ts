@@ -28,6 +28,17 @@ export function auditRecordToJson(r: AuditRecord): string {
   });
 }
 
+/**
+ * The indexed fields of a stored record without parsing its payload (the retention's deletes need only
+ * these, and the payload is most of the record). `,"payload":` cannot occur inside a JSON string (a
+ * quote there is escaped), so its first occurrence ends the fields written before the payload.
+ */
+export function auditIndexFieldsFromJson(json: string): Pick<AuditRecord, 'kind' | 'keyId' | 'tenantId'> {
+  const cut = json.indexOf(',"payload":');
+  const doc = JSON.parse(cut === -1 ? json : `${json.slice(0, cut)}}`) as Partial<AuditRecord>;
+  return { kind: doc.kind ?? '', keyId: doc.keyId ?? null, tenantId: doc.tenantId ?? null };
+}
+
 export function auditRecordFromJson(json: string): AuditRecord {
   const doc = JSON.parse(json) as AuditRecord;
   return {

@@ -18,6 +18,10 @@ export type SqliteWrite =
   | { type: 'settle'; id: string; now: number; ledgers: Array<{ kind: LedgerKind; actual: number | null }> }
   /** Inserts audit rows (values in the audit table's column order); a row whose id exists is skipped. */
   | { type: 'audit'; rows: unknown[][] }
+  /** Deletes at most `max` audit rows with ts < `cutoff`, oldest first; the value is how many. */
+  | { type: 'audit-prune'; cutoff: number; max: number }
+  /** Gives up to `pages` free pages back to the file system (incremental vacuum); the value is the free pages left. */
+  | { type: 'vacuum'; pages: number }
   /** `/ready`'s write probe: writes a reservation row and deletes it again, so its batch's COMMIT writes to the file. */
   | { type: 'probe'; now: number };
 
@@ -56,6 +60,7 @@ export interface SqliteStatement {
 export interface SqliteDatabase {
   readonly inTransaction: boolean;
   prepare(sql: string): SqliteStatement;
+  exec(sql: string): unknown;
 }
 
 /** The error a write failed with, rebuilt on the caller's side. */
@@ -107,6 +112,7 @@ export class SqliteGroupCommit {
   private readonly statements = new Map<string, { prepared: SqliteStatement; order: number[] }>();
   private readonly sql: ReturnType<typeof ledgerSql>;
   private readonly auditInsert: string;
+  private readonly auditPrune: string;
 
   constructor(
     private readonly db: SqliteDatabase,
@@ -115,6 +121,8 @@ export class SqliteGroupCommit {
     this.sql = ledgerSql(tables.scopes, tables.reservations);
     const placeholders = tables.auditColumns.map((_, i) => `$${i + 1}`).join(', ');
     this.auditInsert = `INSERT INTO ${tables.audit} (${tables.auditColumns.join(', ')}) VALUES (${placeholders}) ON CONFLICT (id) DO NOTHING`;
+    // By rowid: the (ts, id) index yields the oldest rows' rowids, and each delete is a rowid lookup.
+    this.auditPrune = `DELETE FROM ${tables.audit} WHERE rowid IN (SELECT rowid FROM ${tables.audit} WHERE ts < $1 ORDER BY ts LIMIT $2)`;
   }
 
   run(writes: readonly SqliteWrite[]): SqliteOutcome[] {
@@ -168,6 +176,12 @@ export class SqliteGroupCommit {
       case 'audit':
         for (const row of write.rows) this.exec(this.auditInsert, row);
         return write.rows.length;
+      case 'audit-prune':
+        return this.exec(this.auditPrune, [write.cutoff, write.max]);
+      case 'vacuum':
+        // exec, not a prepared run(): the pragma frees one page per step, exec steps it to the end.
+        this.db.exec(`PRAGMA incremental_vacuum(${Math.max(1, Math.floor(write.pages))})`);
+        return this.get<{ freelist_count: number }>('PRAGMA freelist_count', [])?.freelist_count ?? 0;
       case 'probe':
         this.exec(this.sql.insertReservation, ['tokens', PROBE_ID, '[]', 0, write.now]);
         this.get(this.sql.takeReservation, ['tokens', PROBE_ID]);

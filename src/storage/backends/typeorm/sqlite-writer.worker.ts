@@ -10,6 +10,8 @@ import { SqliteDatabase, SqliteGroupCommit, SqliteTables, SqliteWrite } from './
 export interface SqliteWorkerData {
   file: string;
   busyTimeoutMs: number;
+  /** journal_size_limit, as on the main connection. */
+  walSizeLimit?: number;
   tables: SqliteTables;
 }
 
@@ -20,13 +22,14 @@ type OpenDatabase = new (file: string, options: { timeout: number; fileMustExist
 };
 
 const port = parentPort!;
-const { file, busyTimeoutMs, tables } = workerData as SqliteWorkerData;
+const { file, busyTimeoutMs, walSizeLimit, tables } = workerData as SqliteWorkerData;
 try {
   const Database = require('better-sqlite3') as OpenDatabase;
   const db = new Database(file, { timeout: busyTimeoutMs, fileMustExist: true });
   // Per connection, as on the main one: WAL (a property of the file) with NORMAL survives a process
   // crash without an fsync per commit.
   db.pragma('synchronous = NORMAL');
+  if (walSizeLimit !== undefined) db.pragma(`journal_size_limit = ${walSizeLimit}`);
   const commit = new SqliteGroupCommit(db, tables);
   port.on('message', (message: { seq: number; writes: SqliteWrite[] } | { close: true }) => {
     if ('close' in message) {

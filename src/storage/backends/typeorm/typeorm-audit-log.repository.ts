@@ -5,17 +5,28 @@ import { Page, encodeCursor } from '../../../common/page';
 import { AuditLogEntity } from './entities/audit-log.entity';
 import { AUDIT_COLUMNS, auditValues, toAuditRecord } from './mappers/audit-record.mapper';
 import { TypeormStore, prefixUpperBound } from './typeorm-store';
+import { PostgresAuditPartitions } from './postgres-audit-partitions';
 import { readCursor } from '../../../common/errors/storage-errors';
 
 /** Rows per INSERT statement on PostgreSQL: 500 × 7 parameters stays below its 65535. */
 const INSERT_CHUNK = 500;
+/** SQLite: rows per delete in the writer thread (tens of ms: what a reserve queued behind it waits;
+ * smaller writes cost more in commits than they save in waiting). */
+const SQLITE_PRUNE_CHUNK = 1000;
+/** SQLite: free pages given back per step of the incremental vacuum (2 MiB of 4 KiB pages, about 10 ms). */
+const VACUUM_STEP_PAGES = 500;
+/** SQLite: a reclaim stops after this long; the free pages left are given back after the next prune. */
+const VACUUM_BUDGET_MS = 5000;
 
 export class TypeormAuditLogRepository extends AuditLogRepository {
   private readonly table: string;
+  /** PostgreSQL: the table's time partitions (retention drops them whole). */
+  private readonly partitions: PostgresAuditPartitions | null;
 
   constructor(private readonly store: TypeormStore) {
     super();
     this.table = store.table('audit_log');
+    this.partitions = store.dialect === 'postgres' ? new PostgresAuditPartitions(store, store.schema ?? 'public') : null;
   }
 
   async append(records: AuditRecord[]): Promise<void> {
@@ -40,7 +51,7 @@ export class TypeormAuditLogRepository extends AuditLogRepository {
         const width = AUDIT_COLUMNS.length;
         const rows = chunk.map((_, r) => `(${AUDIT_COLUMNS.map((_, c) => `$${r * width + c + 1}`).join(', ')})`);
         await s.run(
-          `INSERT INTO ${this.table} (${AUDIT_COLUMNS.join(', ')}) VALUES ${rows.join(', ')} ON CONFLICT (id) DO NOTHING`,
+          `INSERT INTO ${this.table} (${AUDIT_COLUMNS.join(', ')}) VALUES ${rows.join(', ')} ON CONFLICT (ts, id) DO NOTHING`,
           chunk.flatMap(auditValues),
         );
       }
@@ -86,9 +97,22 @@ export class TypeormAuditLogRepository extends AuditLogRepository {
   async deleteOlderThan(cutoff: number, maxRows: number): Promise<number> {
     const max = Math.floor(maxRows);
     if (max <= 0) return 0;
+    if (this.store.dialect === 'sqlite') {
+      // In the writer thread, so the event loop never waits on it, and in small writes of their own: a
+      // reserve or settle queued meanwhile waits for one of them, not for the whole batch.
+      let deleted = 0;
+      while (deleted < max) {
+        const chunk = Math.min(SQLITE_PRUNE_CHUNK, max - deleted);
+        const n = (await this.store.sqliteWrite({ type: 'audit-prune', cutoff, max: chunk })) as number;
+        deleted += n;
+        if (n < chunk) break;
+      }
+      return deleted;
+    }
+    // By (ts, id), the partitioned key: each partition finds its rows by its own index.
     return this.store.session((s) =>
       s.run(
-        `DELETE FROM ${this.table} WHERE id IN (SELECT id FROM ${this.table} WHERE ts < $1 ORDER BY ts LIMIT $2)`,
+        `DELETE FROM ${this.table} WHERE (ts, id) IN (SELECT ts, id FROM ${this.table} WHERE ts < $1 ORDER BY ts, id LIMIT $2)`,
         [cutoff, max],
       ),
     );
@@ -96,6 +120,45 @@ export class TypeormAuditLogRepository extends AuditLogRepository {
 
   async count(): Promise<number> {
     return this.store.session((s) => s.manager.count(AuditLogEntity));
+  }
+
+  async oldestTs(): Promise<number | null> {
+    const rows = await this.store.session((s) => s.rows<{ ts: string | number }>(`SELECT ts FROM ${this.table} ORDER BY ts LIMIT 1`));
+    return rows.length === 0 ? null : Number(rows[0].ts);
+  }
+
+  /** PostgreSQL: its statistics; SQLite: the span of rowids (new rows take the next rowid and the
+   * retention deletes the oldest, so it is exact but for rows deleted out of order). Neither scans. */
+  override async approximateCount(): Promise<number> {
+    if (this.partitions !== null) return this.partitions.approximateCount();
+    const [{ n }] = await this.store.session((s) => s.rows<{ n: number | null }>(`SELECT max(rowid) - min(rowid) + 1 AS n FROM ${this.table}`));
+    return n ?? 0;
+  }
+
+  override async prepareRetention(retentionMs: number, now: number, aheadMs: number): Promise<void> {
+    if (this.partitions === null) return;
+    const width = PostgresAuditPartitions.widthFor(retentionMs);
+    await this.partitions.createAhead(width, now, now + Math.max(2 * width, aheadMs));
+  }
+
+  override async dropExpired(cutoff: number): Promise<number> {
+    return this.partitions === null ? 0 : this.partitions.dropBefore(cutoff);
+  }
+
+  /** SQLite: the file is in incremental auto-vacuum mode (typeorm.backend.ts); the pages the prune
+   * freed are given back in steps, each a write of its own in the writer thread. */
+  override async reclaim(): Promise<void> {
+    if (this.store.dialect !== 'sqlite') return;
+    const started = Date.now();
+    let before = Number.POSITIVE_INFINITY;
+    while (Date.now() - started < VACUUM_BUDGET_MS) {
+      const left = (await this.store.sqliteWrite({ type: 'vacuum', pages: VACUUM_STEP_PAGES })) as number;
+      // None left, or none given back (a file not in incremental mode: its VACUUM at start-up failed).
+      if (left === 0 || left >= before) return;
+      before = left;
+      // Let the event loop queue the request path's writes between two steps.
+      await new Promise((resolve) => setImmediate(resolve));
+    }
   }
 }
 

@@ -93,7 +93,8 @@ export class TypeormStore {
   constructor(
     readonly dataSource: DataSource,
     readonly dialect: Dialect,
-    private readonly schema: string | null,
+    /** PostgreSQL: the schema of every table; null on SQLite. */
+    readonly schema: string | null,
     private readonly serial: SerialQueue | null,
   ) {}
 

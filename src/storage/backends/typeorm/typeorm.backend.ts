@@ -21,6 +21,7 @@ import { PostgresInitialSchema1767225600000 } from './migrations/postgres/176722
 import { PostgresLedgerFunctions1767398400000 } from './migrations/postgres/1767398400000-ledger-functions';
 import { PostgresCacheTtlAndRateLimits1767484800000 } from './migrations/postgres/1767484800000-cache-ttl-and-rate-limits';
 import { PostgresKeyAllowedRoutes1767657600000 } from './migrations/postgres/1767657600000-key-allowed-routes';
+import { PostgresAuditPartitions1767744000000 } from './migrations/postgres/1767744000000-audit-partitions';
 import { SqliteInitialSchema1767225600000 } from './migrations/sqlite/1767225600000-initial-schema';
 import { SqliteJobLeases1767312000000 } from './migrations/sqlite/1767312000000-job-leases';
 import { SqliteCacheTtlAndRateLimits1767484800000 } from './migrations/sqlite/1767484800000-cache-ttl-and-rate-limits';
@@ -38,6 +39,8 @@ import { TypeormVirtualKeyRepository } from './typeorm-virtual-key.repository';
 const SHARED_ENTITIES = [VirtualKeyEntity, LedgerScopeEntity, LedgerReservationEntity, AuditLogEntity, RateLimitEntity];
 /** How long SQLite waits for another connection's write lock before failing with SQLITE_BUSY. */
 const SQLITE_BUSY_TIMEOUT_MS = 5000;
+/** Bytes the WAL file is truncated to when it restarts (journal_size_limit). */
+export const SQLITE_WAL_SIZE_LIMIT = 64 * 1024 * 1024;
 const PG_CONNECT_TIMEOUT_MS = 10_000;
 const PG_IDLE_TIMEOUT_MS = 30_000;
 
@@ -169,7 +172,13 @@ async function connectSqlite(options: StorageOptions): Promise<TypeormConnection
     database: file,
     timeout: SQLITE_BUSY_TIMEOUT_MS,
     prepareDatabase: (db: { pragma(source: string): unknown; exec(source: string): unknown }) => {
+      // A new file keeps a map of its free pages, so that the audit retention can give back what its
+      // deletes free (incremental vacuum, docs/audit.md); an existing file is converted below.
+      db.pragma('auto_vacuum = INCREMENTAL');
       db.pragma('journal_mode = WAL');
+      // The WAL file is cut back to this size when it restarts, instead of staying as large as the
+      // largest burst of writes (a big prune) since the process started.
+      db.pragma(`journal_size_limit = ${SQLITE_WAL_SIZE_LIMIT}`);
       // WAL + NORMAL never corrupts and survives a process crash; only an OS crash or power loss can drop
       // the last commits. FULL would cost an fsync per reserve/commit on the hot path.
       db.pragma('synchronous = NORMAL');
@@ -190,6 +199,7 @@ async function connectSqlite(options: StorageOptions): Promise<TypeormConnection
     await queue.run(async () => {
       await dataSource.initialize();
       await dataSource.query('COMMIT');
+      if (!inMemory) await useIncrementalVacuum(dataSource);
     });
   } catch (error) {
     if (dataSource.isInitialized) await dataSource.destroy().catch(() => undefined);
@@ -200,13 +210,30 @@ async function connectSqlite(options: StorageOptions): Promise<TypeormConnection
 }
 
 /**
+ * A file created before incremental auto-vacuum was the default is rewritten once in that mode (VACUUM
+ * takes about as long as copying the file, and needs its size free beside it). Should it fail (another
+ * process holds the file, the disk is too full), the file stays as it was: pruning works the same, the
+ * file only does not shrink, and the next start tries again.
+ */
+async function useIncrementalVacuum(dataSource: DataSource): Promise<void> {
+  const [{ auto_vacuum: mode }] = (await dataSource.query('PRAGMA auto_vacuum')) as Array<{ auto_vacuum: number }>;
+  if (mode === 2) return;
+  try {
+    await dataSource.query('PRAGMA auto_vacuum = INCREMENTAL');
+    await dataSource.query('VACUUM');
+  } catch {
+    // Kept as it was; see above.
+  }
+}
+
+/**
  * The hot-path writes' group commits (ledger, audit) run in a worker thread on their own connection;
  * an in-memory database exists only on the main connection, so there they run on it.
  */
 function openSqliteWriter(store: TypeormStore, file: string, inMemory: boolean): Promise<SqliteWriter> {
   const tables = { scopes: store.table('ledger_scopes'), reservations: store.table('ledger_reservations'), audit: store.table('audit_log'), auditColumns: AUDIT_COLUMNS };
   if (inMemory) return Promise.resolve(new InThreadSqliteWriter((work) => store.rawSqlite(work), tables));
-  return WorkerSqliteWriter.open({ file, busyTimeoutMs: SQLITE_BUSY_TIMEOUT_MS, tables });
+  return WorkerSqliteWriter.open({ file, busyTimeoutMs: SQLITE_BUSY_TIMEOUT_MS, walSizeLimit: SQLITE_WAL_SIZE_LIMIT, tables });
 }
 
 /** Why the database directory cannot hold the file, or null when it exists (created if needed) and is writable. */
@@ -239,7 +266,7 @@ async function connectPostgres(options: StorageOptions): Promise<TypeormConnecti
       // pg-pool 3 options: `min` idle connections are kept, `max` caps the pool.
       extra: { min: poolMin, max: poolMax, idleTimeoutMillis: PG_IDLE_TIMEOUT_MS },
       entities: SHARED_ENTITIES,
-      migrations: [PostgresInitialSchema1767225600000, PostgresLedgerFunctions1767398400000, PostgresCacheTtlAndRateLimits1767484800000, PostgresKeyAllowedRoutes1767657600000],
+      migrations: [PostgresInitialSchema1767225600000, PostgresLedgerFunctions1767398400000, PostgresCacheTtlAndRateLimits1767484800000, PostgresKeyAllowedRoutes1767657600000, PostgresAuditPartitions1767744000000],
       migrationsRun: true,
       synchronize: false,
       logging: false,
