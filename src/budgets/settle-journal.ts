@@ -106,9 +106,11 @@ export class SettleJournal {
   /** Removes replayed entries (by reservation id) and rewrites the file without them. */
   async remove(ids: ReadonlySet<string>): Promise<void> {
     if (ids.size === 0) return;
+    // The entries leave memory once they have left the file: the depth never shows less than the disk holds.
     await this.serial(async () => {
-      this.entries = this.entries.filter((e) => !ids.has(e.id));
-      await this.rewrite();
+      const remaining = this.entries.filter((e) => !ids.has(e.id));
+      await this.rewrite(remaining);
+      this.entries = remaining;
     });
   }
 
@@ -141,14 +143,14 @@ export class SettleJournal {
     });
   }
 
-  /** The file holds exactly `entries` (written beside it, fsynced, renamed over it; removed when empty). */
-  private async rewrite(): Promise<void> {
-    if (this.entries.length === 0) {
+  /** The file holds exactly `entries` (default: all held; written beside it, fsynced, renamed over it; removed when empty). */
+  private async rewrite(entries = this.entries): Promise<void> {
+    if (entries.length === 0) {
       await fs.rm(this.file, { force: true });
       this.bytes = 0;
       return;
     }
-    const text = this.entries.map((e) => `${JSON.stringify(e)}\n`).join('');
+    const text = entries.map((e) => `${JSON.stringify(e)}\n`).join('');
     const temp = `${this.file}.tmp`;
     const handle = await fs.open(temp, 'w');
     try {
