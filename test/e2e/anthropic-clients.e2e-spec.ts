@@ -13,6 +13,7 @@ const KEY = 'sk-ditto-anthropic-0123456789abcdefghij';
 const LIMITED = 'sk-ditto-anthropic-limited-0123456789ab';
 const SONNET_ONLY = 'sk-ditto-anthropic-sonnet-0123456789abc';
 const CACHED = 'sk-ditto-anthropic-cached-0123456789abc';
+const CHAT_ONLY = 'sk-ditto-anthropic-chatonly-0123456789a';
 const UPSTREAM_KEY = 'sk-ant-upstream-secret-0123456789';
 const OPENAI_UPSTREAM_KEY = 'sk-openai-upstream-secret-0123456789';
 const MODEL = 'claude-sonnet-4-5';
@@ -60,6 +61,7 @@ describe('Anthropic clients through the gateway (e2e)', () => {
           { id: 'limited', token: LIMITED, budget: { total_tokens: 1000 } },
           { id: 'haiku-only', token: SONNET_ONLY, models: ['claude-haiku-*'] },
           { id: 'cached', token: CACHED, limits: { rpm: 2 }, cache: { ttl_secs: 60 } },
+          { id: 'chat-only', token: CHAT_ONLY, allowed_routes: ['/v1/chat/completions'] },
         ],
       }),
     );
@@ -170,6 +172,12 @@ describe('Anthropic clients through the gateway (e2e)', () => {
   });
 
   it("strict mode lowers max_tokens to what the key's budget has left", async () => {
+    // allowed_routes govern Anthropic's routes by their full path, before the body is read.
+    const chatOnly = new Anthropic({ apiKey: CHAT_ONLY, baseURL: gateway.url, maxRetries: 0 });
+    await expect(chatOnly.messages.create({ model: MODEL, max_tokens: 8, messages: [{ role: 'user', content: 'hi' }] })).rejects.toMatchObject({
+      status: 403,
+      error: { type: 'error', error: { type: 'permission_error', message: expect.stringContaining('/v1/messages') } },
+    });
     const limited = new Anthropic({ apiKey: LIMITED, baseURL: gateway.url, maxRetries: 0 });
     await limited.messages.create({ model: MODEL, max_tokens: 4096, messages: [{ role: 'user', content: 'hi' }] });
     const capped = JSON.parse(upstream.requests.at(-1)!.raw).max_tokens;
@@ -201,6 +209,12 @@ describe('Anthropic clients through the gateway (e2e)', () => {
     });
     const haiku = new Anthropic({ apiKey: SONNET_ONLY, baseURL: gateway.url, maxRetries: 0 });
     await expect(haiku.messages.create({ model: MODEL, max_tokens: 8, messages: [{ role: 'user', content: 'hi' }] })).rejects.toBeInstanceOf(Anthropic.PermissionDeniedError);
+    // allowed_routes govern Anthropic's routes by their full path, before the body is read.
+    const chatOnly = new Anthropic({ apiKey: CHAT_ONLY, baseURL: gateway.url, maxRetries: 0 });
+    await expect(chatOnly.messages.create({ model: MODEL, max_tokens: 8, messages: [{ role: 'user', content: 'hi' }] })).rejects.toMatchObject({
+      status: 403,
+      error: { type: 'error', error: { type: 'permission_error', message: expect.stringContaining('/v1/messages') } },
+    });
     const limited = new Anthropic({ apiKey: LIMITED, baseURL: gateway.url, maxRetries: 0 });
     await expect(limited.messages.create({ model: MODEL, max_tokens: 8, messages: [{ role: 'user', content: 'x'.repeat(20_000) }] })).rejects.toMatchObject({
       status: 402,

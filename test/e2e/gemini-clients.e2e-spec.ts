@@ -9,6 +9,7 @@ import { ADMIN_TOKEN, RunningGateway, adminGet, startGateway } from './harness';
 
 const KEY = 'sk-ditto-gemini-0123456789abcdefghijklm';
 const LIMITED = 'sk-ditto-gemini-limited-0123456789abcde';
+const COUNT_ONLY = 'sk-ditto-gemini-countonly-0123456789abc';
 const UPSTREAM_KEY = 'AIza-upstream-secret-0123456789';
 const MODEL = 'gemini-2.5-flash';
 /** LiteLLM's entry (USD per token): cached prompt tokens at their own price. */
@@ -50,6 +51,7 @@ describe('Gemini clients through the gateway (e2e)', () => {
         virtual_keys: [
           { id: 'gem', token: KEY, models: ['gemini-*'], budget: { total_tokens: 100_000_000, total_usd_micros: 100_000_000 } },
           { id: 'gem-limited', token: LIMITED, budget: { total_tokens: 600 } },
+          { id: 'gem-count', token: COUNT_ONLY, allowed_routes: ['/v1beta/models/*:countTokens'] },
         ],
       }),
     );
@@ -169,7 +171,10 @@ describe('Gemini clients through the gateway (e2e)', () => {
     });
     expect(await call(`/v1beta/models/${MODEL}:streamGenerateContent`, KEY, { contents })).toMatchObject({ status: 400, body: { error: { status: 'INVALID_ARGUMENT', message: expect.stringContaining('alt=sse') } } });
     expect(await call(`/v1beta/models/${MODEL}:embedContent`, KEY, { contents })).toMatchObject({ status: 404, body: { error: { status: 'NOT_FOUND' } } });
+    // allowed_routes by the full path: this key may count tokens and nothing else.
+    expect(await call(`/v1beta/models/${MODEL}:generateContent`, COUNT_ONLY, { contents })).toMatchObject({ status: 403, body: { error: { code: 403, status: 'PERMISSION_DENIED' } } });
     expect(upstream.requests).toEqual([]);
+    expect((await call(`/v1beta/models/${MODEL}:countTokens`, COUNT_ONLY, { contents })).status).toBe(200);
   });
 
   it('metrics count requests by protocol, Gemini routes labelled without their model', async () => {

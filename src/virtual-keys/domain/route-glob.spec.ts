@@ -37,6 +37,11 @@ describe('allowed_routes globs', () => {
     expect(routeAllowed([], '/v1/batches')).toBe(true);
     expect(routeAllowed(['/v1/chat/completions', '/v1/embeddings'], '/v1/embeddings')).toBe(true);
     expect(routeAllowed(['/v1/chat/completions', '/v1/embeddings'], '/v1/batches')).toBe(false);
+    // Gemini's API lives under /v1beta; its calls are segments like `models/gemini-2.5-pro:countTokens`.
+    expect(routePatternProblem('/v1beta/models/*:countTokens')).toBeNull();
+    expect(routeAllowed(['/v1beta/models/*:countTokens'], '/v1beta/models/gemini-2.5-pro:countTokens')).toBe(true);
+    expect(routeAllowed(['/v1beta/models/*:countTokens'], '/v1beta/models/gemini-2.5-pro:generateContent')).toBe(false);
+    expect(routeAllowed(['/v1/**'], '/v1beta/models/gemini-2.5-pro:generateContent')).toBe(false);
   });
 
   it('matches the canonical path, so encoded spellings of a route are that route', () => {
@@ -72,7 +77,7 @@ describe('allowed_routes globs', () => {
   });
 
   it('names each bad pattern by its index, and bounds the list', () => {
-    expect(routePatternsProblems(['/v1/chat/completions', 'nope'])).toEqual(['[1] "nope" must start with "/v1/" (patterns match the whole canonical path)']);
+    expect(routePatternsProblems(['/v1/chat/completions', 'nope'])).toEqual(['[1] "nope" must start with "/v1/" (or "/v1beta/" for Gemini\'s API: patterns match the whole canonical path)']);
     expect(routePatternsProblems(Array.from({ length: 65 }, () => '/v1/**'))).toEqual(['at most 64 patterns']);
   });
 });

@@ -11,7 +11,7 @@
  *   `/v1/batches/b_1` and `/v1/batches/b_1/cancel`; `/v1/**` is every route);
  * - everything else matches itself exactly, case included (routes are case-sensitive).
  *
- * A pattern must start with `/v1/` and may hold only the characters a canonical path segment shows
+ * A pattern must start with `/v1/` (`/v1beta/` for Gemini's API, docs/protocols.md) and may hold only the characters a canonical path segment shows
  * unencoded (letters, digits, `-._~!$&'()+,;=:@`) plus `*`: no `%`, `?`, `#`, `\`, spaces, dot or empty
  * segments, and `**` only as a whole segment. Anything else is refused where the pattern is set.
  */
@@ -23,7 +23,7 @@ const SEGMENT = /^[A-Za-z0-9\-._~!$&'()+,;=:@*]+$/;
 /** Why `pattern` is not a valid route glob, or null when it is. */
 export function routePatternProblem(pattern: string): string | null {
   if (pattern.length > MAX_ROUTE_PATTERN_LENGTH) return `is longer than ${MAX_ROUTE_PATTERN_LENGTH} characters`;
-  if (!pattern.startsWith('/v1/')) return 'must start with "/v1/" (patterns match the whole canonical path)';
+  if (!pattern.startsWith('/v1/') && !pattern.startsWith('/v1beta/')) return 'must start with "/v1/" (or "/v1beta/" for Gemini\'s API: patterns match the whole canonical path)';
   for (const segment of pattern.slice(1).split('/')) {
     if (segment === '') return 'has an empty segment ("//" or a trailing "/")';
     if (segment === '.' || segment === '..') return 'has a dot segment ("." or "..")';
