@@ -1,4 +1,7 @@
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
 import { Writable } from 'node:stream';
 import { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { createApp } from '../../src/app.factory';
@@ -15,6 +18,10 @@ export interface RunningGateway {
 
 /** Starts a gateway in this process on a free port with exactly `env` as its environment. */
 export async function startGateway(env: Record<string, string | undefined>): Promise<RunningGateway> {
+  // Its own files (the settle journal) in a directory of its own, unless the test names one (or a SQLite
+  // file, whose directory is the default): a journal one test leaves must not be replayed by another.
+  const dataDir = env.DATA_DIR === undefined && env.SQLITE_PATH === undefined ? mkdtempSync(path.join(tmpdir(), 'ditto-data-')) : null;
+  if (dataDir) env = { ...env, DATA_DIR: dataDir };
   const logs: Array<Record<string, unknown>> = [];
   const sink = new Writable({
     write(chunk: Buffer, _encoding, done) {
@@ -27,7 +34,11 @@ export async function startGateway(env: Record<string, string | undefined>): Pro
   await app.listen({ port: 0, host: '127.0.0.1' });
   const address = app.getHttpServer().address();
   const port = typeof address === 'object' && address ? address.port : 0;
-  return { app, url: `http://127.0.0.1:${port}`, logs, close: () => app.close() };
+  const close = async () => {
+    await app.close();
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  };
+  return { app, url: `http://127.0.0.1:${port}`, logs, close };
 }
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
