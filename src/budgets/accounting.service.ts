@@ -12,7 +12,7 @@ import { VirtualKey } from '../virtual-keys/domain/virtual-key';
 import { AccountingLedger, AccountingReserveResult } from '../storage/ports/accounting-ledger';
 import { scopesOf } from '../ledger/domain/scopes';
 import { LimitIndex } from './limit-index';
-import { Estimate, billing, estimate, estimateCost, meterOf, tokensOf } from './metering';
+import { Estimate, Meter, billing, estimate, estimateCost, meterOf, tokensOf } from './metering';
 import { OutputField } from './token-estimate';
 import { SettleRecovery } from './settle-recovery.service';
 
@@ -40,6 +40,8 @@ export interface MeteredRequest {
   model: string | null;
   /** Bytes of a multipart upload (content-length, else UPLOAD_LIMIT_BYTES); 0 for JSON bodies. */
   uploadBytes: number;
+  /** Its worst case, once estimated (the rate limit's tpm count and the reserve share one tokenization). */
+  worst?: Estimate;
 }
 
 export interface Admission {
@@ -111,7 +113,7 @@ export class AccountingService {
   estimateTokens(request: MeteredRequest): number {
     const meter = meterOf(request.method, request.path);
     if (meter === 'none') return 0;
-    return tokensOf(estimate(meter, request.path, request.body, this.context(request)));
+    return tokensOf(this.worstCase(meter, request));
   }
 
   /**
@@ -124,9 +126,8 @@ export class AccountingService {
     if (meter === 'none') return null;
     this.recovery.assertCaughtUp();
     const scopes = scopesOf(key);
-    const context = this.context(request);
-    const { price } = context;
-    const worst = estimate(meter, request.path, request.body, context);
+    const price = this.costs.price(request.model);
+    const worst = this.worstCase(meter, request);
     const limited = this.limits.of(key, scopes);
     if (!billing(meter, price).priced) this.refuseUnpricedUnderCostLimit(limited.cost, request.model);
 
@@ -157,8 +158,10 @@ export class AccountingService {
     }
   }
 
-  private context(request: MeteredRequest) {
-    return { price: this.costs.price(request.model), defaultOutputTokens: this.settings.defaultOutputTokens, uploadBytes: request.uploadBytes };
+  /** The request's worst case (metering.ts `estimate`), estimated once per request. */
+  private worstCase(meter: Meter, request: MeteredRequest): Estimate {
+    const context = { price: this.costs.price(request.model), defaultOutputTokens: this.settings.defaultOutputTokens, uploadBytes: request.uploadBytes };
+    return (request.worst ??= estimate(meter, request.path, request.body, context));
   }
 
   /**

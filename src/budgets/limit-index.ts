@@ -64,6 +64,11 @@ export class LimitIndex implements OnModuleInit, OnApplicationShutdown {
     return { tokens, cost };
   }
 
+  /** The first of `scopes` with a limit on either ledger, or null. */
+  limitedScope(scopes: string[]): string | null {
+    return scopes.find((s) => this.limited.budget.has(s) || this.limited.cost.has(s)) ?? null;
+  }
+
   /** A limit set on this replica: applied here at once (the feed tells the others). */
   apply(ledger: LimitLedger, scope: string, limit: number | null): void {
     if (limit === null) this.limited[ledger].delete(scope);

@@ -1,7 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import type { Logger } from '@nestjs/common';
 import { OpenAiErrorBody } from '../common/errors/error-status';
-import { errorHeaders, errorResponse, sendRawError, writeJson } from '../common/errors/gateway-exception.filter';
+import { sendRawError } from '../common/errors/gateway-exception.filter';
 import type { ProtocolName } from './ingress';
 
 /** Anthropic's error `type` for an HTTP status (docs.anthropic.com, "Errors"). */
@@ -70,8 +70,6 @@ export function sendProtocolError(
   logger: Logger,
 ): void {
   if (protocol === 'openai') return sendRawError(request, response, headers, exception, logger);
-  const { status, body } = errorResponse(exception, { method: request.method ?? 'GET', url: request.url ?? '/' }, logger);
-  if (response.headersSent) return;
   const requestId = String(headers['x-request-id'] ?? '');
-  writeJson(response, status, { ...headers, ...errorHeaders(exception, status) }, errorBody(protocol, status, body, requestId));
+  sendRawError(request, response, headers, exception, logger, (status, body) => errorBody(protocol, status, body, requestId));
 }

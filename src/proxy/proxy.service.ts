@@ -97,10 +97,7 @@ export class ProxyService {
     // Routes, a model named in the path, batch creation: decided from the request line, before the body.
     // Another API's call (Anthropic's, Gemini's) names its model in its body or path: only its route is checked here.
     if (call) this.keys.checkRoute(key, event.method, `${ingress!.prefix}${path}`);
-    else {
-      const batch = this.keys.checkRequest(key, event.method, path);
-      if (batch) await batch;
-    }
+    else this.keys.checkRequest(key, event.method, path);
     // `100 Continue` only once the headers passed every check (key, method, type, announced size).
     const expectsContinue = /^100-continue$/i.test(request.headers.expect ?? '');
     exchange.body = await this.bodies.read(request, route, () => {

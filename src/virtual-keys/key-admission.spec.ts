@@ -28,7 +28,7 @@ describe('what a request line names', () => {
 });
 
 describe('a request that runs a model but names none', () => {
-  const admission = new KeyAdmission(null as never, null as never, null as never);
+  const admission = new KeyAdmission(null as never, null as never);
   const key = (models: string[]) => ({ models }) as VirtualKey;
 
   it.each(['/chat/completions', '/Chat/Completions', '/embeddings/', '/moderations;x=1', '/audio/transcriptions'])(

@@ -2,8 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { Injectable } from '@nestjs/common';
 import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
 import { scopesOf } from '../ledger/domain/scopes';
-import { BudgetLedger } from '../storage/ports/budget-ledger';
-import { CostLedger } from '../storage/ports/cost-ledger';
+import { LimitIndex } from '../budgets/limit-index';
 import { routeAllowed } from './domain/route-glob';
 import { VirtualKey } from './domain/virtual-key';
 import { VirtualKeyIndex } from './virtual-key-index';
@@ -62,8 +61,7 @@ export function modelIdInPath(path: string): string | null {
 export class KeyAdmission {
   constructor(
     private readonly index: VirtualKeyIndex,
-    private readonly budgets: BudgetLedger,
-    private readonly costs: CostLedger,
+    private readonly limits: LimitIndex,
   ) {}
 
   /** The key of `Authorization: Bearer <key>` or `x-api-key`; 401 invalid_api_key, 403 key_disabled / key_expired. */
@@ -92,17 +90,16 @@ export class KeyAdmission {
    * What the request line alone decides, before the body is read: 403 route_not_allowed (the key's
    * `allowed_routes`), 404 model_not_found for a `/v1/models/{id}` the key's allow-list does not
    * admit (OpenAI's answer for a model you cannot see; never forwarded), 403 batch_not_allowed (see
-   * `checkBatch`). `path` is the canonical path after `/v1`, without the query. Synchronous but for
-   * batch creation, which reads the ledgers: returns that check's promise, else null (no await on
-   * the hot path).
+   * `checkBatch`). `path` is the canonical path after `/v1`, without the query. From memory: no
+   * store read.
    */
-  checkRequest(key: VirtualKey, method: string, path: string): Promise<void> | null {
+  checkRequest(key: VirtualKey, method: string, path: string): void {
     this.checkRoute(key, method, `/v1${path}`);
     const id = key.models.length > 0 ? modelIdInPath(path) : null;
     if (id !== null && !modelAllowed(key.models, id)) {
       throw new GatewayError(ErrorCode.ModelNotFound, `The model '${id}' does not exist or you do not have access to it.`, 'model');
     }
-    return createsBatch(method, path) ? this.checkBatch(key) : null;
+    if (createsBatch(method, path)) this.checkBatch(key);
   }
 
   /**
@@ -122,9 +119,9 @@ export class KeyAdmission {
    * batch's usage up front (the upstream runs it later, from an input file), nor check the models its
    * input file names.
    */
-  private async checkBatch(key: VirtualKey): Promise<void> {
+  private checkBatch(key: VirtualKey): void {
     if (key.allowedRoutes.length > 0 && routeAllowed(key.allowedRoutes, '/v1/batches')) return;
-    const reason = key.models.length > 0 ? 'a model allow-list (the models named in a batch input file are not checked)' : await this.budgetOf(key);
+    const reason = key.models.length > 0 ? 'a model allow-list (the models named in a batch input file are not checked)' : this.budgetOf(key);
     if (reason === null) return;
     throw new GatewayError(
       ErrorCode.BatchNotAllowed,
@@ -133,13 +130,11 @@ export class KeyAdmission {
     );
   }
 
-  /** Which budget governs the key, as words for the refusal; null when none does. */
-  private async budgetOf(key: VirtualKey): Promise<string | null> {
+  /** Which budget governs the key, as words for the refusal; null when none does (LimitIndex: from memory). */
+  private budgetOf(key: VirtualKey): string | null {
     if (key.budget.totalTokens !== null || key.budget.totalUsdMicros !== null) return 'a budget of its own (budget reservations do not cover batches)';
-    const scopes = scopesOf(key);
-    const found = await Promise.all([...scopes.map((s) => this.budgets.get(s)), ...scopes.map((s) => this.costs.get(s))]);
-    const limited = found.find((s) => s !== null && s.limit !== null);
-    return limited ? `a budget on scope '${limited.scope}' (budget reservations do not cover batches)` : null;
+    const limited = this.limits.limitedScope(scopesOf(key));
+    return limited ? `a budget on scope '${limited}' (budget reservations do not cover batches)` : null;
   }
 
   /**

@@ -43,7 +43,8 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, exceptio
 
 /**
  * The same answer on a bare Node response (the `/v1/*` proxy, which bypasses Fastify), with `headers`
- * (request id, rate-limit headers) added to it.
+ * (request id, rate-limit headers) added to it; `shape` rewrites OpenAI's error body into another API's
+ * (src/protocols/errors.ts).
  */
 export function sendRawError(
   request: { method?: string; url?: string },
@@ -51,10 +52,11 @@ export function sendRawError(
   headers: Record<string, string | string[]>,
   exception: unknown,
   logger: Logger,
+  shape: (status: number, body: OpenAiErrorBody) => unknown = (_status, body) => body,
 ): void {
   const { status, body } = errorResponse(exception, { method: request.method ?? 'GET', url: request.url ?? '/' }, logger);
   if (response.headersSent) return;
-  writeJson(response, status, { ...headers, ...errorHeaders(exception, status) }, body);
+  writeJson(response, status, { ...headers, ...errorHeaders(exception, status) }, shape(status, body));
 }
 
 /** How long a refused upgrade's connection stays half-open for the client to read the answer. */
