@@ -85,12 +85,20 @@ export interface WrkResult {
   errors: number;
 }
 
-/** One wrk run (one thread, `connections` connections) of POST `body` to `url`. */
-export function runWrk(options: { url: string; connections: number; durationS: number; body: string; authorization?: string; core: string | null }): Promise<WrkResult> {
+/** One wrk run (one thread, `connections` connections) of POST `body` to `url`; each connection pausing `delayMs` between requests when given. */
+export function runWrk(options: {
+  url: string;
+  connections: number;
+  durationS: number;
+  body: string;
+  authorization?: string;
+  core: string | null;
+  delayMs?: number;
+}): Promise<WrkResult> {
   const args = ['-t1', `-c${options.connections}`, `-d${options.durationS}s`, '--timeout', '10s', '-s', WRK_SCRIPT, options.url];
   const [command, argv] = onCore(options.core, 'wrk', args);
   const child = spawn(command, argv, {
-    env: { PATH: process.env.PATH ?? '', BENCH_BODY: options.body, BENCH_AUTHORIZATION: options.authorization ?? '' },
+    env: { PATH: process.env.PATH ?? '', BENCH_BODY: options.body, BENCH_AUTHORIZATION: options.authorization ?? '', BENCH_DELAY_MS: String(options.delayMs ?? 0) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

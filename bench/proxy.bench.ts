@@ -17,14 +17,13 @@
  * cancels out instead of landing on one side of the ratio. Prints the tables; writes JSON under
  * bench/results/ and a section in docs/benchmarks.md.
  */
-import { ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { randomUUID } from 'node:crypto';
-import Redis from 'ioredis';
-import { Client } from 'pg';
+import { BODY, KEY, PATH, STREAM_BODY, Target, start, startGateway, startUpstreams, stopAll } from './gateways';
 import { BenchSetupError, Pinning, ensureWrk, onCore, pinCores, runWrk } from './load-generator';
+import { buildOldCommit } from './old-build';
 import { recordRun } from './record';
 
 const DURATION_S = Number(process.env.BENCH_DURATION_S ?? 3);
@@ -38,47 +37,10 @@ const TTFB_REQUESTS = Number(process.env.BENCH_TTFB_REQUESTS ?? 500);
 const TTFB_WARM_UP = 5;
 const CHUNK_DELAY_MS = Number(process.env.BENCH_CHUNK_DELAY_MS ?? 1);
 const BACKENDS = (process.env.BENCH_BACKENDS ?? 'memory,sqlite,redis,postgres').split(',');
-const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
-const POSTGRES_DSN = process.env.TEST_POSTGRES_DSN ?? 'postgres://postgres@127.0.0.1:5432/ditto_test';
-const KEY = `sk-ditto-bench${randomUUID().replace(/-/g, '')}`;
-const BODY = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Say hello to the benchmark.' }], max_tokens: 16 });
-/** 20 events: the role, 16 tokens, the finish, the usage and `[DONE]`. Routed to the streaming mock by its model. */
-const STREAM_BODY = JSON.stringify({
-  model: 'gpt-4o',
-  messages: [{ role: 'user', content: 'Stream a hello to the benchmark.' }],
-  max_tokens: 16,
-  stream: true,
-  stream_options: { include_usage: true },
-});
-const children: ChildProcess[] = [];
-
-function start(core: string | null, script: string, args: string[], env: Record<string, string> = {}, ready: RegExp = /(\S+)\n/): Promise<string> {
-  const [command, argv] = onCore(core, process.execPath, [path.join(__dirname, script), ...args]);
-  const child = spawn(command, argv, { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
-  children.push(child);
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const onData = (d: Buffer) => {
-      out += d.toString();
-      const match = ready.exec(out);
-      if (!match) return;
-      // Ready: from here on its output (the gateway's access log) is drained unread.
-      child.stdout!.off('data', onData);
-      child.stdout!.resume();
-      resolve(match[1]);
-    };
-    child.stdout!.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`${script} exited with ${code}: ${out.slice(-500)}`)));
-  });
-}
-
-interface Target {
-  name: string;
-  /** Origin of the non-streaming scenario's server and of the streaming one's (the same gateway; two bare proxies). */
-  origin: string;
-  streamOrigin: string;
-  auth: boolean;
-}
+/** An earlier commit to measure beside this one, on the same backends (built once under .cache/bench-old/). */
+const OLD_COMMIT = process.env.BENCH_OLD_COMMIT;
+/** BUDGET_MODE for every gateway (unset: each build's default), so two builds can be made to do the same work. */
+const BUDGET_MODE = process.env.BENCH_BUDGET_MODE;
 
 interface Measurement {
   scenario: 'chat' | 'stream';
@@ -98,7 +60,6 @@ interface FirstEvent {
   samples: number[];
 }
 
-const PATH = '/v1/chat/completions';
 
 async function load(scenario: Measurement['scenario'], target: Target, round: number, connections: number, core: string | null): Promise<Measurement> {
   const options = {
@@ -153,60 +114,27 @@ async function main(): Promise<void> {
   const wrk = ensureWrk();
   const pinning = pinCores();
   const dir = mkdtempSync(path.join(tmpdir(), 'ditto-bench-'));
-  const stores: Array<{ prefix: string; schema: string }> = [];
   try {
-    await measure(wrk, pinning, dir, stores);
+    await measure(wrk, pinning, dir);
   } finally {
-    // The gateways flush their audit queues on the way out: remove the stores once they are gone.
-    await Promise.all(children.map((child) => (child.exitCode === null ? new Promise((resolve) => child.once('exit', resolve).kill('SIGTERM')) : null)));
+    await stopAll();
     rmSync(dir, { recursive: true, force: true });
-    await dropStores(stores);
   }
   process.stderr.write(`npm run bench: ${Math.round((Date.now() - started) / 1000)} s after the build\n`);
 }
 
-async function measure(wrk: string, pinning: Pinning, dir: string, stores: Array<{ prefix: string; schema: string }>): Promise<void> {
+async function measure(wrk: string, pinning: Pinning, dir: string): Promise<void> {
   // The mocks stand for the provider: they run beside the load generator, not on the measured core.
-  const upstream = await start(pinning.loadCore, 'mock-upstream-server.js', [JSON.stringify({ recordRequests: false })]);
-  const streamUpstream = await start(pinning.loadCore, 'mock-upstream-server.js', [JSON.stringify({ recordRequests: false, chunkDelayMs: CHUNK_DELAY_MS, replyTokens: 16 })]);
-  const barePort = await start(pinning.targetCore, 'bare-proxy.js', [new URL(upstream).origin]);
-  const bareStreamPort = await start(pinning.targetCore, 'bare-proxy.js', [new URL(streamUpstream).origin]);
-  writeFileSync(
-    path.join(dir, 'gateway.json'),
-    JSON.stringify({
-      backends: [
-        { name: 'mock', base_url: upstream },
-        { name: 'mock-stream', base_url: streamUpstream },
-      ],
-      router: { default_backends: ['mock'], rules: [{ model: 'gpt-4o', backends: ['mock-stream'] }] },
-      // Budgets on: limits far above what a run can spend, so nothing is refused but every request is
-      // governed (key + tenant scope, tokens and cost).
-      virtual_keys: [{ id: 'bench', token: KEY, tenant_id: 'bench', budget: { total_tokens: 1e15, total_usd_micros: 1e15 } }],
-      pricing: {
-        'gpt-4o-mini': { input_per_mtok_usd: 0.15, output_per_mtok_usd: 0.6, cached_input_per_mtok_usd: 0.075 },
-        'gpt-4o': { input_per_mtok_usd: 2.5, output_per_mtok_usd: 10, cached_input_per_mtok_usd: 1.25 },
-      },
-    }),
-  );
-  const targets: Target[] = [{ name: 'bare', origin: `http://127.0.0.1:${barePort}`, streamOrigin: `http://127.0.0.1:${bareStreamPort}`, auth: false }];
+  const { upstream, streamUpstream } = await startUpstreams(pinning.loadCore, dir, CHUNK_DELAY_MS);
+  const bare = await start(pinning.targetCore, 'bare-proxy.js', [new URL(upstream).origin]);
+  const bareStream = await start(pinning.targetCore, 'bare-proxy.js', [new URL(streamUpstream).origin]);
+  const targets: Target[] = [{ name: 'bare', origin: `http://127.0.0.1:${bare.value}`, streamOrigin: `http://127.0.0.1:${bareStream.value}`, auth: false, pid: bare.pid }];
+  const old = OLD_COMMIT ? buildOldCommit(OLD_COMMIT) : null;
+  const env: Record<string, string> = BUDGET_MODE ? { BUDGET_MODE } : {};
+  // Each backend's old build next to its new one, so the two are measured one after the other.
   for (const backend of BACKENDS) {
-    const prefix = `ditto-bench-${randomUUID().slice(0, 8)}`;
-    stores.push({ prefix, schema: `bench_${prefix.slice(-8).replace(/-/g, '')}` });
-    const env: Record<string, string> = {
-      PORT: '0',
-      HOST: '127.0.0.1',
-      LOG_LEVEL: 'info',
-      GATEWAY_CONFIG: path.join(dir, 'gateway.json'),
-      STORAGE_BACKEND: backend,
-      STORAGE_FALLBACK: 'false',
-      SQLITE_PATH: path.join(dir, `${backend}.sqlite`),
-      REDIS_URL,
-      REDIS_PREFIX: prefix,
-      POSTGRES_DSN,
-      POSTGRES_SCHEMA: stores[stores.length - 1].schema,
-    };
-    const origin = await start(pinning.targetCore, '../src/main.js', [], env, /listening on (http:\/\/[0-9a-z.:]+)/);
-    targets.push({ name: `gateway (${backend})`, origin, streamOrigin: origin, auth: true });
+    targets.push(await startGateway(pinning.targetCore, dir, `gateway (${backend})`, '../src/main.js', backend, env));
+    if (old) targets.push(await startGateway(pinning.targetCore, dir, `${old.commit} (${backend})`, old.main, backend, env));
   }
 
   const rounds: Measurement[] = [];
@@ -221,15 +149,19 @@ async function measure(wrk: string, pinning: Pinning, dir: string, stores: Array
     process.stderr.write(`round ${round + 1} of ${ROUNDS} done\n`);
   }
 
-  const tables = report(targets, rounds, events);
+  const tables = report(targets, rounds, events, old?.commit);
   process.stdout.write(`${tables}\n`);
   const pinned =
     pinning.targetCore === null
       ? 'not pinned (no taskset or a single core): every process on the same cores'
       : `pinned with taskset: targets (bare proxies, gateways) on core ${pinning.targetCore}; wrk, the mock upstreams, the first-event client and the orchestrator on core ${pinning.loadCore}; redis-server and PostgreSQL not pinned`;
-  recordRun('Proxy', { durationS: DURATION_S, rounds: ROUNDS, chunkDelayMs: CHUNK_DELAY_MS, loadGenerator: `wrk ${wrk}`, pinning, allRounds: rounds, firstEvents: events }, (machine) =>
+  const builds = old
+    ? `Two builds side by side: this commit (\`gateway (…)\`) and ${old.commit} (\`${old.commit} (…)\`, BENCH_OLD_COMMIT), each backend's pair measured one after the other in every round; BUDGET_MODE ${BUDGET_MODE ?? "each build's default"}.`
+    : `BUDGET_MODE ${BUDGET_MODE ?? 'default'}.`;
+  recordRun('Proxy', { durationS: DURATION_S, rounds: ROUNDS, chunkDelayMs: CHUNK_DELAY_MS, loadGenerator: `wrk ${wrk}`, pinning, oldCommit: old?.commit, budgetMode: BUDGET_MODE, allRounds: rounds, firstEvents: events }, (machine) =>
     [
       `${machine}; load generator: wrk ${wrk} (one thread), ${pinned}.`,
+      builds,
       `Budgets on (key + tenant scope, token and cost ledgers); ${DURATION_S} s per measurement (a ${WARM_UP_S} s unmeasured warm-up before a target's first measurement of each scenario), ${ROUNDS} interleaved rounds: RPS, p50 and p99 of each target's median round, ratios the median of the per-round ratios to the bare proxy.`,
       `Streaming: SSE chat completion of 20 events ${CHUNK_DELAY_MS} ms apart at ${STREAM_CONNECTIONS} connections (latency = the whole stream); first event: ${ttfbPerRound} sequential requests per target and round on one keep-alive connection (after ${TTFB_WARM_UP} unmeasured ones), p50 and p99 over all rounds, overhead the median of the per-round p50 differences to the bare proxy.`,
       '',
@@ -240,7 +172,7 @@ async function measure(wrk: string, pinning: Pinning, dir: string, stores: Array
   );
 }
 
-function report(targets: Target[], rounds: Measurement[], events: FirstEvent[]): string {
+function report(targets: Target[], rounds: Measurement[], events: FirstEvent[], oldCommit?: string): string {
   const of = (scenario: Measurement['scenario'], target: string, connections: number) =>
     rounds.filter((m) => m.scenario === scenario && m.target === target && m.connections === connections);
   // Per round: the gateway against the bare proxy of the same round, scenario and connection count.
@@ -263,7 +195,33 @@ function report(targets: Target[], rounds: Measurement[], events: FirstEvent[]):
     return `| ${t.name} | ${all.length} | ${fixed(percentile(all, 50))} | ${fixed(percentile(all, 99))} | ${overhead} |`;
   });
   const firstTable = ['| target | requests | first event p50 ms | p99 ms | p50 − bare ms |', '|---|---|---|---|---|', ...firstRows].join('\n');
+  const roundsOf = (target: string) => [...new Set(events.filter((e) => e.target === target).map((e) => e.round))];
+  // This build against the old one, per backend: medians of the per-round ratios (same round, scenario
+  // and connection count), and of the per-round differences of the first event's p50.
+  const versus = oldCommit
+    ? targets
+        .filter((t) => t.name.startsWith('gateway ('))
+        .flatMap((t) => {
+          const oldName = t.name.replace('gateway', oldCommit);
+          const pairs = (scenario: Measurement['scenario'], connections: number) =>
+            rounds
+              .filter((m) => m.scenario === scenario && m.target === t.name && m.connections === connections)
+              .map((m) => [m, rounds.find((o) => o.scenario === scenario && o.target === oldName && o.connections === connections && o.round === m.round)!] as const);
+          const firstEvent = fixed(medianOf(roundsOf(t.name).map((round) => medianOf(first(t.name, round)) - medianOf(first(oldName, round)))));
+          return [...CONNECTIONS.map((c) => ['chat', c] as const), ['stream', STREAM_CONNECTIONS] as const].map(([scenario, c]) => {
+            const of = pairs(scenario, c);
+            const ratio = (value: (m: Measurement) => number) => fixed(medianOf(of.map(([m, o]) => value(m) / value(o)).filter(Number.isFinite)));
+            return `| ${t.name.slice('gateway '.length)} | ${scenario} | ${c} | ${ratio((m) => m.rps)} | ${ratio((m) => m.p99)} | ${scenario === 'stream' ? firstEvent : '—'} |`;
+          });
+        })
+    : [];
+  const versusTable = [
+    `| backend | scenario | connections | RPS this / ${oldCommit} | p99 this / ${oldCommit} | first event p50 this − ${oldCommit} ms |`,
+    '|---|---|---|---|---|---|',
+    ...versus,
+  ].join('\n');
   return [
+    ...(oldCommit ? [`This build against ${oldCommit} (medians of per-round ratios; above 1 for RPS and below 1 for p99 is better):`, '', versusTable, ''] : []),
     'Non-streaming chat completion (max_tokens 16):',
     '',
     chat,
@@ -286,24 +244,6 @@ function perRound(rounds: Measurement[]): string {
     groups.set(key, [...(groups.get(key) ?? []), m.rps]);
   }
   return [...groups].map(([key, rps]) => `${key}: ${rps.join(' / ')}`).join('; ');
-}
-
-/** Removes what the gateways wrote (a run leaves hundreds of thousands of audit rows behind otherwise). */
-async function dropStores(stores: Array<{ prefix: string; schema: string }>): Promise<void> {
-  if (BACKENDS.includes('redis')) {
-    const redis = new Redis(REDIS_URL);
-    for (const { prefix } of stores) {
-      const keys = await redis.keys(`${prefix}:*`);
-      for (let i = 0; i < keys.length; i += 1000) await redis.del(...keys.slice(i, i + 1000));
-    }
-    redis.disconnect();
-  }
-  if (BACKENDS.includes('postgres')) {
-    const client = new Client({ connectionString: POSTGRES_DSN });
-    await client.connect();
-    for (const { schema } of stores) await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-    await client.end();
-  }
 }
 
 void main()

@@ -10,6 +10,15 @@ if authorization ~= nil and authorization ~= "" then
   wrk.headers["authorization"] = authorization
 end
 
+-- BENCH_DELAY_MS: each connection waits that long after a response before its next request, which
+-- paces the load at about connections × 1000 / (delay + latency) requests per second.
+local pause = tonumber(os.getenv("BENCH_DELAY_MS") or "")
+if pause ~= nil and pause > 0 then
+  function delay()
+    return pause
+  end
+end
+
 function done(summary, latency, requests)
   local errors = summary.errors
   io.write(string.format(
