@@ -1,7 +1,8 @@
 /**
  * `npm run bench:audit-prune`: per backend, how fast the retention job deletes expired audit rows
- * (rows/s, the real AuditRetentionJob with the default batch settings: time-bounded runs, fitted batch
- * sizes, PostgreSQL partitions, SQLite's incremental vacuum included) and what a row occupies (disk
+ * (rows/s, the real AuditRetentionJob with the default settings: time-bounded runs, fitted batch
+ * sizes, the default pace of AUDIT_PRUNE_DUTY_PERCENT (or the value in the environment: 100 measures
+ * full speed), PostgreSQL partitions, SQLite's incremental vacuum included) and what a row occupies (disk
  * for SQLite and PostgreSQL, memory for Redis, storage + indexes for MongoDB). The numbers behind
  * "Sizing" in docs/audit.md. BENCH_AUDIT_ROWS rows (default 200,000) with a typical proxy payload are
  * written through the audit port, all older than the retention, then pruned. Uses the local
@@ -22,6 +23,7 @@ import { PG_DSN, REDIS_URL, withStore } from './bench-store';
 import { recordRun } from './record';
 
 const ROWS = Number(process.env.BENCH_AUDIT_ROWS ?? 200_000);
+const DUTY = process.env.AUDIT_PRUNE_DUTY_PERCENT;
 const APPEND_BATCH = 500;
 const HOUR = 3_600_000;
 
@@ -112,7 +114,7 @@ async function measure(name: BackendName, backend: StorageBackend, options: Stor
     await backend.audit.append(Array.from({ length: Math.min(APPEND_BATCH, ROWS - n) }, (_, i) => row(n + i, oldest + n + i)));
   }
   const filled = await footprint(name, options);
-  const config = loadAppConfig({ AUDIT_RETENTION_SECS: '3600' });
+  const config = loadAppConfig({ AUDIT_RETENTION_SECS: '3600', AUDIT_PRUNE_DUTY_PERCENT: DUTY });
   const job = new AuditRetentionJob(backend.audit, backend.locks, new SchedulerRegistry(), config.audit, new MetricsService());
   const started = Date.now();
   let runs = 0;
@@ -136,8 +138,9 @@ async function main(): Promise<void> {
     }
   }
   const table = results.map((r) => `| ${r.backend} | ${r.bytesPerRow} | ${r.prunedPerSec} | ${r.runs} |`).join('\n');
-  recordRun('Audit prune', { rows: ROWS, results }, (machine) =>
-    `${machine}; ${ROWS} expired rows with a typical proxy payload, pruned by the retention job with the default batch settings.\n\n| backend | bytes per row | pruned rows /s | runs |\n|---|---|---|---|\n${table}`,
+  const duty = loadAppConfig({ AUDIT_PRUNE_DUTY_PERCENT: DUTY }).audit.pruneDutyPercent;
+  recordRun('Audit prune', { rows: ROWS, dutyPercent: duty, results }, (machine) =>
+    `${machine}; ${ROWS} expired rows with a typical proxy payload, pruned by the retention job with the default batch settings at AUDIT_PRUNE_DUTY_PERCENT=${duty}.\n\n| backend | bytes per row | pruned rows /s | runs |\n|---|---|---|---|\n${table}`,
   );
 }
 

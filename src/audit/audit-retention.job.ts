@@ -1,20 +1,22 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { SchedulerRegistry } from '@nestjs/schedule';
-import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Counter, Gauge } from 'prom-client';
 import type { ConfigType } from '@nestjs/config';
 import { auditConfig } from './audit.config';
 import { PruneBatchSizer } from './prune-batch-sizer';
 import { MetricsService } from '../metrics/metrics.service';
-import { JobLock } from '../storage/ports/job-lock';
+import { JobLease, JobLock } from '../storage/ports/job-lock';
 import { AuditLogRepository } from '../storage/ports/audit-log.repository';
 
 export const AUDIT_PRUNE_JOB = 'audit-prune';
 /** Lease of the prune lock: if a replica dies while pruning, another may prune after this long. */
 const LOCK_TTL_MS = 60_000;
-/** A run stops starting new batches after this long, inside the lease with room for the last batch,
- * SQLite's vacuum steps (5 s at most) and partition DDL; the next run starts at once. */
-const RUN_BUDGET_MS = 40_000;
+/** A run renews its lease between two batches once this much of it has passed. */
+const RENEW_AFTER_MS = LOCK_TTL_MS / 3;
+/** A run stops starting new batches (and vacuum steps) after this long; the next run starts at once
+ * when rows or free pages are left. Long enough that a large backlog goes in a run or two at a paced
+ * rate (docs/audit.md); it bounds how stale the lag and row gauges get meanwhile. */
+const RUN_BUDGET_MS = 120_000;
 /** What one delete batch should take: short enough that the store's other work never waits long behind it. */
 const BATCH_TARGET_MS = 100;
 /** Below this a batch's fixed cost (round trip, statement, commit) would dominate, above all on a busy
@@ -35,11 +37,14 @@ export interface PruneRun {
  * Retention (docs/audit.md). Every AUDIT_PRUNE_INTERVAL_SECS, under the `audit-prune` JobLock (one
  * replica at a time): readies the store's own expiry (PostgreSQL partitions ahead, MongoDB's TTL
  * index), drops what expired whole (partitions), then deletes expired rows in batches until none is
- * left or the run's time budget is spent, yielding between batches. A batch's size follows the time
- * batches take (PruneBatchSizer). A run cut short is followed by the next one at once, so the job keeps
- * pace with any write rate the store can delete at. After each run the lag (age of the oldest row
- * beyond the retention) and the row count are published, and a lag beyond AUDIT_PRUNE_LAG_ALERT_SECS
- * is logged as an ERROR.
+ * left or the run's time budget is spent, then gives the freed space back (SQLite's vacuum steps). A
+ * batch's size follows the time batches take (PruneBatchSizer). After each batch or step the run
+ * waits so that it keeps the store busy at most AUDIT_PRUNE_DUTY_PERCENT of the time: the requests'
+ * own writes and reads share the store (on SQLite, its one writer thread) and the machine's cores with
+ * it. The lease of the lock is renewed as the run goes. A run cut short is followed by the next one at
+ * once, so the job keeps pace with any write rate the store can delete at in its share of the time.
+ * After each run the lag (age of the oldest row beyond the retention) and the row count are
+ * published, and a lag beyond AUDIT_PRUNE_LAG_ALERT_SECS is logged as an ERROR.
  */
 @Injectable()
 export class AuditRetentionJob implements OnApplicationBootstrap, OnApplicationShutdown {
@@ -50,6 +55,10 @@ export class AuditRetentionJob implements OnApplicationBootstrap, OnApplicationS
   private readonly sizer: PruneBatchSizer;
   private running: Promise<PruneRun> | null = null;
   private stopping = false;
+  /** Ends a pause between two batches at shutdown. */
+  private readonly stopped = new AbortController();
+  /** Free space a run deleted and did not give back yet (its budget ran out first). */
+  private reclaimPending = false;
   private lastLagAlert = 0;
 
   constructor(
@@ -77,6 +86,7 @@ export class AuditRetentionJob implements OnApplicationBootstrap, OnApplicationS
 
   async onApplicationShutdown(): Promise<void> {
     this.stopping = true;
+    this.stopped.abort();
     if (this.scheduler.doesExist('interval', AUDIT_PRUNE_JOB)) this.scheduler.deleteInterval(AUDIT_PRUNE_JOB);
     // Storage closes after this hook: let a run in progress finish its batch first.
     await this.running;
@@ -94,12 +104,12 @@ export class AuditRetentionJob implements OnApplicationBootstrap, OnApplicationS
     const cutoff = now - retentionMs;
     let outcome: PruneRun = { deleted: 0, more: false };
     try {
-      const result = await this.lock.runExclusive(AUDIT_PRUNE_JOB, LOCK_TTL_MS, () => this.prune(cutoff, retentionMs, now));
+      const result = await this.lock.runExclusive(AUDIT_PRUNE_JOB, LOCK_TTL_MS, (lease) => this.prune(cutoff, retentionMs, now, lease));
       if (result.ran) outcome = result.value;
       if (outcome.deleted > 0) {
         this.logger.log(
           `pruned ${outcome.deleted} audit row(s) older than ${new Date(cutoff).toISOString()} in ${Date.now() - now} ms` +
-            (outcome.more && !this.stopping ? ' (run budget spent: the next run starts at once)' : ''),
+            (outcome.more && !this.stopping ? ' (rows or free space left: the next run starts at once)' : ''),
         );
       }
     } catch (error) {
@@ -111,8 +121,8 @@ export class AuditRetentionJob implements OnApplicationBootstrap, OnApplicationS
     return outcome;
   }
 
-  private async prune(cutoff: number, retentionMs: number, now: number): Promise<PruneRun> {
-    const started = Date.now();
+  private async prune(cutoff: number, retentionMs: number, now: number, lease: JobLease): Promise<PruneRun> {
+    const pace = new RunPace(lease, this.config.pruneDutyPercent, this.stopped.signal, this.logger);
     try {
       // Three intervals ahead: a run or two may be skipped (lock held elsewhere, store busy) before the next.
       await this.repository.prepareRetention(retentionMs, now, 3 * this.config.pruneIntervalSecs * 1000);
@@ -134,19 +144,27 @@ export class AuditRetentionJob implements OnApplicationBootstrap, OnApplicationS
       const wanted = Math.min(this.sizer.size, cap - rowByRow);
       const batchStart = performance.now();
       const n = await this.repository.deleteOlderThan(cutoff, wanted);
-      this.sizer.observe(n, performance.now() - batchStart);
+      const busyMs = performance.now() - batchStart;
+      this.sizer.observe(n, busyMs);
       rowByRow += n;
       this.pruned.inc(n);
       if (n < wanted) {
         more = false;
         break;
       }
-      if (Date.now() - started >= RUN_BUDGET_MS) break;
-      // Let the request path run between two batches.
-      await nextTurn();
+      if (!(await pace.rest(busyMs))) break;
     }
     deleted += rowByRow;
-    if (deleted > 0) await this.repository.reclaim();
+    if (deleted > 0) this.reclaimPending = true;
+    // The space goes back once the rows are gone (free pages are reused by new rows meanwhile anyway).
+    if (!more) {
+      while (this.reclaimPending && !this.stopping) {
+        const stepStart = performance.now();
+        this.reclaimPending = await this.repository.reclaimStep();
+        if (this.reclaimPending && !(await pace.rest(performance.now() - stepStart))) break;
+      }
+      more = this.reclaimPending && !this.stopping;
+    }
     return { deleted, more };
   }
 
@@ -173,4 +191,59 @@ export class AuditRetentionJob implements OnApplicationBootstrap, OnApplicationS
       this.logger.warn(`audit retention lag not measured: ${(error as Error).message}`);
     }
   }
+}
+
+/**
+ * The pace of one run: after a batch or vacuum step that kept the store busy `busyMs`, it waits
+ * `busyMs × (100 − duty) / duty`, so the run occupies the store at most `duty` percent of the time
+ * (measured from here: a batch's time includes any wait for the store, so a busier store gets a
+ * slower prune). It renews the lock's lease as it goes and ends the run when its budget is spent, the
+ * lease is lost, or the job stops.
+ */
+class RunPace {
+  private readonly started = Date.now();
+  private renewed = Date.now();
+
+  constructor(
+    private readonly lease: JobLease,
+    private readonly dutyPercent: number,
+    private readonly stopped: AbortSignal,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Waits out the pause after `busyMs` of work; false when the run must end instead. */
+  async rest(busyMs: number): Promise<boolean> {
+    if (Date.now() - this.started >= RUN_BUDGET_MS || this.stopped.aborted) return false;
+    const pauseMs = (busyMs * (100 - this.dutyPercent)) / this.dutyPercent;
+    // A timer even at 100 %: the request path gets a turn of the event loop between two batches.
+    await pause(pauseMs, this.stopped);
+    if (this.stopped.aborted) return false;
+    if (Date.now() - this.renewed < RENEW_AFTER_MS) return true;
+    let renewed: boolean;
+    try {
+      renewed = await this.lease.renew();
+    } catch (error) {
+      this.logger.warn(`audit prune: the lock's lease could not be renewed (${(error as Error).message}); this run ends here`);
+      return false;
+    }
+    if (!renewed) {
+      this.logger.warn(`audit prune: the lock's lease lapsed before it was renewed (a batch and its pause took over ${(LOCK_TTL_MS - RENEW_AFTER_MS) / 1000} s); this run ends here`);
+      return false;
+    }
+    this.renewed = Date.now();
+    return true;
+  }
+}
+
+/** Resolves after `ms`, or at once when `stop` is aborted. */
+function pause(ms: number, stop: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      stop.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    stop.addEventListener('abort', done, { once: true });
+  });
 }

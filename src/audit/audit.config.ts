@@ -15,6 +15,7 @@ export const auditConfig = defineConfig(
     AUDIT_PRUNE_INTERVAL_SECS: integer(1, 60, 86_400),
     AUDIT_PRUNE_BATCH: integer(1, 5000, 100_000),
     AUDIT_PRUNE_MAX_BATCHES: integer(1, 10_000, 1_000_000),
+    AUDIT_PRUNE_DUTY_PERCENT: integer(1, 25, 100),
     AUDIT_PRUNE_LAG_ALERT_SECS: integer(1, 600, 31_536_000),
   },
   (env) => ({
@@ -32,6 +33,9 @@ export const auditConfig = defineConfig(
     pruneBatch: env.AUDIT_PRUNE_BATCH,
     /** Safety cap: a run deletes at most pruneBatch × pruneMaxBatches rows one by one. */
     pruneMaxBatches: env.AUDIT_PRUNE_MAX_BATCHES,
+    /** The share of the time a run keeps the store busy: after each batch it waits (100 − this)/this
+     * times as long as the batch took (100: no waiting). */
+    pruneDutyPercent: env.AUDIT_PRUNE_DUTY_PERCENT,
     /** An ERROR is logged while the oldest row is older than the retention by more than this (and 2 intervals). */
     pruneLagAlertSecs: env.AUDIT_PRUNE_LAG_ALERT_SECS,
   }),

@@ -1,4 +1,4 @@
-import { JobLockResult } from '../../src/storage/ports/job-lock';
+import { JobLease, JobLockResult } from '../../src/storage/ports/job-lock';
 import { StorageBackend } from '../../src/storage/ports/storage-backend';
 import { ContractTarget } from './contract-target';
 
@@ -25,20 +25,27 @@ function gate(): { wait: Promise<void>; open(): void } {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** A `work` that signals when it has started and finishes only when `release` is opened. */
-function heldWork<T>(value: T): { work: () => Promise<T>; entered: Promise<void>; release(): void } {
+/** A `work` that signals when it has started and finishes only when `release` is opened; `lease()` is
+ * the lease it runs under, once entered. */
+function heldWork<T>(value: T): { work: (lease: JobLease) => Promise<T>; entered: Promise<void>; release(): void; lease(): JobLease } {
   const entered = gate();
   const released = gate();
+  let lease: JobLease | null = null;
   return {
-    work: async () => {
+    work: async (given) => {
+      lease = given;
       entered.open();
       await released.wait;
       return value;
     },
     entered: entered.wait,
     release: released.open,
+    lease: () => lease!,
   };
 }
+
+/** A lease renewed in the test below: long enough that a busy machine's pauses between renewals stay inside it. */
+const RENEWED_MS = 600;
 
 /**
  * The JobLock contract, run against the real store of each backend. `b` is a second instance opened
@@ -130,6 +137,24 @@ export function describeJobLockContract(target: ContractTarget, options: JobLock
         await expect(successorRun).resolves.toEqual({ ran: true, value: 'successor' });
         await expect(a.locks.runExclusive('prune', LONG_MS, async () => 'third')).resolves.toEqual({ ran: true, value: 'third' });
       });
+
+      it('keeps a lease its holder renews past ttlMs; once it lapsed, renew answers false and another holder takes it', async () => {
+        const held = heldWork('renewed');
+        const run = a.locks.runExclusive('prune', RENEWED_MS, held.work);
+        await held.entered;
+        const started = Date.now();
+        while (Date.now() - started < 2 * RENEWED_MS) {
+          await sleep(RENEWED_MS / 4);
+          await expect(held.lease().renew()).resolves.toBe(true);
+          await expect(b.locks.runExclusive('prune', LONG_MS, async () => 'early')).resolves.toEqual({ ran: false });
+        }
+        // No longer renewed: it lapses, and cannot be renewed back even before anyone else takes it.
+        await sleep(RENEWED_MS * 1.5);
+        await expect(held.lease().renew()).resolves.toBe(false);
+        await expect(b.locks.runExclusive('prune', LONG_MS, async () => 'next')).resolves.toEqual({ ran: true, value: 'next' });
+        held.release();
+        await expect(run).resolves.toEqual({ ran: true, value: 'renewed' });
+      });
     } else {
       it('frees the lock when the holder closes (as when its process dies), whatever ttlMs', async () => {
         const stale = heldWork('stale');
@@ -138,8 +163,10 @@ export function describeJobLockContract(target: ContractTarget, options: JobLock
         await sleep(SHORT_MS * 2);
         // No lease: a slow holder keeps the lock past ttlMs for as long as its session lives.
         await expect(b.locks.runExclusive('prune', LONG_MS, async () => 'early')).resolves.toEqual({ ran: false });
+        await expect(stale.lease().renew()).resolves.toBe(true);
 
         await a.close();
+        await expect(stale.lease().renew()).resolves.toBe(false);
         // The server frees the lock as it ends the session, a moment after the client hung up.
         let result: JobLockResult<string> = { ran: false };
         for (const until = Date.now() + 3000; !result.ran && Date.now() < until; await sleep(20)) {

@@ -1,4 +1,4 @@
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { DataSource } from 'typeorm';
@@ -130,6 +130,49 @@ describe('sqlite backend', () => {
       await reopened.close();
     }
   });
+
+  // Incremental auto-vacuum (docs/audit.md, "Each store expires the way it is best at"): deleting rows
+  // only puts their pages on the file's free list; the retention's vacuum steps give them back.
+  it('gives the space of pruned audit rows back to the file system: the file shrinks after the vacuum steps', async () => {
+    const file = path.join(dir, 'ditto.sqlite');
+    // Bytes on disk once every connection has closed (the WAL is checkpointed into the file and removed).
+    const closedSize = () => {
+      expect(existsSync(`${file}-wal`)).toBe(false);
+      return statSync(file).size;
+    };
+    const rows = 100_000;
+    const payload = { method: 'POST', path: '/v1/chat/completions', model: 'gpt-4o-mini', backend: 'openai', status: 200, usage: { prompt_tokens: 12, completion_tokens: 30, total_tokens: 42 }, latency_ms: 180, stream: false };
+    let backend = await openTypeormBackend('sqlite', sqliteOptions(file));
+    const empty = (await backend.close(), closedSize());
+
+    backend = await openTypeormBackend('sqlite', sqliteOptions(file));
+    for (let n = 0; n < rows; n += 500) {
+      await backend.audit.append(
+        Array.from({ length: 500 }, (_, i) => ({ id: `row-${n + i}`, ts: 1_000_000 + n + i, kind: 'proxy', requestId: `req-${n + i}`, keyId: `key-${i % 7}`, tenantId: i % 3 ? null : 'acme', payload })),
+      );
+    }
+    await backend.close();
+    const filled = closedSize();
+
+    backend = await openTypeormBackend('sqlite', sqliteOptions(file));
+    let deleted = 0;
+    for (let n = -1; n !== 0; deleted += n) n = await backend.audit.deleteOlderThan(2_000_000, 5000);
+    expect(deleted).toBe(rows);
+    await backend.close();
+    const pruned = closedSize();
+
+    backend = await openTypeormBackend('sqlite', sqliteOptions(file));
+    let steps = 0;
+    while (await backend.audit.reclaimStep()) steps++;
+    await backend.close();
+    const vacuumed = closedSize();
+
+    console.log(`sqlite file: ${empty} bytes new, ${filled} with ${rows} audit rows, ${pruned} after deleting them, ${vacuumed} after ${steps + 1} vacuum steps`);
+    expect(filled).toBeGreaterThan(empty + rows * 300);
+    // Deleting alone keeps the file as large as it was: the pages are free, but still the file's.
+    expect(pruned).toBeGreaterThanOrEqual(filled * 0.95);
+    expect(vacuumed).toBeLessThan(empty + (filled - empty) * 0.05);
+  }, 60_000);
 
   it('upgrades a file written before the response cache: its keys follow the global TTL', async () => {
     const file = path.join(dir, 'old.sqlite');

@@ -55,7 +55,11 @@ export abstract class AuditLogRepository {
     return 0;
   }
 
-  /** After a run that deleted rows: gives the freed space back to the system where the store keeps it
-   * (SQLite: incremental vacuum of the free pages). */
-  async reclaim(): Promise<void> {}
+  /** After a run that deleted rows: gives one step of the freed space back to the system where the
+   * store keeps it (SQLite: an incremental vacuum of a few hundred free pages); resolves true while
+   * there is more to give back. The retention job paces the steps like its batches. Other stores keep
+   * no such space: false at once. */
+  async reclaimStep(): Promise<boolean> {
+    return false;
+  }
 }

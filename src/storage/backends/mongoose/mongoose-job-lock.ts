@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Logger } from '@nestjs/common';
 import { mongo } from 'mongoose';
-import { JobLock, JobLockResult } from '../../ports/job-lock';
+import { JobLease, JobLock, JobLockResult } from '../../ports/job-lock';
 import { int64 } from './mongoose.mappers';
 import { JobLeaseDoc, MongooseModels, driverCollection, isDuplicateKey } from './mongoose.schemas';
 
@@ -9,7 +9,8 @@ import { JobLeaseDoc, MongooseModels, driverCollection, isDuplicateKey } from '.
  * A job lock is a lease document `{ _id: name, holder, expires_at }` with a random holder per call.
  * Taking it is one upsert guarded by `expires_at <= now`: it updates a lapsed lease, inserts when there
  * is none, and, when a live lease exists, fails on the `_id` unique index (E11000), which means "held".
- * Release deletes the document only while this holder still has it.
+ * Renewal moves `expires_at` on, and release deletes the document, only while this holder still has
+ * a live lease.
  */
 export class MongooseJobLock extends JobLock {
   private readonly logger = new Logger(MongooseJobLock.name);
@@ -20,11 +21,21 @@ export class MongooseJobLock extends JobLock {
     this.leases = driverCollection(models.leases);
   }
 
-  async runExclusive<T>(name: string, ttlMs: number, work: () => Promise<T>): Promise<JobLockResult<T>> {
+  async runExclusive<T>(name: string, ttlMs: number, work: (lease: JobLease) => Promise<T>): Promise<JobLockResult<T>> {
     const holder = randomUUID();
     if (!(await this.acquire(name, holder, ttlMs))) return { ran: false };
+    const lease: JobLease = {
+      renew: async () => {
+        const now = Date.now();
+        const { matchedCount } = await this.leases.updateOne(
+          { _id: name, holder, expires_at: { $gt: int64(now) } },
+          { $set: { expires_at: int64(now + Math.ceil(ttlMs)) } },
+        );
+        return matchedCount === 1;
+      },
+    };
     try {
-      return { ran: true, value: await work() };
+      return { ran: true, value: await work(lease) };
     } finally {
       // The outcome of `work` is what the caller needs; an unreleased lease lapses after ttlMs anyway.
       await this.leases.deleteOne({ _id: name, holder }).catch((error: unknown) =>

@@ -17,6 +17,7 @@ const SCRIPTS = {
   auditAppend: ['audit-append.lua'],
   auditDelete: ['audit-delete.lua'],
   jobLockRelease: ['job-lock-release.lua'],
+  jobLockRenew: ['job-lock-renew.lua'],
 } as const;
 
 export type ScriptName = keyof typeof SCRIPTS;

@@ -20,7 +20,8 @@ export type SqliteWrite =
   | { type: 'audit'; rows: unknown[][] }
   /** Deletes at most `max` audit rows with ts < `cutoff`, oldest first; the value is how many. */
   | { type: 'audit-prune'; cutoff: number; max: number }
-  /** Gives up to `pages` free pages back to the file system (incremental vacuum); the value is the free pages left. */
+  /** Gives up to `pages` free pages back to the file system (incremental vacuum); the value is
+   * `{ freed, left }`: pages given back, and free pages left. */
   | { type: 'vacuum'; pages: number }
   /** `/ready`'s write probe: writes a reservation row and deletes it again, so its batch's COMMIT writes to the file. */
   | { type: 'probe'; now: number };
@@ -178,10 +179,14 @@ export class SqliteGroupCommit {
         return write.rows.length;
       case 'audit-prune':
         return this.exec(this.auditPrune, [write.cutoff, write.max]);
-      case 'vacuum':
+      case 'vacuum': {
+        const free = () => this.get<{ freelist_count: number }>('PRAGMA freelist_count', [])?.freelist_count ?? 0;
+        const before = free();
         // exec, not a prepared run(): the pragma frees one page per step, exec steps it to the end.
         this.db.exec(`PRAGMA incremental_vacuum(${Math.max(1, Math.floor(write.pages))})`);
-        return this.get<{ freelist_count: number }>('PRAGMA freelist_count', [])?.freelist_count ?? 0;
+        const left = free();
+        return { freed: before - left, left };
+      }
       case 'probe':
         this.exec(this.sql.insertReservation, ['tokens', PROBE_ID, '[]', 0, write.now]);
         this.get(this.sql.takeReservation, ['tokens', PROBE_ID]);

@@ -1,13 +1,14 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { Logger } from '@nestjs/common';
 import { QueryRunner } from 'typeorm';
-import { JobLock, JobLockResult } from '../../ports/job-lock';
+import { JobLease, JobLock, JobLockResult } from '../../ports/job-lock';
 import { TypeormStore } from './typeorm-store';
 
 /**
  * SQLite: a job lock is a lease row in `job_leases` with a random holder per call. Taking it is one
- * upsert that only overwrites a lapsed lease; release deletes the row only while this holder has it.
- * Both go through the store's queue like every other access, `work` runs outside it.
+ * upsert that only overwrites a lapsed lease; renewal moves `expires_at` on, and release deletes the
+ * row, only while this holder has a live lease. All go through the store's queue like every other
+ * access, `work` runs outside it.
  */
 export class SqliteJobLock extends JobLock {
   private readonly logger = new Logger(SqliteJobLock.name);
@@ -18,7 +19,7 @@ export class SqliteJobLock extends JobLock {
     this.table = store.table('job_leases');
   }
 
-  async runExclusive<T>(name: string, ttlMs: number, work: () => Promise<T>): Promise<JobLockResult<T>> {
+  async runExclusive<T>(name: string, ttlMs: number, work: (lease: JobLease) => Promise<T>): Promise<JobLockResult<T>> {
     const holder = randomUUID();
     const taken = await this.store.session((s) => {
       // Read the clock once queued: a lease must last ttlMs from when it was written.
@@ -31,8 +32,19 @@ export class SqliteJobLock extends JobLock {
       );
     });
     if (taken === 0) return { ran: false };
+    const lease: JobLease = {
+      renew: () =>
+        this.store.session(async (s) => {
+          const now = Date.now();
+          const renewed = await s.run(
+            `UPDATE ${this.table} SET expires_at = $1 WHERE name = $2 AND holder = $3 AND expires_at > $4`,
+            [now + Math.ceil(ttlMs), name, holder, now],
+          );
+          return renewed === 1;
+        }),
+    };
     try {
-      return { ran: true, value: await work() };
+      return { ran: true, value: await work(lease) };
     } finally {
       // The outcome of `work` is what the caller needs; an unreleased lease lapses after ttlMs anyway.
       await this.store
@@ -48,7 +60,8 @@ export class SqliteJobLock extends JobLock {
  * PostgreSQL: a job lock is a session-level advisory lock, held on one pooled connection of its own
  * for as long as `work` runs (`work` itself uses other connections). It has no lease: `ttlMs` is not
  * used, because PostgreSQL frees the lock the moment that session ends, whether the process closed it
- * or died. The pool must therefore have a connection to spare beyond those `work` uses.
+ * or died. The pool must therefore have a connection to spare beyond those `work` uses. Renewing
+ * asks that connection whether it is still alive.
  */
 export class PostgresJobLock extends JobLock {
   private readonly logger = new Logger(PostgresJobLock.name);
@@ -60,7 +73,7 @@ export class PostgresJobLock extends JobLock {
     super();
   }
 
-  async runExclusive<T>(name: string, _ttlMs: number, work: () => Promise<T>): Promise<JobLockResult<T>> {
+  async runExclusive<T>(name: string, _ttlMs: number, work: (lease: JobLease) => Promise<T>): Promise<JobLockResult<T>> {
     const key = advisoryKey(this.schema, name);
     const runner = this.store.dataSource.createQueryRunner();
     let locked: boolean;
@@ -75,8 +88,20 @@ export class PostgresJobLock extends JobLock {
       await runner.release();
       return { ran: false };
     }
+    const lease: JobLease = {
+      renew: async () => {
+        if (runner.isReleased) return false;
+        try {
+          await runner.query('SELECT 1');
+          return true;
+        } catch {
+          // The session is gone, and the lock with it.
+          return false;
+        }
+      },
+    };
     try {
-      return { ran: true, value: await work() };
+      return { ran: true, value: await work(lease) };
     } finally {
       await this.unlock(runner, name, key);
     }
