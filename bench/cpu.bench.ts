@@ -6,7 +6,8 @@
  * counts) is read from /proc before and after, and divided by the requests wrk completed.
  *
  * Targets: the bare proxy, the gateway of this build on each backend (`BENCH_BACKENDS`), and with
- * `BENCH_OLD_COMMIT` the same gateways built from that commit, measured in interleaved rounds. With
+ * `BENCH_OLD_COMMIT` (one commit or several, comma-separated) the same gateways built from those commits,
+ * measured in interleaved rounds. With
  * `BENCH_CPU_PROF=1` every gateway runs under `--cpu-prof`; its profile is summarised (self time by
  * function) when it exits and kept under bench/results/profiles/.
  *
@@ -25,7 +26,7 @@ const SECONDS = Number(process.env.BENCH_CPU_SECONDS ?? 8);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const CONNECTIONS = 16;
 const BACKENDS = (process.env.BENCH_BACKENDS ?? 'memory,sqlite,redis,postgres').split(',');
-const OLD_COMMIT = process.env.BENCH_OLD_COMMIT;
+const OLD_COMMITS = (process.env.BENCH_OLD_COMMIT ?? '').split(',').filter(Boolean);
 const BUDGET_MODE = process.env.BENCH_BUDGET_MODE;
 const PROFILE = process.env.BENCH_CPU_PROF === '1';
 /** clock ticks per second of /proc/<pid>/stat (USER_HZ: 100 on every Linux build that matters). */
@@ -112,19 +113,19 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(path.join(tmpdir(), 'ditto-bench-cpu-'));
   const profiles = path.resolve('bench/results/profiles', new Date().toISOString().replace(/[:.]/g, '-'));
   const samples: Sample[] = [];
-  let old: ReturnType<typeof buildOldCommit> | null = null;
+  let olds: Array<ReturnType<typeof buildOldCommit>> = [];
   const targets: Target[] = [];
   /** When each gateway was started and when its measured load began and ended (ms since the epoch). */
   const times = new Map<string, { started: number; first?: number; last?: number }>();
   try {
-    old = OLD_COMMIT ? buildOldCommit(OLD_COMMIT) : null;
+    olds = OLD_COMMITS.map(buildOldCommit);
     const { upstream, streamUpstream } = await startUpstreams(pinning.loadCore, dir, 1);
     const bare = await start(pinning.targetCore, 'bare-proxy.js', [new URL(upstream).origin]);
     const bareStream = await start(pinning.targetCore, 'bare-proxy.js', [new URL(streamUpstream).origin]);
     targets.push({ name: 'bare', origin: `http://127.0.0.1:${bare.value}`, streamOrigin: `http://127.0.0.1:${bareStream.value}`, auth: false, pid: bare.pid });
     const env: Record<string, string> = BUDGET_MODE ? { BUDGET_MODE } : {};
     for (const backend of BACKENDS) {
-      const builds: Array<[string, string]> = [[`gateway (${backend})`, '../src/main.js'], ...(old ? [[`${old.commit} (${backend})`, old.main] as [string, string]] : [])];
+      const builds: Array<[string, string]> = [[`gateway (${backend})`, '../src/main.js'], ...olds.map((old): [string, string] => [`${old.commit} (${backend})`, old.main])];
       for (const [name, main] of builds) {
         const profileDir = path.join(profiles, name.replace(/[^a-z0-9]+/gi, '-'));
         if (PROFILE) mkdirSync(profileDir, { recursive: true });
@@ -154,12 +155,13 @@ async function main(): Promise<void> {
     const of = samples.filter((s) => s.target === t.name && s.scenario === scenario);
     const us = medianOf(of.map((s) => s.cpuUsPerRequest));
     const bare = medianOf(samples.filter((s) => s.target === 'bare' && s.scenario === scenario).map((s) => s.cpuUsPerRequest));
-    const oldName = old && t.name.startsWith('gateway (') ? t.name.replace('gateway', old.commit) : null;
-    const oldUs = oldName ? medianOf(samples.filter((s) => s.target === oldName && s.scenario === scenario).map((s) => s.cpuUsPerRequest)) : NaN;
-    return `| ${t.name} | ${scenario} | ${medianOf(of.map((s) => s.rps))} | ${Math.round(us)} | ${(us / bare).toFixed(2)} | ${Number.isFinite(oldUs) ? (us / oldUs).toFixed(2) : '—'} |`;
+    // An old build's row: this build's CPU per request over the old one's.
+    const thisName = olds.some((old) => t.name.startsWith(`${old.commit} (`)) ? t.name.replace(/^\S+/, 'gateway') : null;
+    const thisUs = thisName ? medianOf(samples.filter((s) => s.target === thisName && s.scenario === scenario).map((s) => s.cpuUsPerRequest)) : NaN;
+    return `| ${t.name} | ${scenario} | ${medianOf(of.map((s) => s.rps))} | ${Math.round(us)} | ${(us / bare).toFixed(2)} | ${Number.isFinite(thisUs) ? (thisUs / us).toFixed(2) : '—'} |`;
   };
   const table = [
-    `| target | scenario | RPS | CPU µs / request | / bare | this / ${old?.commit ?? 'old'} |`,
+    '| target | scenario | RPS | CPU µs / request | / bare | this build / it |',
     '|---|---|---|---|---|---|',
     ...(['chat', 'stream'] as const).flatMap((scenario) => targets.map((t) => row(t, scenario))),
   ].join('\n');
@@ -181,7 +183,7 @@ async function main(): Promise<void> {
       })
     : [];
   process.stdout.write(`${table}\n\n${summaries.join('\n\n')}\n`);
-  recordRun('CPU per request', { rate: RATE, seconds: SECONDS, rounds: ROUNDS, oldCommit: old?.commit, budgetMode: BUDGET_MODE, samples }, (machine) =>
+  recordRun('CPU per request', { rate: RATE, seconds: SECONDS, rounds: ROUNDS, oldCommits: olds.map((old) => old.commit), budgetMode: BUDGET_MODE, samples }, (machine) =>
     [
       `${machine}; load generator: wrk ${wrk}, ${CONNECTIONS} connections paced at about ${RATE} requests/s (each waits ${Math.round((CONNECTIONS * 1000) / RATE)} ms after an answer), ${SECONDS} s per measurement, ${ROUNDS} interleaved rounds; CPU = user + system time of the target's process from /proc, divided by the requests completed; median of the rounds. BUDGET_MODE ${BUDGET_MODE ?? "each build's default"}.`,
       '',

@@ -37,8 +37,8 @@ const TTFB_REQUESTS = Number(process.env.BENCH_TTFB_REQUESTS ?? 500);
 const TTFB_WARM_UP = 5;
 const CHUNK_DELAY_MS = Number(process.env.BENCH_CHUNK_DELAY_MS ?? 1);
 const BACKENDS = (process.env.BENCH_BACKENDS ?? 'memory,sqlite,redis,postgres').split(',');
-/** An earlier commit to measure beside this one, on the same backends (built once under .cache/bench-old/). */
-const OLD_COMMIT = process.env.BENCH_OLD_COMMIT;
+/** Earlier commits (comma-separated) to measure beside this one, on the same backends (built once under .cache/bench-old/). */
+const OLD_COMMITS = (process.env.BENCH_OLD_COMMIT ?? '').split(',').filter(Boolean);
 /** BUDGET_MODE for every gateway (unset: each build's default), so two builds can be made to do the same work. */
 const BUDGET_MODE = process.env.BENCH_BUDGET_MODE;
 
@@ -129,12 +129,12 @@ async function measure(wrk: string, pinning: Pinning, dir: string): Promise<void
   const bare = await start(pinning.targetCore, 'bare-proxy.js', [new URL(upstream).origin]);
   const bareStream = await start(pinning.targetCore, 'bare-proxy.js', [new URL(streamUpstream).origin]);
   const targets: Target[] = [{ name: 'bare', origin: `http://127.0.0.1:${bare.value}`, streamOrigin: `http://127.0.0.1:${bareStream.value}`, auth: false, pid: bare.pid }];
-  const old = OLD_COMMIT ? buildOldCommit(OLD_COMMIT) : null;
+  const olds = OLD_COMMITS.map(buildOldCommit);
   const env: Record<string, string> = BUDGET_MODE ? { BUDGET_MODE } : {};
-  // Each backend's old build next to its new one, so the two are measured one after the other.
+  // Each backend's old builds next to its new one, so they are measured one after the other.
   for (const backend of BACKENDS) {
     targets.push(await startGateway(pinning.targetCore, dir, `gateway (${backend})`, '../src/main.js', backend, env));
-    if (old) targets.push(await startGateway(pinning.targetCore, dir, `${old.commit} (${backend})`, old.main, backend, env));
+    for (const old of olds) targets.push(await startGateway(pinning.targetCore, dir, `${old.commit} (${backend})`, old.main, backend, env));
   }
 
   const rounds: Measurement[] = [];
@@ -149,16 +149,16 @@ async function measure(wrk: string, pinning: Pinning, dir: string): Promise<void
     process.stderr.write(`round ${round + 1} of ${ROUNDS} done\n`);
   }
 
-  const tables = report(targets, rounds, events, old?.commit);
+  const tables = report(targets, rounds, events, olds.map((old) => old.commit));
   process.stdout.write(`${tables}\n`);
   const pinned =
     pinning.targetCore === null
       ? 'not pinned (no taskset or a single core): every process on the same cores'
       : `pinned with taskset: targets (bare proxies, gateways) on core ${pinning.targetCore}; wrk, the mock upstreams, the first-event client and the orchestrator on core ${pinning.loadCore}; redis-server and PostgreSQL not pinned`;
-  const builds = old
-    ? `Two builds side by side: this commit (\`gateway (…)\`) and ${old.commit} (\`${old.commit} (…)\`, BENCH_OLD_COMMIT), each backend's pair measured one after the other in every round; BUDGET_MODE ${BUDGET_MODE ?? "each build's default"}.`
+  const builds = olds.length
+    ? `Builds side by side: this commit (\`gateway (…)\`) and ${olds.map((old) => old.commit).join(', ')} (BENCH_OLD_COMMIT), each backend's builds measured one after the other in every round; BUDGET_MODE ${BUDGET_MODE ?? "each build's default"}.`
     : `BUDGET_MODE ${BUDGET_MODE ?? 'default'}.`;
-  recordRun('Proxy', { durationS: DURATION_S, rounds: ROUNDS, chunkDelayMs: CHUNK_DELAY_MS, loadGenerator: `wrk ${wrk}`, pinning, oldCommit: old?.commit, budgetMode: BUDGET_MODE, allRounds: rounds, firstEvents: events }, (machine) =>
+  recordRun('Proxy', { durationS: DURATION_S, rounds: ROUNDS, chunkDelayMs: CHUNK_DELAY_MS, loadGenerator: `wrk ${wrk}`, pinning, oldCommits: olds.map((old) => old.commit), budgetMode: BUDGET_MODE, allRounds: rounds, firstEvents: events }, (machine) =>
     [
       `${machine}; load generator: wrk ${wrk} (one thread), ${pinned}.`,
       builds,
@@ -172,7 +172,7 @@ async function measure(wrk: string, pinning: Pinning, dir: string): Promise<void
   );
 }
 
-function report(targets: Target[], rounds: Measurement[], events: FirstEvent[], oldCommit?: string): string {
+function report(targets: Target[], rounds: Measurement[], events: FirstEvent[], oldCommits: string[]): string {
   const of = (scenario: Measurement['scenario'], target: string, connections: number) =>
     rounds.filter((m) => m.scenario === scenario && m.target === target && m.connections === connections);
   // Per round: the gateway against the bare proxy of the same round, scenario and connection count.
@@ -196,32 +196,28 @@ function report(targets: Target[], rounds: Measurement[], events: FirstEvent[], 
   });
   const firstTable = ['| target | requests | first event p50 ms | p99 ms | p50 − bare ms |', '|---|---|---|---|---|', ...firstRows].join('\n');
   const roundsOf = (target: string) => [...new Set(events.filter((e) => e.target === target).map((e) => e.round))];
-  // This build against the old one, per backend: medians of the per-round ratios (same round, scenario
+  // This build against each old one, per backend: medians of the per-round ratios (same round, scenario
   // and connection count), and of the per-round differences of the first event's p50.
-  const versus = oldCommit
-    ? targets
-        .filter((t) => t.name.startsWith('gateway ('))
-        .flatMap((t) => {
-          const oldName = t.name.replace('gateway', oldCommit);
-          const pairs = (scenario: Measurement['scenario'], connections: number) =>
-            rounds
-              .filter((m) => m.scenario === scenario && m.target === t.name && m.connections === connections)
-              .map((m) => [m, rounds.find((o) => o.scenario === scenario && o.target === oldName && o.connections === connections && o.round === m.round)!] as const);
-          const firstEvent = fixed(medianOf(roundsOf(t.name).map((round) => medianOf(first(t.name, round)) - medianOf(first(oldName, round)))));
-          return [...CONNECTIONS.map((c) => ['chat', c] as const), ['stream', STREAM_CONNECTIONS] as const].map(([scenario, c]) => {
-            const of = pairs(scenario, c);
-            const ratio = (value: (m: Measurement) => number) => fixed(medianOf(of.map(([m, o]) => value(m) / value(o)).filter(Number.isFinite)));
-            return `| ${t.name.slice('gateway '.length)} | ${scenario} | ${c} | ${ratio((m) => m.rps)} | ${ratio((m) => m.p99)} | ${scenario === 'stream' ? firstEvent : '—'} |`;
-          });
-        })
-    : [];
-  const versusTable = [
-    `| backend | scenario | connections | RPS this / ${oldCommit} | p99 this / ${oldCommit} | first event p50 this − ${oldCommit} ms |`,
-    '|---|---|---|---|---|---|',
-    ...versus,
-  ].join('\n');
+  const versus = oldCommits.flatMap((oldCommit) =>
+    targets
+      .filter((t) => t.name.startsWith('gateway ('))
+      .flatMap((t) => {
+        const oldName = t.name.replace('gateway', oldCommit);
+        const pairs = (scenario: Measurement['scenario'], connections: number) =>
+          rounds
+            .filter((m) => m.scenario === scenario && m.target === t.name && m.connections === connections)
+            .map((m) => [m, rounds.find((o) => o.scenario === scenario && o.target === oldName && o.connections === connections && o.round === m.round)!] as const);
+        const firstEvent = fixed(medianOf(roundsOf(t.name).map((round) => medianOf(first(t.name, round)) - medianOf(first(oldName, round)))));
+        return [...CONNECTIONS.map((c) => ['chat', c] as const), ['stream', STREAM_CONNECTIONS] as const].map(([scenario, c]) => {
+          const of = pairs(scenario, c);
+          const ratio = (value: (m: Measurement) => number) => fixed(medianOf(of.map(([m, o]) => value(m) / value(o)).filter(Number.isFinite)));
+          return `| ${oldCommit} | ${t.name.slice('gateway '.length)} | ${scenario} | ${c} | ${ratio((m) => m.rps)} | ${ratio((m) => m.p99)} | ${scenario === 'stream' ? firstEvent : '—'} |`;
+        });
+      }),
+  );
+  const versusTable = ['| old build | backend | scenario | connections | RPS this / old | p99 this / old | first event p50 this − old ms |', '|---|---|---|---|---|---|---|', ...versus].join('\n');
   return [
-    ...(oldCommit ? [`This build against ${oldCommit} (medians of per-round ratios; above 1 for RPS and below 1 for p99 is better):`, '', versusTable, ''] : []),
+    ...(oldCommits.length ? ['This build against the old ones (medians of per-round ratios; above 1 for RPS and below 1 for p99 is better):', '', versusTable, ''] : []),
     'Non-streaming chat completion (max_tokens 16):',
     '',
     chat,
