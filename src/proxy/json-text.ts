@@ -18,7 +18,8 @@ export interface JsonScan {
   duplicate: string | null;
 }
 
-const WS = new Set([0x20, 0x09, 0x0a, 0x0d]);
+/** JSON's whitespace: space, tab, line feed, carriage return. */
+const isWs = (c: number) => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
 
 /**
  * One pass over JSON text, before any parser or recursive walk sees it: nesting depth (strings
@@ -40,7 +41,7 @@ export function scanJson(text: string, maxDepth: number): JsonScan {
   const closeValue = (end: number) => {
     if (pendingKey && valueStart !== -1 && members) {
       let last = end;
-      while (last > valueStart && WS.has(text.charCodeAt(last - 1))) last--;
+      while (last > valueStart && isWs(text.charCodeAt(last - 1))) last--;
       members.push({ key: pendingKey.key, keyStart: pendingKey.keyStart, valueStart, valueEnd: last });
       if (seen.has(pendingKey.key) && duplicate === null) duplicate = pendingKey.key;
       seen.add(pendingKey.key);
@@ -81,11 +82,13 @@ export function scanJson(text: string, maxDepth: number): JsonScan {
 
 function skipWs(text: string, from: number): number {
   let i = from;
-  while (i < text.length && WS.has(text.charCodeAt(i))) i++;
+  while (i < text.length && isWs(text.charCodeAt(i))) i++;
   return i;
 }
 
 function decodeKey(quoted: string): string | null {
+  // Without an escape the key is the text between its quotes (the parser rejects control characters later).
+  if (!quoted.includes('\\')) return quoted.slice(1, -1);
   try {
     return JSON.parse(quoted) as string;
   } catch {

@@ -140,12 +140,18 @@ export class JsonUsageFinder {
   }
 
   private endKey(): void {
+    const bytes = this.key!;
+    this.key = null;
+    // A short key of printable ASCII without escapes (every key a response has) is its bytes as they are.
+    if (bytes.length <= 64 && bytes.every((b) => b >= 0x20 && b < 0x7f && b !== BACKSLASH)) {
+      this.lastKey = String.fromCharCode(...bytes);
+      return;
+    }
     try {
-      this.lastKey = JSON.parse(`"${Buffer.from(this.key!).toString('utf8')}"`) as string;
+      this.lastKey = JSON.parse(`"${Buffer.from(bytes).toString('utf8')}"`) as string;
     } catch {
       this.lastKey = '';
     }
-    this.key = null;
   }
 
   private startsUsage(): boolean {
