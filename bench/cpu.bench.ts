@@ -16,7 +16,7 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { BODY, KEY, PATH, STREAM_BODY, Target, start, startGateway, startUpstreams, stopAll } from './gateways';
+import { BODY, KEY, PATH, STREAM_BODY, Target, startBare, startGateway, startUpstreams, stopAll } from './gateways';
 import { BenchSetupError, ensureWrk, pinCores, runWrk } from './load-generator';
 import { buildOldCommit } from './old-build';
 import { recordRun } from './record';
@@ -120,9 +120,8 @@ async function main(): Promise<void> {
   try {
     olds = OLD_COMMITS.map(buildOldCommit);
     const { upstream, streamUpstream } = await startUpstreams(pinning.loadCore, dir, 1);
-    const bare = await start(pinning.targetCore, 'bare-proxy.js', [new URL(upstream).origin]);
-    const bareStream = await start(pinning.targetCore, 'bare-proxy.js', [new URL(streamUpstream).origin]);
-    targets.push({ name: 'bare', origin: `http://127.0.0.1:${bare.value}`, streamOrigin: `http://127.0.0.1:${bareStream.value}`, auth: false, pid: bare.pid });
+    const bare = await startBare(pinning.targetCore, upstream, streamUpstream);
+    targets.push(bare);
     const env: Record<string, string> = BUDGET_MODE ? { BUDGET_MODE } : {};
     for (const backend of BACKENDS) {
       const builds: Array<[string, string]> = [[`gateway (${backend})`, '../src/main.js'], ...olds.map((old): [string, string] => [`${old.commit} (${backend})`, old.main])];
@@ -137,7 +136,7 @@ async function main(): Promise<void> {
       const order = round % 2 === 0 ? targets : [...targets].reverse();
       // The bare streaming proxy is its own process: its CPU is read from the streaming target's pid.
       for (const t of order) samples.push(await paced(t, 'chat', round, pinning.loadCore));
-      for (const t of order) samples.push(await paced(t.name === 'bare' ? { ...t, pid: bareStream.pid } : t, 'stream', round, pinning.loadCore));
+      for (const t of order) samples.push(await paced(t.name === 'bare' ? { ...t, pid: bare.streamPid } : t, 'stream', round, pinning.loadCore));
       for (const s of samples.filter((x) => x.round === round)) {
         const time = times.get(path.join(profiles, s.target.replace(/[^a-z0-9]+/gi, '-')));
         if (!time) continue;

@@ -95,6 +95,13 @@ export async function startUpstreams(core: string | null, dir: string, chunkDela
   return { upstream, streamUpstream };
 }
 
+/** The floor: a bare proxy to each mock upstream (its `pid`: the non-streaming one's; `streamPid`: the other's). */
+export async function startBare(core: string | null, upstream: string, streamUpstream: string): Promise<Target & { streamPid: number }> {
+  const bare = await start(core, 'bare-proxy.js', [new URL(upstream).origin]);
+  const bareStream = await start(core, 'bare-proxy.js', [new URL(streamUpstream).origin]);
+  return { name: 'bare', origin: `http://127.0.0.1:${bare.value}`, streamOrigin: `http://127.0.0.1:${bareStream.value}`, auth: false, pid: bare.pid, streamPid: bareStream.pid };
+}
+
 /** A gateway (`main`: this build's '../src/main.js' or an old build's entry point) on `backend`, with its own store. */
 export async function startGateway(
   core: string | null,

@@ -21,7 +21,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { BODY, KEY, PATH, STREAM_BODY, Target, start, startGateway, startUpstreams, stopAll } from './gateways';
+import { BODY, KEY, PATH, STREAM_BODY, Target, startBare, startGateway, startUpstreams, stopAll } from './gateways';
 import { BenchSetupError, Pinning, ensureWrk, onCore, pinCores, runWrk } from './load-generator';
 import { buildOldCommit } from './old-build';
 import { recordRun } from './record';
@@ -59,7 +59,6 @@ interface FirstEvent {
   /** Microseconds from the request to its first SSE event, one per request. */
   samples: number[];
 }
-
 
 async function load(scenario: Measurement['scenario'], target: Target, round: number, connections: number, core: string | null): Promise<Measurement> {
   const options = {
@@ -126,9 +125,7 @@ async function main(): Promise<void> {
 async function measure(wrk: string, pinning: Pinning, dir: string): Promise<void> {
   // The mocks stand for the provider: they run beside the load generator, not on the measured core.
   const { upstream, streamUpstream } = await startUpstreams(pinning.loadCore, dir, CHUNK_DELAY_MS);
-  const bare = await start(pinning.targetCore, 'bare-proxy.js', [new URL(upstream).origin]);
-  const bareStream = await start(pinning.targetCore, 'bare-proxy.js', [new URL(streamUpstream).origin]);
-  const targets: Target[] = [{ name: 'bare', origin: `http://127.0.0.1:${bare.value}`, streamOrigin: `http://127.0.0.1:${bareStream.value}`, auth: false, pid: bare.pid }];
+  const targets: Target[] = [await startBare(pinning.targetCore, upstream, streamUpstream)];
   const olds = OLD_COMMITS.map(buildOldCommit);
   const env: Record<string, string> = BUDGET_MODE ? { BUDGET_MODE } : {};
   // Each backend's old builds next to its new one, so they are measured one after the other.
