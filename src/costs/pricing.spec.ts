@@ -27,6 +27,33 @@ describe('pricing', () => {
     expect(costMicros(price, { promptTokens: 1e9, cachedTokens: 0, completionTokens: 0 })).toBe(150_000_000);
   });
 
+  it('prices tokens to the same micro with or without BigInt, on both sides of 2^53 pico-USD', () => {
+    // The reference: every product in BigInt, rounded up once.
+    const exact = (p: { input: number; cached: number; write: number; output: number }, prompt: number, cachedTokens: number, writeTokens: number, completion: number) => {
+      const cached = Math.min(cachedTokens, prompt);
+      const written = Math.min(writeTokens, prompt - cached);
+      const pico = BigInt(prompt - cached - written) * BigInt(p.input) + BigInt(cached) * BigInt(p.cached) + BigInt(written) * BigInt(p.write) + BigInt(completion) * BigInt(p.output);
+      return Number((pico + 999_999n) / 1_000_000n);
+    };
+    let seed = 42;
+    const random = (max: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return Math.floor((seed / 2 ** 31) * max);
+    };
+    // Prices from a thousandth of a cent to 10^5 USD per million tokens (the maximum), token counts to 10^9.
+    const perMillion = [0.00001, 0.075, 0.15, 0.6, 2.5, 10, 75, 1000, 100_000];
+    for (let i = 0; i < 2000; i++) {
+      const usd = () => perMillion[random(perMillion.length)];
+      const [input, cachedInput, write, output] = [usd(), usd(), usd(), usd()];
+      const table = loadPricing({ m: { input_per_mtok_usd: input, cached_input_per_mtok_usd: cachedInput, cache_write_input_per_mtok_usd: write, output_per_mtok_usd: output } }, undefined);
+      const price = table.lookup('m')!;
+      const p = { input: Number(price.inputPico), cached: Number(price.cachedInputPico), write: Number(price.cacheWriteInputPico), output: Number(price.outputPico) };
+      const count = () => [0, 1, 999_999, 1_000_001, random(10_000), random(1e9), 1e9][random(7)];
+      const [prompt, cachedTokens, writeTokens, completion] = [count(), count(), count(), count()];
+      expect(costMicros(price, { promptTokens: prompt, cachedTokens, cacheWriteTokens: writeTokens, completionTokens: completion })).toBe(exact(p, prompt, cachedTokens, writeTokens, completion));
+    }
+  });
+
   it('prices seconds of audio (to the millisecond), speech characters and images, next to tokens', () => {
     const table = loadPricing(
       {

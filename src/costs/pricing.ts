@@ -64,14 +64,39 @@ export function unitPrice(price: ModelPrice, unit: BilledUnit): bigint | null {
  */
 export function costMicros(price: ModelPrice, usage: UsageCounts): number {
   const cachedCount = Math.min(usage.cachedTokens, usage.promptTokens);
+  const writtenCount = Math.min(usage.cacheWriteTokens ?? 0, usage.promptTokens - cachedCount);
+  const uncachedCount = usage.promptTokens - cachedCount - writtenCount;
+  // Tokens only, and every product and their sum below 2^53: integers a double holds exactly, so the
+  // same result without BigInt (the common case: two calls per governed request).
+  if (!usage.seconds && !usage.characters && !usage.images) {
+    const [input, cachedInput, cacheWrite, output, max] = tokenPrices(price);
+    if ((usage.promptTokens + usage.completionTokens) * max <= Number.MAX_SAFE_INTEGER) {
+      const pico = uncachedCount * input + cachedCount * cachedInput + writtenCount * cacheWrite + usage.completionTokens * output;
+      const rest = pico % PICO_PER_MICRO_NUMBER;
+      return (pico - rest) / PICO_PER_MICRO_NUMBER + (rest > 0 ? 1 : 0);
+    }
+  }
   const cached = BigInt(cachedCount);
-  const written = BigInt(Math.min(usage.cacheWriteTokens ?? 0, usage.promptTokens - cachedCount));
-  const uncached = BigInt(usage.promptTokens) - cached - written;
+  const written = BigInt(writtenCount);
+  const uncached = BigInt(uncachedCount);
   let pico = uncached * price.inputPico + cached * price.cachedInputPico + written * price.cacheWriteInputPico + BigInt(usage.completionTokens) * price.outputPico;
   if (usage.seconds && price.perSecondPico !== null) pico += (BigInt(Math.ceil(usage.seconds * 1000)) * price.perSecondPico + 999n) / 1000n;
   if (usage.characters && price.perCharacterPico !== null) pico += BigInt(usage.characters) * price.perCharacterPico;
   if (usage.images && price.perImagePico !== null) pico += BigInt(usage.images) * price.perImagePico;
   return Number((pico + PICO_PER_MICRO - 1n) / PICO_PER_MICRO);
+}
+
+const PICO_PER_MICRO_NUMBER = 1_000_000;
+/** A price's token prices as numbers (input, cached input, cache write, output, the largest), computed once per price. */
+const tokenPriceNumbers = new WeakMap<ModelPrice, [number, number, number, number, number]>();
+function tokenPrices(price: ModelPrice): [number, number, number, number, number] {
+  let numbers = tokenPriceNumbers.get(price);
+  if (numbers === undefined) {
+    const list = [price.inputPico, price.cachedInputPico, price.cacheWriteInputPico, price.outputPico].map(Number);
+    numbers = [list[0], list[1], list[2], list[3], Math.max(...list)];
+    tokenPriceNumbers.set(price, numbers);
+  }
+  return numbers;
 }
 
 /** The prices of every known model: `pricing` in gateway.json over `PRICING_FILE` (LiteLLM format). */
