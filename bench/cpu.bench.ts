@@ -115,8 +115,8 @@ async function main(): Promise<void> {
   const samples: Sample[] = [];
   let olds: Array<ReturnType<typeof buildOldCommit>> = [];
   const targets: Target[] = [];
-  /** When each gateway was started and when its measured load began and ended (ms since the epoch). */
-  const times = new Map<string, { started: number; first?: number; last?: number }>();
+  /** Each gateway's profile directory and when it was started (ms since the epoch). */
+  const profiled = new Map<string, { dir: string; started: number }>();
   try {
     olds = OLD_COMMITS.map(buildOldCommit);
     const { upstream, streamUpstream } = await startUpstreams(pinning.loadCore, dir, 1);
@@ -128,7 +128,7 @@ async function main(): Promise<void> {
       for (const [name, main] of builds) {
         const profileDir = path.join(profiles, name.replace(/[^a-z0-9]+/gi, '-'));
         if (PROFILE) mkdirSync(profileDir, { recursive: true });
-        times.set(profileDir, { started: Date.now() });
+        profiled.set(name, { dir: profileDir, started: Date.now() });
         targets.push(await startGateway(pinning.targetCore, dir, name, main, backend, env, PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []));
       }
     }
@@ -137,12 +137,6 @@ async function main(): Promise<void> {
       // The bare streaming proxy is its own process: its CPU is read from the streaming target's pid.
       for (const t of order) samples.push(await paced(t, 'chat', round, pinning.loadCore));
       for (const t of order) samples.push(await paced(t.name === 'bare' ? { ...t, pid: bare.streamPid } : t, 'stream', round, pinning.loadCore));
-      for (const s of samples.filter((x) => x.round === round)) {
-        const time = times.get(path.join(profiles, s.target.replace(/[^a-z0-9]+/gi, '-')));
-        if (!time) continue;
-        time.first = Math.min(time.first ?? Infinity, s.measuredFrom);
-        time.last = Math.max(time.last ?? 0, s.measuredUntil);
-      }
       process.stderr.write(`round ${round + 1} of ${ROUNDS} done\n`);
     }
   } finally {
@@ -165,17 +159,18 @@ async function main(): Promise<void> {
     ...(['chat', 'stream'] as const).flatMap((scenario) => targets.map((t) => row(t, scenario))),
   ].join('\n');
   const summaries = PROFILE
-    ? readdirSync(profiles).flatMap((target) => {
-        const time = times.get(path.join(profiles, target))!;
-        // The profile starts about when the process did; the measured load from `first` to `last`.
-        const [skipS, untilS] = [(time.first! - time.started) / 1000, (time.last! - time.started) / 1000];
+    ? [...profiled].flatMap(([target, { dir: profileDir, started }]) => {
+        // The profile starts about when the process did; the measured load from its first measurement to its last.
+        const measured = samples.filter((s) => s.target === target);
+        const skipS = (Math.min(...measured.map((s) => s.measuredFrom)) - started) / 1000;
+        const untilS = (Math.max(...measured.map((s) => s.measuredUntil)) - started) / 1000;
         return (
-          readdirSync(path.join(profiles, target))
+          readdirSync(profileDir)
             .filter((f) => f.endsWith('.cpuprofile'))
             // CPU.<date>.<time>.<pid>.<thread>.<n>.cpuprofile: thread 0 is the event loop, others are workers.
             .map((f) => {
               const thread = f.split('.')[4] === '0' ? 'event loop' : 'worker thread';
-              const top = summarise(path.join(profiles, target, f), skipS, untilS);
+              const top = summarise(path.join(profileDir, f), skipS, untilS);
               return `Self time on the ${thread} of \`${target}\` during the measured load (share of the busy time), top 25:\n\n| share | function |\n|---|---|\n${top}`;
             })
         );
