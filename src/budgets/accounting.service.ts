@@ -12,7 +12,7 @@ import { VirtualKey } from '../virtual-keys/domain/virtual-key';
 import { AccountingLedger, AccountingReserveResult } from '../storage/ports/accounting-ledger';
 import { scopesOf } from '../ledger/domain/scopes';
 import { LimitIndex } from './limit-index';
-import { Estimate, Meter, billing, estimate, estimateCost, meterOf, tokensOf } from './metering';
+import { Estimate, Meter, billing, estimate, estimateCost, expectedTokensOf, meterOf, tokensOf } from './metering';
 import { OutputField } from './token-estimate';
 import { SettleRecovery } from './settle-recovery.service';
 
@@ -113,7 +113,7 @@ export class AccountingService {
   estimateTokens(request: MeteredRequest): number {
     const meter = meterOf(request.method, request.path);
     if (meter === 'none') return 0;
-    return tokensOf(this.worstCase(meter, request));
+    return expectedTokensOf(this.worstCase(meter, request));
   }
 
   /**
@@ -149,7 +149,7 @@ export class AccountingService {
       const perChoice = Math.floor(outputRoom(result, worst.promptTokens, price) / worst.choices);
       if (perChoice < 1) {
         const code = result.ledger === 'tokens' ? ErrorCode.BudgetExceeded : ErrorCode.CostBudgetExceeded;
-        throw new GatewayError(code, `${result.ledger === 'tokens' ? 'token budget' : 'cost budget'} of scope '${result.scope}' leaves no room for ${worst.choices > 1 ? `${worst.choices} responses` : 'a response'} to this prompt (~${worst.promptTokens} tokens)`);
+        throw new GatewayError(code, `${result.ledger === 'tokens' ? 'token budget' : 'cost budget'} of scope '${result.scope}' leaves no room for ${worst.choices > 1 ? `${worst.choices} responses` : 'a response'} to this prompt (up to ${worst.promptTokens} tokens)`);
       }
       if (perChoice < worst.perChoice) {
         worst.perChoice = perChoice;
@@ -174,7 +174,7 @@ export class AccountingService {
     const scopes = scopesOf(key);
     const price = this.costs.price(model);
     if (!billing('generate', price).priced) this.refuseUnpricedUnderCostLimit(this.limits.of(key, scopes).cost, model);
-    return this.reserve(scopes, price, { meter: 'generate', promptTokens: 0, choices: 1, perChoice: tokens, outputField: null, units: null });
+    return this.reserve(scopes, price, { meter: 'generate', promptTokens: 0, expectedPromptTokens: 0, choices: 1, perChoice: tokens, outputField: null, units: null });
   }
 
   /**
@@ -184,7 +184,7 @@ export class AccountingService {
    */
   async chargeUnreserved(key: VirtualKey, model: string | null, usage: Reported): Promise<Settlement> {
     const scopes = scopesOf(key);
-    const nothing: Estimate = { meter: 'generate', promptTokens: 0, choices: 1, perChoice: 0, outputField: null, units: null };
+    const nothing: Estimate = { meter: 'generate', promptTokens: 0, expectedPromptTokens: 0, choices: 1, perChoice: 0, outputField: null, units: null };
     const charge: Charge = { id: randomUUID(), scopes, price: this.costs.price(model), estimate: nothing, reserved: { tokens: 0, usdMicros: 0 } };
     const opened = await this.storage('reserve', () => this.accounting.reserve(charge.id, scopes, { tokens: 0, usdMicros: 0 }));
     const bounded = boundedUsage(usage);

@@ -1,7 +1,7 @@
 import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
 import { MAX_REQUEST_TOKENS, MAX_REQUEST_UNITS } from '../common/numeric-limits';
 import { BilledUnit, ModelPrice, costMicros, unitPrice } from '../costs/pricing';
-import { OutputField, byteEstimate, estimatePromptTokens, requestedOutput } from './token-estimate';
+import { OutputField, PromptTokens, promptTokens, requestedOutput } from './token-estimate';
 
 type Json = Record<string, unknown>;
 
@@ -67,7 +67,10 @@ export interface MeterContext {
 /** What one request is reserved for: the most it may be charged. */
 export interface Estimate {
   meter: Meter;
+  /** The most the prompt can count (its ceiling): what is reserved for it. */
   promptTokens: number;
+  /** The prompt tokens to expect (what a tpm rate limit counts at admission). */
+  expectedPromptTokens: number;
   /** Choices the response may hold (`n`, or `best_of` when larger); 1 when not asked. */
   choices: number;
   /** Output tokens per choice in force (the request's limit, the model's maximum, or the default); 0 when none are produced. */
@@ -79,7 +82,19 @@ export interface Estimate {
 }
 
 export const outputTokensOf = (e: Estimate): number => Math.min(e.choices * e.perChoice, MAX_REQUEST_TOKENS);
+/** The tokens reserved for a request: the most it may be charged. */
 export const tokensOf = (e: Estimate): number => e.promptTokens + outputTokensOf(e);
+/** The tokens to expect of a request, its output at the limit in force. */
+export const expectedTokensOf = (e: Estimate): number => e.expectedPromptTokens + outputTokensOf(e);
+/** An estimate's prompt part from a count of the prompt. */
+const prompt = (counted: PromptTokens) => ({ promptTokens: counted.ceiling, expectedPromptTokens: counted.expected });
+/** A prompt both sides count the same. */
+const exactly = (tokens: number) => ({ promptTokens: tokens, expectedPromptTokens: tokens });
+/** Plain text without a tokenizer: bytes/4 expected, one token per byte at most (token-estimate.ts). */
+const plainText = (text: string) => {
+  const bytes = Buffer.byteLength(text);
+  return { promptTokens: bytes, expectedPromptTokens: Math.ceil(bytes / 4) };
+};
 
 /** The estimate's cost in USD micros for a priced model, 0 otherwise. */
 export function estimateCost(e: Estimate, price: ModelPrice | null): number {
@@ -116,34 +131,34 @@ export function estimate(meter: Meter, path: string, body: Json | null, context:
   const json = body ?? {};
   const { price } = context;
   const modelMax = price?.maxOutputTokens ?? null;
-  const base: Estimate = { meter, promptTokens: 0, choices: 1, perChoice: 0, outputField: null, units: null };
+  const base: Estimate = { meter, ...exactly(0), choices: 1, perChoice: 0, outputField: null, units: null };
   const { unit } = billing(meter, price);
   switch (meter) {
     case 'none':
       return base;
     case 'embed':
-      return { ...base, promptTokens: estimatePromptTokens(path, json) };
+      return { ...base, ...prompt(promptTokens(path, json)) };
     case 'speech': {
       const characters = typeof json.input === 'string' ? Math.min([...json.input].length, MAX_REQUEST_UNITS) : 0;
       if (unit === 'characters') return { ...base, units: { unit, quantity: characters, exact: true } };
-      return { ...base, promptTokens: byteEstimate(String(json.input ?? '')), perChoice: modelMax ?? context.defaultOutputTokens };
+      return { ...base, ...plainText(String(json.input ?? '')), perChoice: modelMax ?? context.defaultOutputTokens };
     }
     case 'images': {
       const images = choices(json, ['n']);
       if (unit === 'images') return { ...base, units: { unit, quantity: images, exact: false } };
-      return { ...base, promptTokens: estimatePromptTokens(path, json), choices: images, perChoice: modelMax ?? context.defaultOutputTokens };
+      return { ...base, ...prompt(promptTokens(path, json)), choices: images, perChoice: modelMax ?? context.defaultOutputTokens };
     }
     case 'audio-in': {
       const seconds = Math.min(Math.ceil(context.uploadBytes / AUDIO_BYTES_PER_SECOND), MAX_REQUEST_UNITS);
       if (unit === 'seconds') return { ...base, units: { unit, quantity: seconds, exact: false } };
-      return { ...base, promptTokens: Math.min(seconds * AUDIO_TOKENS_PER_SECOND, MAX_REQUEST_TOKENS), perChoice: modelMax ?? context.defaultOutputTokens };
+      return { ...base, ...exactly(Math.min(seconds * AUDIO_TOKENS_PER_SECOND, MAX_REQUEST_TOKENS)), perChoice: modelMax ?? context.defaultOutputTokens };
     }
     case 'generate': {
       const requested = requestedOutput(json);
       const cap = requested?.tokens ?? modelMax ?? context.defaultOutputTokens;
       return {
         ...base,
-        promptTokens: estimatePromptTokens(path, json),
+        ...prompt(promptTokens(path, json)),
         choices: choices(json, ['n', 'best_of']),
         perChoice: modelMax === null ? cap : Math.min(cap, modelMax),
         outputField: requested?.field ?? null,

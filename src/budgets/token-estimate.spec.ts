@@ -1,5 +1,6 @@
 import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
-import { byteEstimate, estimatePromptTokens, requestedOutput } from './token-estimate';
+import { encode } from 'gpt-tokenizer/cjs/encoding/o200k_base';
+import { byteEstimate, estimatePromptTokens, promptTokens, requestedOutput } from './token-estimate';
 
 describe('token estimate', () => {
   it('counts chat messages with the model tokenizer and OpenAI chat-format overhead', () => {
@@ -13,6 +14,38 @@ describe('token estimate', () => {
   it('uses bytes/4 for models outside the OpenAI family', () => {
     const body = { model: 'llama-3-70b', messages: [{ role: 'user', content: 'Hello world' }] };
     expect(estimatePromptTokens('/chat/completions', body)).toBe(3 + byteEstimate('user') + byteEstimate('Hello world') + 3);
+  });
+
+  it('reserves text no tokenizer here counts at one token per byte, and expects bytes/4 of it', () => {
+    const text = 'Hello world, 你好世界 🌍';
+    const bytes = Buffer.byteLength(text);
+    const body = { model: 'claude-sonnet-4-5', messages: [{ role: 'user', content: text }], tools: [{ name: 'x' }] };
+    const tools = JSON.stringify(body.tools);
+    expect(promptTokens('/chat/completions', body)).toEqual({
+      expected: 3 + 3 + byteEstimate('user') + byteEstimate(text) + byteEstimate(tools),
+      ceiling: 3 + 3 + 4 + bytes + tools.length,
+    });
+    // OpenAI-family text is counted by its tokenizer, the same on both sides…
+    const openai = promptTokens('/chat/completions', { ...body, model: 'gpt-4o' });
+    expect(openai.ceiling).toBe(openai.expected);
+    // …up to the tokenized share of a request; the rest is reserved by its bytes.
+    const long = promptTokens('/completions', { model: 'gpt-4o', prompt: 'x'.repeat(200_000) });
+    expect(long.ceiling - long.expected).toBe(200_000 - 64 * 1024 - Math.ceil((200_000 - 64 * 1024) / 4));
+  });
+
+  it('the per-byte ceiling holds for a real byte-level BPE on hostile text (o200k: digits, CJK, emoji, whitespace, random code points)', () => {
+    let seed = 7;
+    const random = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
+    // Any code point but the surrogates (which no well-formed text holds alone).
+    const codePoint = () => String.fromCodePoint(((c) => (c >= 0xd800 && c <= 0xdfff ? c + 0x800 : c))(1 + random(0x2ffff)));
+    const alphabets = ['0123456789', '你好世界中文字符', '🌍🚀👍🏽', ' \n\t', 'abcXYZ{}[]":,'];
+    for (let i = 0; i < 300; i++) {
+      const letters = alphabets[random(alphabets.length)];
+      let text = '';
+      for (let j = 0; j < 1 + random(400); j++) text += random(5) === 0 ? codePoint() : [...letters][random([...letters].length)];
+      expect(encode(text).length).toBeLessThanOrEqual(Buffer.byteLength(text));
+      expect(promptTokens('/completions', { model: 'claude-x', prompt: text }).ceiling).toBe(Buffer.byteLength(text));
+    }
   });
 
   it('reads prompts of completions, embeddings and the Responses API', () => {

@@ -4,12 +4,11 @@ import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
 import { MAX_REQUEST_TOKENS } from '../common/numeric-limits';
 
 type Json = Record<string, unknown>;
-type Counter = (text: string) => number;
 
 /** The request field that bounds a response's length, per API. */
 export type OutputField = 'max_tokens' | 'max_completion_tokens' | 'max_output_tokens';
 
-/** Text beyond this many characters per request is counted as bytes/4: BPE is fast on ordinary text
+/** Text beyond this many characters per request is counted by its bytes: BPE is fast on ordinary text
  * but superlinear on long runs without spaces, and the request path must stay bounded. */
 const TOKENIZED_CHARS_MAX = 64 * 1024;
 /** Texts are tokenized in pieces of about this size, cut at a space where there is one. */
@@ -28,6 +27,19 @@ const CL100K = /^(gpt-4|gpt-3\.5|gpt-35|text-embedding-|davinci-002|babbage-002)
 /** bytes/4, rounded up: the fallback estimate for text the tokenizer does not cover. */
 export const byteEstimate = (text: string): number => Math.ceil(Buffer.byteLength(text) / 4);
 
+/**
+ * A prompt's tokens, two ways (docs/budgets.md, "What is reserved"):
+ * - `expected`: the count to expect — OpenAI's tokenizer for OpenAI-family models, else bytes/4;
+ * - `ceiling`: the most any provider can count for it. Text no tokenizer here covers is counted at one
+ *   token per UTF-8 byte: byte-level BPE (OpenAI, Anthropic, Llama 3) and SentencePiece with byte
+ *   fallback (Gemini, Llama 2, Mistral) start from bytes and only merge them, so no text becomes more
+ *   tokens than it has bytes. Text the tokenizer counts is the same on both sides.
+ */
+export interface PromptTokens {
+  expected: number;
+  ceiling: number;
+}
+
 /** The tokenizer for a model, by name (an `openai/`-style provider prefix is ignored); null = not OpenAI-family. */
 function encodingFor(model: string | null): typeof o200k | null {
   const name = (model ?? '').slice((model ?? '').lastIndexOf('/') + 1).toLowerCase();
@@ -36,68 +48,84 @@ function encodingFor(model: string | null): typeof o200k | null {
   return null;
 }
 
-/** Counts tokens for one request, keeping a running character budget for the tokenizer. */
-function counterFor(model: string | null): Counter {
-  const encoding = encodingFor(model);
-  if (encoding === null) return byteEstimate;
-  let budget = TOKENIZED_CHARS_MAX;
-  return (text) => {
-    let tokens = 0;
+/** Counts one request's prompt both ways, keeping a running character budget for the tokenizer. */
+class Tally implements PromptTokens {
+  expected = 0;
+  ceiling = 0;
+  private budget = TOKENIZED_CHARS_MAX;
+
+  constructor(private readonly encoding: typeof o200k | null) {}
+
+  /** Tokens both sides agree on (framing, images, token arrays). */
+  add(tokens: number): void {
+    this.expected += tokens;
+    this.ceiling += tokens;
+  }
+
+  text(text: string): void {
     let at = 0;
-    while (at < text.length && budget > 0) {
-      let end = Math.min(text.length, at + PIECE_CHARS, at + budget);
-      if (end < text.length) {
-        const space = text.lastIndexOf(' ', end);
-        if (space > at + PIECE_CHARS / 2) end = space;
+    if (this.encoding !== null) {
+      let tokens = 0;
+      while (at < text.length && this.budget > 0) {
+        let end = Math.min(text.length, at + PIECE_CHARS, at + this.budget);
+        if (end < text.length) {
+          const space = text.lastIndexOf(' ', end);
+          if (space > at + PIECE_CHARS / 2) end = space;
+        }
+        tokens += this.encoding.countTokens(text.slice(at, end), noSpecial);
+        this.budget -= end - at;
+        at = end;
       }
-      tokens += encoding.countTokens(text.slice(at, end), noSpecial);
-      budget -= end - at;
-      at = end;
+      this.add(tokens);
     }
-    return tokens + (at < text.length ? byteEstimate(text.slice(at)) : 0);
-  };
+    if (at < text.length) {
+      const bytes = Buffer.byteLength(at === 0 ? text : text.slice(at));
+      this.expected += Math.ceil(bytes / 4);
+      this.ceiling += bytes;
+    }
+  }
 }
 
 /** Text of a message `content`: a string, or parts with `text` (images counted flat). */
-function contentTokens(content: unknown, count: Counter): number {
-  if (typeof content === 'string') return count(content);
-  if (!Array.isArray(content)) return content == null ? 0 : count(jsonText(content));
-  let tokens = 0;
+function countContent(content: unknown, tally: Tally): void {
+  if (typeof content === 'string') return tally.text(content);
+  if (!Array.isArray(content)) return content == null ? undefined : tally.text(jsonText(content));
   for (const part of content as Json[]) {
-    if (typeof part === 'string') tokens += count(part);
-    else if (typeof part?.text === 'string') tokens += count(part.text);
-    else if (typeof part?.type === 'string' && /image/.test(part.type)) tokens += TOKENS_PER_IMAGE;
-    else if (part != null) tokens += count(jsonText(part));
+    if (typeof part === 'string') tally.text(part);
+    else if (typeof part?.text === 'string') tally.text(part.text);
+    else if (typeof part?.type === 'string' && /image/.test(part.type)) tally.add(TOKENS_PER_IMAGE);
+    else if (part != null) tally.text(jsonText(part));
   }
-  return tokens;
 }
 
 /** Chat messages (and Responses API input items), in OpenAI's documented chat-format arithmetic. */
-function messagesTokens(messages: unknown[], count: Counter): number {
-  let tokens = REPLY_PRIMING_TOKENS;
+function countMessages(messages: unknown[], tally: Tally): void {
+  tally.add(REPLY_PRIMING_TOKENS);
   for (const message of messages as Json[]) {
     if (typeof message !== 'object' || message === null) {
-      tokens += count(String(message));
+      tally.text(String(message));
       continue;
     }
-    tokens += TOKENS_PER_MESSAGE;
-    if (typeof message.role === 'string') tokens += count(message.role);
-    tokens += contentTokens(message.content, count);
-    if (typeof message.name === 'string') tokens += TOKENS_PER_NAME + count(message.name);
-    if (message.tool_calls !== undefined) tokens += count(jsonText(message.tool_calls));
-    if (message.function_call !== undefined) tokens += count(jsonText(message.function_call));
-    if (message.type !== undefined && message.role === undefined) tokens += count(jsonText(message));
+    tally.add(TOKENS_PER_MESSAGE);
+    if (typeof message.role === 'string') tally.text(message.role);
+    countContent(message.content, tally);
+    if (typeof message.name === 'string') {
+      tally.add(TOKENS_PER_NAME);
+      tally.text(message.name);
+    }
+    if (message.tool_calls !== undefined) tally.text(jsonText(message.tool_calls));
+    if (message.function_call !== undefined) tally.text(jsonText(message.function_call));
+    if (message.type !== undefined && message.role === undefined) tally.text(jsonText(message));
   }
-  return tokens;
 }
 
 /** `prompt` / `input` of completions and embeddings: a string, strings, or token arrays. */
-function inputTokens(input: unknown, count: Counter, depth = 0): number {
-  if (typeof input === 'string') return count(input);
+function countInput(input: unknown, tally: Tally, depth = 0): void {
+  if (typeof input === 'string') return tally.text(input);
   // Deeper than any API nests inputs: counted as JSON text (which refuses what is too deep to write).
-  if (!Array.isArray(input) || depth >= MAX_INPUT_NESTING) return input == null ? 0 : count(jsonText(input));
-  if (input.every((v) => typeof v === 'number')) return input.length;
-  return input.reduce<number>((sum, item) => sum + inputTokens(item, count, depth + 1), 0);
+  if (!Array.isArray(input) || depth >= MAX_INPUT_NESTING) return input == null ? undefined : tally.text(jsonText(input));
+  if (input.every((v) => typeof v === 'number')) return tally.add(input.length);
+  for (const item of input) countInput(item, tally, depth + 1);
 }
 
 /** Nesting of `prompt` / `input` arrays walked item by item (the APIs nest two levels: batches of token arrays). */
@@ -117,23 +145,33 @@ function jsonText(value: unknown): string {
 }
 
 /**
- * Estimated prompt tokens of an OpenAI API request body (docs/budgets.md): chat messages (+ tools), the
- * Responses API's `input` + `instructions`, completions' `prompt`, embeddings' `input`; any other body
- * as bytes/4 of its JSON.
+ * Prompt tokens of an OpenAI API request body, expected and at most (docs/budgets.md): chat messages
+ * (+ tools), the Responses API's `input` + `instructions`, completions' `prompt`, embeddings' `input`;
+ * any other body as its JSON text.
  */
-export function estimatePromptTokens(path: string, body: Json, model: string | null = typeof body.model === 'string' ? body.model : null): number {
-  const count = counterFor(model);
-  const tools = (body.tools !== undefined ? count(jsonText(body.tools)) : 0) + (body.functions !== undefined ? count(jsonText(body.functions)) : 0);
-  if (path === '/chat/completions' && Array.isArray(body.messages)) return messagesTokens(body.messages, count) + tools;
-  if (path === '/responses') {
-    const instructions = typeof body.instructions === 'string' ? count(body.instructions) : 0;
-    const input = Array.isArray(body.input) ? messagesTokens(body.input, count) : inputTokens(body.input, count) + REPLY_PRIMING_TOKENS;
-    return input + instructions + tools;
+export function promptTokens(path: string, body: Json, model: string | null = typeof body.model === 'string' ? body.model : null): PromptTokens {
+  const tally = new Tally(encodingFor(model));
+  const chat = path === '/chat/completions' && Array.isArray(body.messages);
+  if (chat || path === '/responses') {
+    if (body.tools !== undefined) tally.text(jsonText(body.tools));
+    if (body.functions !== undefined) tally.text(jsonText(body.functions));
   }
-  if (path === '/completions') return inputTokens(body.prompt, count);
-  if (path === '/embeddings') return inputTokens(body.input, count);
-  return byteEstimate(jsonText(body));
+  if (chat) countMessages(body.messages as unknown[], tally);
+  else if (path === '/responses') {
+    if (typeof body.instructions === 'string') tally.text(body.instructions);
+    if (Array.isArray(body.input)) countMessages(body.input, tally);
+    else {
+      countInput(body.input, tally);
+      tally.add(REPLY_PRIMING_TOKENS);
+    }
+  } else if (path === '/completions') countInput(body.prompt, tally);
+  else if (path === '/embeddings') countInput(body.input, tally);
+  else tally.text(jsonText(body));
+  return { expected: tally.expected, ceiling: tally.ceiling };
 }
+
+/** The prompt tokens to expect of a request body (`promptTokens(…).expected`). */
+export const estimatePromptTokens = (path: string, body: Json, model?: string | null): number => promptTokens(path, body, model).expected;
 
 /** Every field an upstream may read as the response's output limit, whichever API the path is. */
 export const OUTPUT_FIELDS: readonly OutputField[] = ['max_output_tokens', 'max_completion_tokens', 'max_tokens'];

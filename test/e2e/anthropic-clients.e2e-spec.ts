@@ -14,6 +14,8 @@ const LIMITED = 'sk-ditto-anthropic-limited-0123456789ab';
 const SONNET_ONLY = 'sk-ditto-anthropic-sonnet-0123456789abc';
 const CACHED = 'sk-ditto-anthropic-cached-0123456789abc';
 const CHAT_ONLY = 'sk-ditto-anthropic-chatonly-0123456789a';
+const EDGE = 'sk-ditto-anthropic-edge-0123456789abcdef';
+const EDGE_TURNS = 'sk-ditto-anthropic-edge-turns-0123456789';
 const UPSTREAM_KEY = 'sk-ant-upstream-secret-0123456789';
 const OPENAI_UPSTREAM_KEY = 'sk-openai-upstream-secret-0123456789';
 const MODEL = 'claude-sonnet-4-5';
@@ -62,6 +64,9 @@ describe('Anthropic clients through the gateway (e2e)', () => {
           { id: 'haiku-only', token: SONNET_ONLY, models: ['claude-haiku-*'] },
           { id: 'cached', token: CACHED, limits: { rpm: 2 }, cache: { ttl_secs: 60 } },
           { id: 'chat-only', token: CHAT_ONLY, allowed_routes: ['/v1/chat/completions'] },
+          // Room for two of their requests' prompts as the upstream counts them, not for two whole answers.
+          { id: 'edge', token: EDGE, budget: { total_tokens: 29 } },
+          { id: 'edge-turns', token: EDGE_TURNS, budget: { total_tokens: 117 } },
         ],
       }),
     );
@@ -183,6 +188,32 @@ describe('Anthropic clients through the gateway (e2e)', () => {
     const capped = JSON.parse(upstream.requests.at(-1)!.raw).max_tokens;
     expect(capped).toBeGreaterThan(0);
     expect(capped).toBeLessThan(1000);
+  });
+
+  // The upstream counts the prompt its own way (here the messages' JSON / 4), more than bytes/4 of their
+  // text: strict mode must still never let the last requests at the edge take the scope over.
+  it.each([
+    ['one short message', EDGE, { messages: [{ role: 'user' as const, content: 'stream 12' }] }],
+    ['a system prompt and many short turns', EDGE_TURNS, { system: 'Be brief.', messages: ['a', 'b', 'c', 'd', 'e', 'f', 'g'].map((t, i) => ({ role: i % 2 ? ('assistant' as const) : ('user' as const), content: t })) }],
+  ])("strict mode holds the limit when the provider counts more prompt tokens than bytes/4 (%s)", async (_, token, prompt) => {
+    const edge = new Anthropic({ apiKey: token, baseURL: gateway.url, maxRetries: 0 });
+    const id = token === EDGE ? 'edge' : 'edge-turns';
+    const limit = (await adminGet(gateway, `/admin/budgets/key:${id}`)).body.limit_tokens as number;
+    let served = 0;
+    let seen = 0;
+    for (let i = 0; i < 10; i++) {
+      const answer = await edge.messages.create({ model: MODEL, max_tokens: 40, ...prompt }).catch((e: unknown) => e);
+      if (answer instanceof Anthropic.APIError) {
+        expect(answer).toMatchObject({ status: 402, error: { type: 'error', error: { type: 'billing_error' } } });
+        break;
+      }
+      served++;
+      seen += tokensOf((answer as Anthropic.Message).usage);
+    }
+    expect(served).toBeGreaterThan(0);
+    const scope = (await adminGet(gateway, `/admin/budgets/key:${id}`)).body;
+    expect(scope).toMatchObject({ spent_tokens: seen, reserved_tokens: 0 });
+    expect(scope.spent_tokens).toBeLessThanOrEqual(limit);
   });
 
   it("the response cache and the rate limit apply; a 429 comes in Anthropic's shape with retry-after", async () => {
