@@ -1,13 +1,21 @@
 import { JsonUsageFinder } from './json-usage-finder';
 
-function find(text: string, cut: number) {
-  const finder = new JsonUsageFinder();
+/** Every case both ways: scanned byte by byte (a body too large to hold), and held and parsed whole. */
+const WAYS = [
+  ['scanned', 0],
+  ['parsed whole', undefined],
+] as const;
+
+function findWith(text: string, cut: number, parsedWholeMax?: number) {
+  const finder = new JsonUsageFinder(undefined, parsedWholeMax);
   const bytes = Buffer.from(text);
   for (let i = 0; i < bytes.length; i += cut) finder.push(bytes.subarray(i, i + cut));
   return finder.usage;
 }
 
-describe('JsonUsageFinder', () => {
+describe.each(WAYS)('JsonUsageFinder (%s)', (_, parsedWholeMax) => {
+  const find = (text: string, cut: number) => findWith(text, cut, parsedWholeMax);
+
   const chat = JSON.stringify({
     id: 'chatcmpl-1',
     choices: [{ index: 0, message: { role: 'assistant', content: 'a "usage": {"prompt_tokens": 999} in text, é 😀 {[' } }],
@@ -48,7 +56,7 @@ describe('JsonUsageFinder', () => {
 
   it.each([1, 5, 65_536])('counts the items of the top-level data array, whatever they hold (%i-byte chunks)', (cut) => {
     const counted = (text: string) => {
-      const finder = new JsonUsageFinder();
+      const finder = new JsonUsageFinder(undefined, parsedWholeMax);
       const bytes = Buffer.from(text);
       for (let i = 0; i < bytes.length; i += cut) finder.push(bytes.subarray(i, i + cut));
       return finder.dataItems;
@@ -60,11 +68,17 @@ describe('JsonUsageFinder', () => {
     expect(counted('{"created":1}')).toBeNull();
     expect(counted('{"meta":{"data":[1,2]}}')).toBeNull();
   });
+
+  it('counts a key given twice as its last value, as the client reads it', () => {
+    const twice = '{"usage":{"prompt_tokens":1,"completion_tokens":1},"x":1,"usage":{"prompt_tokens":50,"completion_tokens":7}}';
+    expect(JSON.parse(twice).usage.prompt_tokens).toBe(50);
+    expect(find(twice, 3)).toMatchObject({ promptTokens: 50, completionTokens: 7 });
+  });
 });
 
-describe('JsonUsageFinder: the Responses object', () => {
+describe.each(WAYS)('JsonUsageFinder: the Responses object (%s)', (_, parsedWholeMax) => {
   it('names the id, status and model of a response object, and no usage while it is queued', () => {
-    const finder = new JsonUsageFinder();
+    const finder = new JsonUsageFinder(undefined, parsedWholeMax);
     const text = JSON.stringify({ id: 'resp_bg_1', object: 'response', status: 'queued', model: 'gpt-4o-mini-2024-07-18', output: [{ id: 'msg_1', status: 'x' }], usage: null, background: true });
     for (let i = 0; i < text.length; i += 7) finder.push(Buffer.from(text.slice(i, i + 7)));
     expect(finder.object).toEqual({ id: 'resp_bg_1', status: 'queued', model: 'gpt-4o-mini-2024-07-18' });

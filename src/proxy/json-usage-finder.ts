@@ -3,6 +3,12 @@ import { ResponseObject, Usage, usageFrom } from './domain/usage';
 /** A captured value larger than this is not kept (real `usage` objects are a few hundred bytes). */
 const USAGE_VALUE_MAX_BYTES = 64 * 1024;
 /**
+ * A body up to this size is held as it passes (its chunks, not copied) and parsed whole when first
+ * read: V8's JSON parser costs a fraction of the byte scan per byte, and nearly every answer is this
+ * small. A larger body is scanned from then on, so memory stays bounded whatever the size.
+ */
+const PARSED_WHOLE_MAX_BYTES = 16 * 1024;
+/**
  * Top-level members whose values are kept: usage, a verbose_json transcript's `duration`, and what
  * names a Responses object (`id`, `status`, `model`: a background response is charged when it is seen
  * completed, docs/budgets.md).
@@ -24,8 +30,10 @@ const COMMA = 0x2c;
  * never uses those bytes inside a multi-byte character) that tracks strings and depth, copies only the
  * values of the top-level keys `usage` and `duration`, and parses just those; it also counts the
  * items of a top-level `data` array (the images of an images answer that reports no usage). A
- * response of any size costs the same. Another API's answer names other keys (`capturedKeys`:
- * Gemini's `usageMetadata`), read with `values`.
+ * response of any size costs the same; one small enough is parsed whole instead
+ * (PARSED_WHOLE_MAX_BYTES), with the same result. A key given twice counts as its last value, as the
+ * client reads it. Another API's answer names other keys (`capturedKeys`: Gemini's `usageMetadata`),
+ * read with `values`.
  */
 export class JsonUsageFinder {
   private depth = 0;
@@ -47,16 +55,63 @@ export class JsonUsageFinder {
   private inData = false;
   private itemStarted = false;
   /** Items of the top-level `data` array; null when there is none. */
-  dataItems: number | null = null;
+  private items: number | null = null;
+  /** The chunks of a body still small enough to be parsed whole; null once it is scanned instead. */
+  private held: Buffer[] | null = [];
+  private heldBytes = 0;
 
-  constructor(private readonly capturedKeys: ReadonlySet<string> = CAPTURED_KEYS) {}
+  constructor(
+    private readonly capturedKeys: ReadonlySet<string> = CAPTURED_KEYS,
+    private readonly parsedWholeMaxBytes = PARSED_WHOLE_MAX_BYTES,
+  ) {}
 
   /** The parsed values of the captured keys found (null: present but unreadable). */
   get values(): ReadonlyMap<string, unknown> {
+    this.settle();
     return this.found;
   }
 
+  /** Items of the top-level `data` array; null when there is none. */
+  get dataItems(): number | null {
+    this.settle();
+    return this.items;
+  }
+
   push(chunk: Buffer): void {
+    if (this.held !== null) {
+      if (this.heldBytes + chunk.length <= this.parsedWholeMaxBytes) {
+        this.held.push(chunk);
+        this.heldBytes += chunk.length;
+        return;
+      }
+      this.scanHeld();
+    }
+    this.scan(chunk);
+  }
+
+  /** Reads what is held, once the body has ended: parsed whole when it is JSON, else scanned (as a larger body is). */
+  private settle(): void {
+    if (this.held === null) return;
+    let body: unknown;
+    try {
+      body = JSON.parse(this.held.length === 1 ? this.held[0].toString('utf8') : Buffer.concat(this.held).toString('utf8'));
+    } catch {
+      return this.scanHeld();
+    }
+    this.held = null;
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) return;
+    const members = body as Record<string, unknown>;
+    for (const key of this.capturedKeys) if (Object.hasOwn(members, key)) this.found.set(key, members[key]);
+    if (Array.isArray(members.data)) this.items = members.data.length;
+  }
+
+  private scanHeld(): void {
+    const held = this.held ?? [];
+    this.held = null;
+    for (const chunk of held) this.scan(chunk);
+  }
+
+  private scan(chunk: Buffer): void {
     // Where, in this chunk, the part of the usage value still to be copied starts (-1: nothing to copy).
     let copyFrom = this.capture ? 0 : -1;
     for (let i = 0; i < chunk.length; i++) {
@@ -109,16 +164,16 @@ export class JsonUsageFinder {
         if (c === COMMA) this.itemStarted = false;
         else if (c !== CLOSE_ARRAY && !this.itemStarted) {
           this.itemStarted = true;
-          this.dataItems!++;
+          this.items!++;
         }
       }
       if (c === QUOTE) this.inString = true;
       else if (c === OPEN_OBJECT || c === OPEN_ARRAY) {
         this.depth++;
         if (this.depth === 1) this.expectingKey = c === OPEN_OBJECT;
-        else if (this.depth === 2 && c === OPEN_ARRAY && this.lastKey === 'data' && this.dataItems === null) {
+        else if (this.depth === 2 && c === OPEN_ARRAY && this.lastKey === 'data') {
           this.inData = true;
-          this.dataItems = 0;
+          this.items = 0;
         }
       } else if (c === CLOSE_OBJECT || c === CLOSE_ARRAY) {
         if (this.depth === 2) this.inData = false;
@@ -130,11 +185,13 @@ export class JsonUsageFinder {
 
   /** The usage the response reported (read once it has ended); null when there was none. */
   get usage(): Usage | null {
+    this.settle();
     return usageFrom({ usage: this.found.get('usage'), duration: this.found.get('duration') });
   }
 
   /** The response object's top-level `id`, `status` and `model` (each when a string). */
   get object(): ResponseObject {
+    this.settle();
     const text = (key: string) => (typeof this.found.get(key) === 'string' ? (this.found.get(key) as string) : undefined);
     return { id: text('id'), status: text('status'), model: text('model') };
   }
@@ -155,7 +212,8 @@ export class JsonUsageFinder {
   }
 
   private startsUsage(): boolean {
-    if (this.capture !== null || !this.capturedKeys.has(this.lastKey) || this.found.has(this.lastKey)) return false;
+    // A key given twice counts as the last one, as a client's JSON.parse reads it.
+    if (this.capture !== null || !this.capturedKeys.has(this.lastKey)) return false;
     this.captureKey = this.lastKey;
     return true;
   }

@@ -63,7 +63,7 @@ export class UpstreamDispatcher {
         response = await upstream.pool.request({
           path: upstream.basePath + (typeof target === 'string' ? target : target(backend)),
           method: request.method as Dispatcher.HttpMethod,
-          headers: { ...upstreamHeaders(request, backend, event.requestId, exchange.body), 'accept-encoding': acceptEncoding },
+          headers: upstreamHeaders(request, backend, event.requestId, exchange.body, acceptEncoding),
           body: upload?.stream ?? translatedBody(backend) ?? jsonPayload(exchange.body, json, edits, backend),
           signal: abort,
           // first_byte_timeout_ms: until the answer's headers; idle_timeout_ms: between body chunks.
@@ -107,12 +107,13 @@ function jsonPayload(body: ProxyBody, json: JsonObject | null, edits: ReadonlyMa
   return editJson(body.text, body.members, new Map([...edits, ['model', () => JSON.stringify(mapped)]]));
 }
 
-function upstreamHeaders(request: IncomingMessage, backend: BackendConfig, requestId: string, body: ProxyBody): Headers {
+function upstreamHeaders(request: IncomingMessage, backend: BackendConfig, requestId: string, body: ProxyBody, acceptEncoding: string): Headers {
   // JSON bodies go upstream as JSON whatever the client called them; an upload keeps its multipart type
   // (and boundary) and its length: undici sends a stream body with a content-length as is, and fails
   // the request if the stream turns out longer or shorter.
   const headers = forwardedHeaders(request, backend, requestId, body.kind === 'json' ? 'application/json' : request.headers['content-type']);
   if (body.kind === 'stream' && body.length !== null) headers['content-length'] = String(body.length);
+  headers['accept-encoding'] = acceptEncoding;
   return headers;
 }
 
@@ -124,20 +125,26 @@ function upstreamHeaders(request: IncomingMessage, backend: BackendConfig, reque
  * `contentType`, the request id, the backend's key in its type's header, its configured headers.
  */
 export function forwardedHeaders(request: IncomingMessage, backend: BackendConfig, requestId: string, contentType?: string): Headers {
+  // One object written in order (later names override earlier ones): no spread copies per request.
   const headers: Headers = {};
-  const copy = (name: string) => {
-    const value = request.headers[name];
-    if (value !== undefined) headers[name] = value;
-  };
   const kind = backendKind(backend);
-  const { 'anthropic-version': version, ...auth } = kind.auth(backend.api_key);
+  const auth = kind.auth(backend.api_key);
   // A default the client may override (the API version), then the client's allow-listed headers.
-  if (version !== undefined) headers['anthropic-version'] = version;
-  kind.clientHeaders.forEach(copy);
-  if (backend.pass_client_headers && backend.type === 'openai') BILLING_REQUEST_HEADERS.forEach(copy);
+  if (auth['anthropic-version'] !== undefined) headers['anthropic-version'] = auth['anthropic-version'];
+  copyHeaders(request, kind.clientHeaders, headers);
+  if (backend.pass_client_headers && backend.type === 'openai') copyHeaders(request, BILLING_REQUEST_HEADERS, headers);
   if (contentType !== undefined) headers['content-type'] = contentType;
   headers['x-request-id'] = requestId;
-  return { ...headers, ...auth, ...(backend.headers ?? {}) };
+  for (const name in auth) if (name !== 'anthropic-version') headers[name] = auth[name];
+  if (backend.headers) for (const name in backend.headers) headers[name] = backend.headers[name];
+  return headers;
+}
+
+function copyHeaders(request: IncomingMessage, names: Iterable<string>, into: Headers): void {
+  for (const name of names) {
+    const value = request.headers[name];
+    if (value !== undefined) into[name] = value;
+  }
 }
 
 /**
@@ -146,6 +153,7 @@ export function forwardedHeaders(request: IncomingMessage, backend: BackendConfi
  * (without the header an upstream may pick any coding, zstd included).
  */
 export function acceptedCodings(header: string | string[] | undefined): string {
+  if (header === undefined) return 'identity';
   const kept = [header ?? []]
     .flat()
     .flatMap((value) => value.split(','))

@@ -129,3 +129,45 @@ describe('boundPayload', () => {
     expect(bytes).toBeGreaterThan(20_000 * 32);
   });
 });
+
+describe('boundPayload: payloads that are plain JSON already', () => {
+  /** The copying walk's answer for `payload` (a toJSON wrapper costs nothing and is never plain). */
+  const copied = (payload: unknown, max = 1 << 20) => boundPayload({ toJSON: () => payload }, max);
+
+  it('keeps a plain payload as it is, counted exactly as its copy would be', () => {
+    const payload = {
+      protocol: 'openai',
+      path: '/v1/chat/completions',
+      model: 'gpt-4o-mini',
+      status: 200,
+      usage: { prompt_tokens: 9, completion_tokens: 2, cached_tokens: 0, total_tokens: 11 },
+      scopes: ['key:a', 'tenant:t'],
+      charged: null,
+      latency_ms: 1.25,
+      cached: false,
+      error: null,
+      nested: [[1, [2, { deep: 'é 😀' }]], []],
+    };
+    const bounded = boundPayload(payload, 1 << 20);
+    expect(bounded.payload).toBe(payload);
+    expect(bounded).toEqual({ payload: copied(payload).payload, bytes: copied(payload).bytes });
+  });
+
+  it.each([
+    ['an undefined member', { a: 1, b: undefined }],
+    ['-0', { a: -0 }],
+    ['a non-finite number', { a: Infinity }],
+    ['a lone surrogate', { a: 'x\uD800' }],
+    ['a NUL in a member name', { 'a\u0000b': 1 }],
+    ['a long string', { a: 'x'.repeat(5000) }],
+    ['a class instance', { at: new Date(0) }],
+    ['a BigInt', { n: 10n }],
+    ['an own __proto__ member', JSON.parse('{"__proto__":{"x":1}}')],
+    ['nesting past the depth', JSON.parse(`${'{"a":'.repeat(40)}1${'}'.repeat(40)}`)],
+    ['more than the byte bound', { a: 'y'.repeat(3000), b: 'z'.repeat(3000) }],
+  ])('copies a payload with %s, as before', (_, payload) => {
+    const bounded = boundPayload(payload, 2048 + 32 * 128);
+    expect(bounded.payload).not.toBe(payload);
+    expect(bounded).toEqual(copied(payload, 2048 + 32 * 128));
+  });
+});

@@ -5,7 +5,8 @@
  * nesting JSON.stringify cannot recurse through, strings no store holds alike, megabytes. Stores then
  * refuse the event, or the serialiser throws, and an event that can never be written must not reach a
  * store. So every payload is copied once, when it is recorded, into plain JSON that every backend
- * holds exactly: this never throws, and it bounds depth and size.
+ * holds exactly: this never throws, and it bounds depth and size. A payload that is such JSON already
+ * (PlainCheck) is kept as it is: the caller hands it over and does not change it afterwards.
  */
 
 /** Levels of nesting kept (the payload object is level 1); a deeper object or array becomes DEPTH_MARKER.
@@ -70,10 +71,76 @@ export function storableString(s: string): string {
  */
 export function boundPayload(payload: unknown, maxBytes: number): BoundedPayload {
   const budget = Math.max(0, maxBytes - SLACK);
+  // Most payloads (every proxied request's) are plain JSON already, well within the bounds: they are
+  // kept as they are after one read-only pass, which costs a fraction of the copy.
+  const plain = new PlainCheck(budget);
+  if (plain.object(payload, 1)) return { payload: payload as Record<string, unknown>, bytes: budget - plain.left };
   const walk = new Walk(budget);
   let copy = walk.value(payload, 1, []);
   if (typeof copy !== 'object' || copy === null || Array.isArray(copy)) copy = { value: copy === undefined ? null : copy };
   return { payload: copy as Record<string, unknown>, bytes: budget - walk.left };
+}
+
+/**
+ * Whether a value is already what Walk would copy it into, the same size by the same count: plain
+ * objects and arrays within the depth, well-formed strings shorter than COPY_FROM_CHARS, finite numbers
+ * other than -0, booleans and null, nothing cut by the bound, no member name to change. Anything else
+ * (a class instance, toJSON, undefined, a getter that throws, …) answers false, and the payload is copied.
+ */
+class PlainCheck {
+  constructor(public left: number) {}
+
+  object(value: unknown, depth: number): boolean {
+    if (typeof value !== 'object' || value === null || depth > AUDIT_MAX_DEPTH) return false;
+    this.left -= CONTAINER_COST;
+    try {
+      if (Array.isArray(value)) return Object.getPrototypeOf(value) === Array.prototype && this.elements(value, depth);
+      return Object.getPrototypeOf(value) === Object.prototype && typeof (value as { toJSON?: unknown }).toJSON !== 'function' && this.members(value as Record<string, unknown>, depth);
+    } catch {
+      return false;
+    }
+  }
+
+  private elements(value: unknown[], depth: number): boolean {
+    for (let i = 0; i < value.length; i++) {
+      if (this.left <= MEMBER_COST + STRING_COST) return false;
+      this.left -= MEMBER_COST;
+      if (!this.value(value[i], depth + 1)) return false;
+    }
+    return true;
+  }
+
+  private members(value: Record<string, unknown>, depth: number): boolean {
+    for (const name in value) {
+      if (!Object.hasOwn(value, name)) return false;
+      if (this.left <= MEMBER_COST + STRING_COST + name.length) return false;
+      this.left -= MEMBER_COST + STRING_COST + name.length;
+      if (name === '__proto__' || name.length >= COPY_FROM_CHARS || name.includes('\u0000') || !isWellFormed(name)) return false;
+      if (!this.value(value[name], depth + 1)) return false;
+    }
+    return true;
+  }
+
+  private value(value: unknown, depth: number): boolean {
+    switch (typeof value) {
+      case 'string':
+        if (value.length >= COPY_FROM_CHARS || value.length > this.left - STRING_COST || !isWellFormed(value)) return false;
+        this.left -= STRING_COST + value.length;
+        return true;
+      case 'number':
+        this.left -= SCALAR_COST;
+        return Number.isFinite(value) && !Object.is(value, -0);
+      case 'boolean':
+        this.left -= SCALAR_COST;
+        return true;
+      case 'object':
+        if (value !== null) return this.object(value, depth);
+        this.left -= SCALAR_COST;
+        return true;
+      default:
+        return false;
+    }
+  }
 }
 
 class Walk {
