@@ -24,9 +24,6 @@ const noSpecial = { disallowedSpecial: new Set<string>() };
 const O200K = /^(gpt-4o|gpt-4\.1|gpt-4\.5|gpt-5|gpt-oss|chatgpt-|o\d|codex-|omni-)/;
 const CL100K = /^(gpt-4|gpt-3\.5|gpt-35|text-embedding-|davinci-002|babbage-002)/;
 
-/** bytes/4, rounded up: the fallback estimate for text the tokenizer does not cover. */
-export const byteEstimate = (text: string): number => Math.ceil(Buffer.byteLength(text) / 4);
-
 /**
  * A prompt's tokens, two ways (docs/budgets.md, "What is reserved"):
  * - `expected`: the count to expect — OpenAI's tokenizer for OpenAI-family models, else bytes/4;
@@ -170,9 +167,6 @@ export function promptTokens(path: string, body: Json, model: string | null = ty
   return { expected: tally.expected, ceiling: tally.ceiling };
 }
 
-/** The prompt tokens to expect of a request body (`promptTokens(…).expected`). */
-export const estimatePromptTokens = (path: string, body: Json, model?: string | null): number => promptTokens(path, body, model).expected;
-
 /** Every field an upstream may read as the response's output limit, whichever API the path is. */
 export const OUTPUT_FIELDS: readonly OutputField[] = ['max_output_tokens', 'max_completion_tokens', 'max_tokens'];
 
@@ -197,3 +191,6 @@ export function requestedOutput(body: Json): { field: OutputField; tokens: numbe
   }
   return largest;
 }
+
+/** The prompt tokens to expect of a request body (`promptTokens(…).expected`). */
+export const estimatePromptTokens = (path: string, body: Json, model?: string | null): number => promptTokens(path, body, model).expected;
