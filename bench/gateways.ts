@@ -102,20 +102,12 @@ export async function startBare(core: string | null, upstream: string, streamUps
   return { name: 'bare', origin: `http://127.0.0.1:${bare.value}`, streamOrigin: `http://127.0.0.1:${bareStream.value}`, auth: false, pid: bare.pid, streamPid: bareStream.pid };
 }
 
-/** A gateway (`main`: this build's '../src/main.js' or an old build's entry point) on `backend`, with its own store. */
-export async function startGateway(
-  core: string | null,
-  dir: string,
-  name: string,
-  main: string,
-  backend: string,
-  extraEnv: Record<string, string> = {},
-  nodeOptions: string[] = [],
-): Promise<Target> {
+/** The environment of a gateway on `backend` with its own store (removed by `stopAll`), configured by the run's gateway.json. */
+export function gatewayEnv(dir: string, backend: string, extraEnv: Record<string, string> = {}): Record<string, string> {
   const prefix = `ditto-bench-${randomUUID().slice(0, 8)}`;
   const schema = `bench_${prefix.slice(-8).replace(/-/g, '')}`;
   stores.push({ prefix, schema });
-  const env: Record<string, string> = {
+  return {
     PORT: '0',
     HOST: '127.0.0.1',
     LOG_LEVEL: 'info',
@@ -129,7 +121,22 @@ export async function startGateway(
     POSTGRES_SCHEMA: schema,
     ...extraEnv,
   };
-  const { value: origin, pid } = await start(core, main, [], env, /listening on (http:\/\/[0-9a-z.:]+)/, nodeOptions);
+}
+
+/** The line a gateway prints once it listens, with its origin. */
+export const LISTENING = /listening on (http:\/\/[0-9a-z.:]+)/;
+
+/** A gateway (`main`: this build's '../src/main.js' or an old build's entry point) on `backend`, with its own store. */
+export async function startGateway(
+  core: string | null,
+  dir: string,
+  name: string,
+  main: string,
+  backend: string,
+  extraEnv: Record<string, string> = {},
+  nodeOptions: string[] = [],
+): Promise<Target> {
+  const { value: origin, pid } = await start(core, main, [], gatewayEnv(dir, backend, extraEnv), LISTENING, nodeOptions);
   return { name, origin, streamOrigin: origin, auth: true, pid };
 }
 
