@@ -41,8 +41,9 @@ const children: ChildProcess[] = [];
 const stores: Array<{ prefix: string; schema: string }> = [];
 
 /**
- * Starts `node [nodeOptions] <script> [args]` (the script relative to dist/bench, or absolute) on `core`, resolving with the first
- * match of `ready` in its output and the process id; from then on its output is drained unread.
+ * Starts `[wrapper] node [nodeOptions] <script> [args]` (the script relative to dist/bench, or absolute; `wrapper` a command
+ * that runs node, such as valgrind) on `core`, resolving with the first match of `ready` in its output, the process and its
+ * id; from then on its output is drained unread.
  */
 export function start(
   core: string | null,
@@ -51,8 +52,10 @@ export function start(
   env: Record<string, string> = {},
   ready: RegExp = /(\S+)\n/,
   nodeOptions: string[] = [],
-): Promise<{ value: string; pid: number }> {
-  const [command, argv] = onCore(core, process.execPath, [...nodeOptions, path.resolve(__dirname, script), ...args]);
+  wrapper: string[] = [],
+): Promise<{ value: string; pid: number; child: ChildProcess }> {
+  const [program, ...programArgs] = [...wrapper, process.execPath];
+  const [command, argv] = onCore(core, program, [...programArgs, ...nodeOptions, path.resolve(__dirname, script), ...args]);
   const child = spawn(command, argv, { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
   children.push(child);
   return new Promise((resolve, reject) => {
@@ -64,7 +67,7 @@ export function start(
       child.stdout!.off('data', onData);
       child.stdout!.resume();
       // Under taskset the child is taskset's exec of node: the same process.
-      resolve({ value: match[1], pid: child.pid! });
+      resolve({ value: match[1], pid: child.pid!, child });
     };
     child.stdout!.on('data', onData);
     child.once('exit', (code) => reject(new Error(`${script} exited with ${code}: ${out.slice(-500)}`)));

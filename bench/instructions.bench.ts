@@ -14,12 +14,12 @@
  * Needs valgrind (Debian package `valgrind`). BENCH_BACKENDS (first entry, default memory),
  * BENCH_BUDGET_MODE and BENCH_ROUNDS (default 2) as in the other benches.
  */
-import { ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { Agent, request } from 'node:http';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { BODY, KEY, LISTENING, PATH, gatewayEnv, startUpstreams, stopAll } from './gateways';
+import { BODY, KEY, LISTENING, PATH, gatewayEnv, start, startUpstreams, stopAll } from './gateways';
 import { BenchSetupError } from './load-generator';
 import { buildOldCommit } from './old-build';
 import { recordRun } from './record';
@@ -85,27 +85,6 @@ function callgrindControl(option: string[], pid: number): void {
   if (!/\bOK\b/.test(said)) throw new Error(`callgrind_control ${option.join(' ')} ${pid}: ${said.trim()}`);
 }
 
-/** Starts `main` under callgrind; resolves with the process and the origin it listens on. */
-function startCounted(main: string, env: Record<string, string>, out: string): Promise<{ child: ChildProcess; origin: string }> {
-  const child = spawn('valgrind', ['--tool=callgrind', '--instr-atstart=no', '--smc-check=all-non-file', `--callgrind-out-file=${out}`, process.execPath, main], {
-    env: { PATH: process.env.PATH ?? '', ...env, ...VGDB_ENV },
-    stdio: ['ignore', 'pipe', 'ignore'],
-  });
-  return new Promise((resolve, reject) => {
-    let text = '';
-    const onData = (d: Buffer) => {
-      text += d.toString();
-      const match = LISTENING.exec(text);
-      if (!match) return;
-      child.stdout!.off('data', onData);
-      child.stdout!.resume();
-      resolve({ child, origin: match[1] });
-    };
-    child.stdout!.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`${main} under valgrind exited with ${code}: ${text.slice(-500)}`)));
-  });
-}
-
 /** Resolves once callgrind has written the dump asked for (it does so on its own schedule; the file ends with its totals). */
 async function dumped(file: string): Promise<void> {
   for (let waited = 0; waited < 60_000; waited += 200) {
@@ -135,15 +114,16 @@ function split(dump: string, target: string, round: number): Count {
 
 async function measure(target: string, main: string, dir: string, round: number): Promise<Count> {
   const out = path.join(dir, `callgrind-${target.replace(/\W+/g, '-')}-${round}.out`);
-  const env = gatewayEnv(dir, BACKEND, BUDGET_MODE ? { BUDGET_MODE } : {});
-  const { child, origin } = await startCounted(main, env, out);
+  const env = { ...gatewayEnv(dir, BACKEND, BUDGET_MODE ? { BUDGET_MODE } : {}), ...VGDB_ENV };
+  const valgrind = ['valgrind', '--quiet', '--tool=callgrind', '--instr-atstart=no', '--smc-check=all-non-file', `--callgrind-out-file=${out}`];
+  const { value: origin, pid, child } = await start(null, main, [], env, LISTENING, [], valgrind);
   try {
     await drive(origin, WARM, 8);
-    callgrindControl(['-i', 'on'], child.pid!);
+    callgrindControl(['-i', 'on'], pid);
     await drive(origin, 200, 1);
-    callgrindControl(['-z'], child.pid!);
+    callgrindControl(['-z'], pid);
     await drive(origin, REQUESTS, 1);
-    callgrindControl(['-d'], child.pid!);
+    callgrindControl(['-d'], pid);
     await dumped(`${out}.1`);
   } finally {
     await new Promise((resolve) => {

@@ -1,7 +1,7 @@
 import { ErrorCode, GatewayError } from '../common/errors/gateway-error';
 import { MAX_REQUEST_TOKENS, MAX_REQUEST_UNITS } from '../common/numeric-limits';
 import { BilledUnit, ModelPrice, costMicros, unitPrice } from '../costs/pricing';
-import { OutputField, PromptTokens, promptTokens, requestedOutput } from './token-estimate';
+import { OutputField, PromptTokens, plainTextTokens, promptTokens, requestedOutput } from './token-estimate';
 
 type Json = Record<string, unknown>;
 
@@ -90,11 +90,6 @@ export const expectedTokensOf = (e: Estimate): number => e.expectedPromptTokens 
 const prompt = (counted: PromptTokens) => ({ promptTokens: counted.ceiling, expectedPromptTokens: counted.expected });
 /** A prompt both sides count the same. */
 const exactly = (tokens: number) => ({ promptTokens: tokens, expectedPromptTokens: tokens });
-/** Plain text without a tokenizer: bytes/4 expected, one token per byte at most (token-estimate.ts). */
-const plainText = (text: string) => {
-  const bytes = Buffer.byteLength(text);
-  return { promptTokens: bytes, expectedPromptTokens: Math.ceil(bytes / 4) };
-};
 
 /** The estimate's cost in USD micros for a priced model, 0 otherwise. */
 export function estimateCost(e: Estimate, price: ModelPrice | null): number {
@@ -141,7 +136,7 @@ export function estimate(meter: Meter, path: string, body: Json | null, context:
     case 'speech': {
       const characters = typeof json.input === 'string' ? Math.min([...json.input].length, MAX_REQUEST_UNITS) : 0;
       if (unit === 'characters') return { ...base, units: { unit, quantity: characters, exact: true } };
-      return { ...base, ...plainText(String(json.input ?? '')), perChoice: modelMax ?? context.defaultOutputTokens };
+      return { ...base, ...prompt(plainTextTokens(String(json.input ?? ''))), perChoice: modelMax ?? context.defaultOutputTokens };
     }
     case 'images': {
       const images = choices(json, ['n']);

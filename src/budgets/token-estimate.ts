@@ -192,5 +192,12 @@ export function requestedOutput(body: Json): { field: OutputField; tokens: numbe
   return largest;
 }
 
+/** Plain text no tokenizer here counts (speech input), expected and at most. */
+export function plainTextTokens(text: string): PromptTokens {
+  const tally = new Tally(null);
+  tally.text(text);
+  return { expected: tally.expected, ceiling: tally.ceiling };
+}
+
 /** The prompt tokens to expect of a request body (`promptTokens(…).expected`). */
 export const estimatePromptTokens = (path: string, body: Json, model?: string | null): number => promptTokens(path, body, model).expected;
