@@ -9,7 +9,7 @@ import {
 import { Page, encodeCursor } from '../../../common/page';
 import { readCursor } from '../../../common/errors/storage-errors';
 
-function matches(r: AuditRecord, q: AuditQuery): boolean {
+function matches(r: Pick<AuditRecord, 'ts' | 'kind' | 'keyId' | 'tenantId'>, q: AuditQuery): boolean {
   return (
     (q.since === undefined || r.ts >= q.since) &&
     (q.until === undefined || r.ts < q.until) &&
@@ -19,19 +19,32 @@ function matches(r: AuditRecord, q: AuditQuery): boolean {
   );
 }
 
-/** Audit rows in an array kept in (ts, id) order; fine for a process-local, pruned log. */
+/** A stored row: the record's columns, its payload as JSON text (as the SQL stores keep it). */
+type Row = Omit<AuditRecord, 'payload'> & { payload: string };
+
+/** A copy of a stored row for the caller. */
+function toRecord(row: Row): AuditRecord {
+  return { ...row, payload: JSON.parse(row.payload) as Record<string, unknown> };
+}
+
+/**
+ * Audit rows in an array kept in (ts, id) order; fine for a process-local, pruned log. Payloads are
+ * kept as JSON text, not objects: one native stringify per event instead of a structured clone, and a
+ * long log is a few flat strings per row to the garbage collector instead of a tree of objects.
+ */
 export class MemoryAuditLogRepository extends AuditLogRepository {
-  private rows: AuditRecord[] = [];
+  private rows: Row[] = [];
   private readonly ids = new Set<string>();
 
   async append(records: AuditRecord[]): Promise<void> {
     let sorted = true;
-    for (const record of records) {
-      if (this.ids.has(record.id)) continue;
-      this.ids.add(record.id);
+    for (const { id, ts, kind, requestId, keyId, tenantId, payload } of records) {
+      if (this.ids.has(id)) continue;
+      const row: Row = { id, ts, kind, requestId, keyId, tenantId, payload: JSON.stringify(payload) };
+      this.ids.add(id);
       const last = this.rows[this.rows.length - 1];
-      if (last && compareAuditOrder(last, record) > 0) sorted = false;
-      this.rows.push(structuredClone(record));
+      if (last && compareAuditOrder(last, row) > 0) sorted = false;
+      this.rows.push(row);
     }
     if (!sorted) this.rows.sort(compareAuditOrder);
   }
@@ -48,7 +61,7 @@ export class MemoryAuditLogRepository extends AuditLogRepository {
         more = true;
         break;
       }
-      items.push(structuredClone(row));
+      items.push(toRecord(row));
     }
     const last = items[items.length - 1];
     return { items, nextCursor: more ? encodeCursor({ ts: last.ts, id: last.id }) : null };
@@ -57,7 +70,7 @@ export class MemoryAuditLogRepository extends AuditLogRepository {
   async *scan(query: AuditQuery, batchSize: number): AsyncIterable<AuditRecord[]> {
     let batch: AuditRecord[] = [];
     for (const row of this.rows.filter((r) => matches(r, query))) {
-      batch.push(structuredClone(row));
+      batch.push(toRecord(row));
       if (batch.length === batchSize) {
         yield batch;
         batch = [];

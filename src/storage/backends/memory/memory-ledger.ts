@@ -1,8 +1,10 @@
 import { Page, encodeCursor } from '../../../common/page';
 import { Ledger, LedgerScope, Reservation, ReserveResult, rolledOver, windowStartFor } from '../../ports/ledger';
 import { readCursor } from '../../../common/errors/storage-errors';
+import { AccountingLedger, AccountingReserveResult, AccountingSettled, LedgerAmounts, refusedBy } from '../../ports/accounting-ledger';
 
 const isString = (v: unknown): v is string => typeof v === 'string';
+const OK: ReserveResult = { ok: true };
 
 /**
  * In-process ledger. Every method body runs synchronously up to its first await (there is none), so
@@ -13,16 +15,32 @@ export class MemoryLedger extends Ledger {
   private readonly reservations = new Map<string, Reservation>();
 
   async reserve(reservationId: string, scopes: string[], amount: number, now = Date.now()): Promise<ReserveResult> {
-    if (this.reservations.has(reservationId)) return { ok: true };
-    const rows = scopes.map((s) => this.current(s, now));
-    for (const row of rows) {
+    const refused = this.refusal(reservationId, scopes, amount, now);
+    if (refused) return refused;
+    this.hold(reservationId, scopes, amount, now);
+    return OK;
+  }
+
+  /** Why `reserve` would refuse, or null when it would hold (or holds already) the reservation. */
+  refusal(reservationId: string, scopes: string[], amount: number, now: number): ReserveResult | null {
+    if (this.reservations.has(reservationId)) return null;
+    for (const scope of scopes) {
+      const row = this.current(scope, now);
       if (row.limit !== null && row.spent + row.reserved + amount > row.limit) {
         return { ok: false, scope: row.scope, limit: row.limit, spent: row.spent, reserved: row.reserved };
       }
     }
-    for (const row of rows) this.scopes.set(row.scope, { ...row, reserved: row.reserved + amount, updatedAt: now });
+    return null;
+  }
+
+  /** Holds the reservation `refusal` found room for (nothing when it is held already). */
+  hold(reservationId: string, scopes: string[], amount: number, now: number): void {
+    if (this.reservations.has(reservationId)) return;
+    for (const scope of scopes) {
+      const row = this.current(scope, now);
+      this.scopes.set(scope, { ...row, reserved: row.reserved + amount, updatedAt: now });
+    }
     this.reservations.set(reservationId, { id: reservationId, scopes: [...scopes], amount, createdAt: now });
-    return { ok: true };
   }
 
   async commit(reservationId: string, actual: number, now = Date.now()): Promise<boolean> {
@@ -85,7 +103,8 @@ export class MemoryLedger extends Ledger {
     if (!this.reservations.has(reservation.id)) this.reservations.set(reservation.id, { ...reservation, scopes: [...reservation.scopes] });
   }
 
-  private settle(reservationId: string, actual: number, now: number): boolean {
+  /** Commits `actual` (release: 0) on every scope of the reservation; false when it is not held. */
+  settle(reservationId: string, actual: number, now: number): boolean {
     const reservation = this.reservations.get(reservationId);
     if (!reservation) return false;
     this.reservations.delete(reservationId);
@@ -106,5 +125,35 @@ export class MemoryLedger extends Ledger {
     const row = this.scopes.get(scope);
     if (!row) return { scope, limit: null, spent: 0, reserved: 0, periodMs: null, windowStart: 0, updatedAt: now };
     return rolledOver(row, now);
+  }
+}
+
+/**
+ * The memory store's token and cost ledgers reserved and settled together in one synchronous step: all
+ * scopes of both or none, with nothing to compensate (ParallelAccountingLedger's two calls and their
+ * promises are for stores that answer over a connection).
+ */
+export class MemoryAccountingLedger extends AccountingLedger {
+  constructor(
+    private readonly tokens: MemoryLedger,
+    private readonly costs: MemoryLedger,
+  ) {
+    super();
+  }
+
+  async reserve(reservationId: string, scopes: string[], amounts: LedgerAmounts, now = Date.now()): Promise<AccountingReserveResult> {
+    const byTokens = this.tokens.refusal(reservationId, scopes, amounts.tokens, now);
+    const byCost = this.costs.refusal(reservationId, scopes, amounts.usdMicros, now);
+    if (byTokens || byCost) return refusedBy(byTokens ?? OK, byCost ?? OK);
+    this.tokens.hold(reservationId, scopes, amounts.tokens, now);
+    this.costs.hold(reservationId, scopes, amounts.usdMicros, now);
+    return { ok: true };
+  }
+
+  async settle(reservationId: string, actual: LedgerAmounts | null, now = Date.now()): Promise<AccountingSettled> {
+    return {
+      tokens: this.tokens.settle(reservationId, actual?.tokens ?? 0, now),
+      usdMicros: this.costs.settle(reservationId, actual?.usdMicros ?? 0, now),
+    };
   }
 }

@@ -6,7 +6,7 @@ import { StorageBackend, StorageOptions } from '../../ports/storage-backend';
 import { MemoryAuditLogRepository } from '../memory/memory-audit-log.repository';
 import { MemoryChangeFeed } from '../memory/memory-change-feed';
 import { MemoryJobLock } from '../memory/memory-job-lock';
-import { MemoryLedger } from '../memory/memory-ledger';
+import { MemoryAccountingLedger, MemoryLedger } from '../memory/memory-ledger';
 import { MemoryRateLimitRepository } from '../memory/memory-rate-limit.repository';
 import { MemoryVirtualKeyRepository } from '../memory/memory-virtual-key.repository';
 
@@ -34,12 +34,15 @@ export async function openStateBackend(options: StorageOptions): Promise<Storage
     return writes;
   };
   if (keys === null) await save([]);
+  const budgets = new MemoryLedger();
+  const costs = new MemoryLedger();
 
   return {
     name: 'state',
     keys: new MemoryVirtualKeyRepository(keys ?? [], save),
-    budgets: new MemoryLedger(),
-    costs: new MemoryLedger(),
+    budgets,
+    costs,
+    accounting: new MemoryAccountingLedger(budgets, costs),
     audit: new MemoryAuditLogRepository(),
     rateLimits: new MemoryRateLimitRepository(),
     changes: new MemoryChangeFeed(),
