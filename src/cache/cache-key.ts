@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { sha256Hex } from '../common/sha256';
 import { VirtualKey } from '../virtual-keys/domain/virtual-key';
 
 export type CacheScopeMode = 'key' | 'tenant' | 'global';
@@ -43,7 +43,7 @@ export interface CacheKeyParts {
 export function cacheKey(parts: CacheKeyParts): string {
   const backends = [...new Set(parts.backends)].sort();
   const encoded = JSON.stringify([parts.method.toUpperCase(), parts.path, backends, parts.scope, canonicalJson(parts.body)]);
-  return createHash('sha256').update(encoded, 'utf8').digest('hex');
+  return sha256Hex(encoded);
 }
 
 /** Who may share an entry: the key itself, its tenant (a key without one: itself), or everyone. */

@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Metric, Registry, collectDefaultMetrics } from 'prom-client';
+import { LabelledCounter, LabelledHistogram } from './labelled-metrics';
 
 /**
  * The Prometheus registry of this instance (`GET /metrics`). One registry per application (not
@@ -28,5 +29,21 @@ export class MetricsService {
 
   histogram<L extends string>(name: string, help: string, labelNames: readonly L[], buckets: number[]): Histogram<L> {
     return new Histogram({ name, help, labelNames, buckets, registers: [this.registry] });
+  }
+
+  /** A counter whose label sets the caller looks up by its own key (for the request path: labelled-metrics.ts). */
+  labelledCounter(name: string, help: string): LabelledCounter {
+    return this.register(new LabelledCounter(name, help));
+  }
+
+  /** A histogram whose label sets the caller looks up by its own key (for the request path: labelled-metrics.ts). */
+  labelledHistogram(name: string, help: string, buckets: readonly number[]): LabelledHistogram {
+    return this.register(new LabelledHistogram(name, help, buckets));
+  }
+
+  private register<M extends LabelledCounter | LabelledHistogram>(metric: M): M {
+    // The registry reads name, help, type, aggregator and get(), which these provide.
+    this.registry.registerMetric(metric as unknown as Metric);
+    return metric;
   }
 }

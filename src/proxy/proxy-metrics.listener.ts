@@ -39,31 +39,35 @@ export class ProxyMetricsListener implements OnModuleInit {
   onModuleInit(): void {
     const keyLabels = this.server.metricsKeyLabels;
     const m = this.metrics;
-    const labels = ['route', 'status', 'backend', 'protocol'];
-    const requests = m.counter('ditto_proxy_requests_total', 'Proxied requests by route, status, backend and the API the client spoke', keyLabels ? [...labels, 'key_id'] : labels);
-    const duration = m.histogram('ditto_proxy_request_duration_seconds', 'Time from request to the end of the response', ['route', 'backend'], SECONDS);
-    const upstream = m.histogram('ditto_proxy_upstream_duration_seconds', 'Time the upstream took, from sending the request to the end of its body', ['backend'], SECONDS);
-    const overhead = m.histogram('ditto_proxy_overhead_seconds', "The gateway's own time per request (total minus upstream)", ['route'], OVERHEAD_SECONDS);
+    // Labelled metrics: each label set's series is looked up by a key string of its values (labelled-metrics.ts).
+    const requests = m.labelledCounter('ditto_proxy_requests_total', 'Proxied requests by route, status, backend and the API the client spoke');
+    const duration = m.labelledHistogram('ditto_proxy_request_duration_seconds', 'Time from request to the end of the response', SECONDS);
+    const upstream = m.labelledHistogram('ditto_proxy_upstream_duration_seconds', 'Time the upstream took, from sending the request to the end of its body', SECONDS);
+    const overhead = m.labelledHistogram('ditto_proxy_overhead_seconds', "The gateway's own time per request (total minus upstream)", OVERHEAD_SECONDS);
     const refusals = m.counter('ditto_proxy_refusals_total', 'Requests the gateway refused itself (auth, allow-list, budget, size…), by error code', ['code']);
-    const tokens = m.counter('ditto_tokens_charged_total', 'Tokens charged to budgets', ['backend']);
-    const cost = m.counter('ditto_cost_charged_usd_micros_total', 'Cost charged to budgets, USD micros', ['backend']);
+    const tokens = m.labelledCounter('ditto_tokens_charged_total', 'Tokens charged to budgets');
+    const cost = m.labelledCounter('ditto_cost_charged_usd_micros_total', 'Cost charged to budgets, USD micros');
     const aborted = m.counter('ditto_proxy_client_aborts_total', 'Requests the client abandoned before the response ended', ['route']);
 
     this.events.on((event: ProxyEvent) => {
       const route = routeLabel(event.path);
       const backend = event.backend ?? 'none';
-      const counted = { route, status: String(event.status), backend, protocol: event.protocol ?? 'openai' };
-      requests.inc(keyLabels ? { ...counted, key_id: event.keyId ?? 'none' } : counted);
-      duration.observe({ route, backend }, event.latencyMs / 1000);
+      const status = String(event.status);
+      const protocol = event.protocol ?? 'openai';
+      const keyId = keyLabels ? (event.keyId ?? 'none') : '';
+      const counted = `${route}\n${status}\n${backend}\n${protocol}\n${keyId}`;
+      (requests.at(counted) ?? requests.add(counted, { route, status, backend, protocol, ...(keyLabels ? { key_id: keyId } : {}) })).inc();
+      const timed = `${route}\n${backend}`;
+      (duration.at(timed) ?? duration.add(timed, { route, backend })).observe(event.latencyMs / 1000);
       if (event.upstreamMs !== null) {
-        upstream.observe({ backend }, event.upstreamMs / 1000);
-        overhead.observe({ route }, Math.max(0, event.latencyMs - event.upstreamMs) / 1000);
+        (upstream.at(backend) ?? upstream.add(backend, { backend })).observe(event.upstreamMs / 1000);
+        (overhead.at(route) ?? overhead.add(route, { route })).observe(Math.max(0, event.latencyMs - event.upstreamMs) / 1000);
       }
       if (event.error !== null && event.backend === null) refusals.inc({ code: event.error });
       if (event.aborted) aborted.inc({ route });
       if (event.charged) {
-        tokens.inc({ backend }, event.charged.tokens);
-        cost.inc({ backend }, event.charged.usdMicros);
+        (tokens.at(backend) ?? tokens.add(backend, { backend })).inc(event.charged.tokens);
+        (cost.at(backend) ?? cost.add(backend, { backend })).inc(event.charged.usdMicros);
       }
     });
   }

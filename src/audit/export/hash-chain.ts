@@ -1,4 +1,4 @@
-import * as crypto from 'node:crypto';
+import { sha256Hex } from '../../common/sha256';
 import { AuditRecord } from '../domain/audit-record';
 
 /** `prev_hash` of the first row of every export. */
@@ -85,12 +85,6 @@ function nullable(value: string | null): string {
 export function chainHash(prevHash: string, row: AuditRowView, payloadJson?: string): string {
   return sha256Hex(prevHash + canonicalRow(row, payloadJson));
 }
-
-/** crypto.hash (Node >= 20.12) is the one-shot form: no Hash object per row. */
-const oneShot = (crypto as { hash?: (algorithm: string, data: string, encoding: 'hex') => string }).hash;
-const sha256Hex = oneShot
-  ? (data: string): string => oneShot('sha256', data, 'hex')
-  : (data: string): string => crypto.createHash('sha256').update(data, 'utf8').digest('hex');
 
 /** Links rows into the chain in the order they are given (an export's order: oldest first). */
 export class HashChain {

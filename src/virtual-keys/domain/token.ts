@@ -1,11 +1,12 @@
-import { createHash, randomInt } from 'node:crypto';
+import { randomInt } from 'node:crypto';
+import { sha256Hex } from '../../common/sha256';
 
 export const TOKEN_PREFIX = 'sk-ditto-';
 const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
 
 /** SHA-256 hex of a token: the only form in which a token is stored. */
 export function hashToken(token: string): string {
-  return createHash('sha256').update(token, 'utf8').digest('hex');
+  return sha256Hex(token);
 }
 
 /** A new token: `sk-ditto-` + 40 base62 characters from the CSPRNG (about 238 bits). */
