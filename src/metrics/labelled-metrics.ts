@@ -4,6 +4,15 @@ interface MetricValue {
   metricName: string;
 }
 
+/** What a prom-client Registry reads of a metric (`get()`). */
+interface MetricJson {
+  name: string;
+  help: string;
+  type: string;
+  aggregator: string;
+  values: MetricValue[];
+}
+
 /** One label set's count of a LabelledCounter. */
 export class CounterSeries {
   value = 0;
@@ -44,6 +53,9 @@ export class HistogramSeries {
 
 /** Label sets looked up by the caller's key, created on first use. */
 abstract class LabelledMetric<S extends { labels: Readonly<Record<string, string>> }> {
+  abstract readonly type: string;
+  /** How prom-client's cluster registry merges workers' values. */
+  readonly aggregator = 'sum';
   protected readonly series = new Map<string, S>();
 
   constructor(
@@ -67,7 +79,12 @@ abstract class LabelledMetric<S extends { labels: Readonly<Record<string, string
     this.series.clear();
   }
 
+  get(): MetricJson {
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values: this.values() };
+  }
+
   protected abstract create(labels: Record<string, string>): S;
+  protected abstract values(): MetricValue[];
 }
 
 /**
@@ -76,15 +93,13 @@ abstract class LabelledMetric<S extends { labels: Readonly<Record<string, string
  */
 export class LabelledCounter extends LabelledMetric<CounterSeries> {
   readonly type = 'counter';
-  readonly aggregator = 'sum';
 
   protected create(labels: Record<string, string>): CounterSeries {
     return new CounterSeries(labels);
   }
 
-  get(): { name: string; help: string; type: string; aggregator: string; values: MetricValue[] } {
-    const values = [...this.series.values()].map((s) => ({ value: s.value, labels: { ...s.labels }, metricName: this.name }));
-    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
+  protected values(): MetricValue[] {
+    return [...this.series.values()].map((s) => ({ value: s.value, labels: { ...s.labels }, metricName: this.name }));
   }
 }
 
@@ -97,7 +112,6 @@ export class LabelledCounter extends LabelledMetric<CounterSeries> {
  */
 export class LabelledHistogram extends LabelledMetric<HistogramSeries> {
   readonly type = 'histogram';
-  readonly aggregator = 'sum';
 
   constructor(
     name: string,
@@ -111,7 +125,7 @@ export class LabelledHistogram extends LabelledMetric<HistogramSeries> {
     return new HistogramSeries(labels, this.bounds);
   }
 
-  get(): { name: string; help: string; type: string; aggregator: string; values: MetricValue[] } {
+  protected values(): MetricValue[] {
     const values: MetricValue[] = [];
     for (const s of this.series.values()) {
       let cumulative = 0;
@@ -123,6 +137,6 @@ export class LabelledHistogram extends LabelledMetric<HistogramSeries> {
       values.push({ value: s.sum, labels: { ...s.labels }, metricName: `${this.name}_sum` });
       values.push({ value: s.count, labels: { ...s.labels }, metricName: `${this.name}_count` });
     }
-    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
+    return values;
   }
 }

@@ -154,7 +154,7 @@ function copyHeaders(request: IncomingMessage, names: Iterable<string>, into: He
  */
 export function acceptedCodings(header: string | string[] | undefined): string {
   if (header === undefined) return 'identity';
-  const kept = [header ?? []]
+  const kept = [header]
     .flat()
     .flatMap((value) => value.split(','))
     .map((part) => part.trim())
