@@ -53,6 +53,21 @@ class TimedRepository extends MemoryAuditLogRepository {
   }
 }
 
+/** The memory store with `batchMs` of (fake) time per delete batch; records when each batch started and its cutoff. */
+class SlowRepository extends MemoryAuditLogRepository {
+  batches: Array<{ at: number; cutoff: number; rows: number }> = [];
+  constructor(private readonly batchMs: number) {
+    super();
+  }
+  override async deleteOlderThan(cutoff: number, maxRows: number): Promise<number> {
+    const at = Date.now();
+    await new Promise((resolve) => setTimeout(resolve, this.batchMs));
+    const rows = await super.deleteOlderThan(cutoff, maxRows);
+    this.batches.push({ at, cutoff, rows });
+    return rows;
+  }
+}
+
 /** A lock that is always free and counts the renewals of its lease, which answer `renewed`. */
 class CountingLock extends JobLock {
   renewals: number[] = [];
@@ -150,13 +165,39 @@ describe('AuditRetentionJob', () => {
         const repository = new TimedRepository(100, 50 * 5000);
         const duty = loadAppConfig({ STORAGE_BACKEND: 'memory', AUDIT_RETENTION_SECS: '3600', AUDIT_PRUNE_DUTY_PERCENT: percent, AUDIT_PRUNE_BATCH: '5000' });
         const job = new AuditRetentionJob(repository, new CountingLock(), new SchedulerRegistry(), duty.audit, new MetricsService());
-        // The sizer keeps batches at 5000 rows here (100 ms each, its target): 51 batches, the last one short.
+        // The sizer keeps batches at 5000 rows here (100 ms each, its target): 51 batches, the last one
+        // short, then one for the rows that expired since the job started (none left).
         const { value, ms } = await settle(job.tick());
         expect(value).toEqual({ deleted: 50 * 5000, more: false });
-        expect(repository.batches).toBe(51);
+        expect(repository.batches).toBe(52);
         expect(repository.busyMs / ms).toBeCloseTo(share, 1);
         await job.onApplicationShutdown();
       }
+    });
+
+    it('paces the rows expired before it started, and deletes those that expired since without pause', async () => {
+      const repository = new SlowRepository(100);
+      const start = Date.now();
+      // 20,000 rows expired an hour before the job starts, and 20,000 that expire in its first minute.
+      await repository.append(rows(20_000, (i) => start - 2 * HOUR + i));
+      await repository.append(rows(20_000, (i) => start - HOUR + 1 + i * 2).map((r) => ({ ...r, id: `later-${r.id}` })));
+      const job = new AuditRetentionJob(repository, new CountingLock(), new SchedulerRegistry(), config.audit, new MetricsService());
+      await jest.advanceTimersByTimeAsync(60_000);
+      const { value } = await settle(job.tick());
+      await job.onApplicationShutdown();
+      expect(value).toEqual({ deleted: 40_000, more: false });
+      expect(await repository.count()).toBe(0);
+      const gaps = (cutoff: number) => {
+        const at = repository.batches.filter((b) => b.cutoff === cutoff && b.rows > 0).map((b) => b.at);
+        return at.slice(1).map((t, i) => t - at[i]);
+      };
+      // Batches of 5000 rows (100 ms, the sizer's target): the backlog's 300 ms apart after each, the inflow's back to back.
+      const backlog = gaps(start - HOUR);
+      const inflow = gaps(start + 60_000 - HOUR);
+      expect(backlog).toHaveLength(3);
+      expect(inflow).toHaveLength(3);
+      expect(backlog.every((gap) => gap >= 400)).toBe(true);
+      expect(inflow.every((gap) => gap < 200)).toBe(true);
     });
 
     it('ends the run when its lease was lost, with a WARN, and leaves the rest to the next run', async () => {

@@ -38,11 +38,14 @@ export interface PruneRun {
  * replica at a time): readies the store's own expiry (PostgreSQL partitions ahead, MongoDB's TTL
  * index), drops what expired whole (partitions), then deletes expired rows in batches until none is
  * left or the run's time budget is spent, then gives the freed space back (SQLite's vacuum steps). A
- * batch's size follows the time batches take (PruneBatchSizer). After each batch or step the run
- * waits so that it keeps the store busy at most AUDIT_PRUNE_DUTY_PERCENT of the time: the requests'
- * own writes and reads share the store (on SQLite, its one writer thread) and the machine's cores with
- * it. The lease of the lock is renewed as the run goes. A run cut short is followed by the next one at
- * once, so the job keeps pace with any write rate the store can delete at in its share of the time.
+ * batch's size follows the time batches take (PruneBatchSizer). Rows that had expired already when
+ * the job started (a backlog: retention just enabled or lowered, old rows imported) go first, and
+ * after each of their batches (and each vacuum step) the run waits so that it keeps the store busy at
+ * most AUDIT_PRUNE_DUTY_PERCENT of the time: the requests' own writes and reads share the store (on
+ * SQLite, its one writer thread) and the machine's cores with it. Rows that expired since are the
+ * steady inflow and go without pause: pausing for them would only defer them, and on a store too slow
+ * to keep up within its share the table would grow without bound. The lease of the lock is renewed as
+ * the run goes. A run cut short is followed by the next one at once.
  * After each run the lag (age of the oldest row beyond the retention) and the row count are
  * published, and a lag beyond AUDIT_PRUNE_LAG_ALERT_SECS is logged as an ERROR.
  */
@@ -60,6 +63,8 @@ export class AuditRetentionJob implements OnApplicationBootstrap, OnApplicationS
   /** Free space a run deleted and did not give back yet (its budget ran out first). */
   private reclaimPending = false;
   private lastLagAlert = 0;
+  /** Rows older than this (expired when the job was created) are the backlog, deleted at the paced rate. */
+  private readonly backlogBefore: number;
 
   constructor(
     private readonly repository: AuditLogRepository,
@@ -72,6 +77,7 @@ export class AuditRetentionJob implements OnApplicationBootstrap, OnApplicationS
     this.lag = metrics.gauge('ditto_audit_retention_lag_seconds', 'Age of the oldest audit row minus the retention (0 when caught up), as of the last prune run');
     this.rows = metrics.gauge('ditto_audit_rows', 'Audit rows in the store (approximate), as of the last prune run');
     this.sizer = new PruneBatchSizer(config.pruneBatch, BATCH_TARGET_MS, Math.min(MIN_BATCH, config.pruneBatch), MAX_BATCH);
+    this.backlogBefore = Date.now() - config.retentionSecs * 1000;
   }
 
   onApplicationBootstrap(): void {
@@ -140,19 +146,24 @@ export class AuditRetentionJob implements OnApplicationBootstrap, OnApplicationS
     const cap = this.config.pruneBatch * this.config.pruneMaxBatches;
     let rowByRow = 0;
     let more = true;
-    while (rowByRow < cap && !this.stopping) {
-      const wanted = Math.min(this.sizer.size, cap - rowByRow);
-      const batchStart = performance.now();
-      const n = await this.repository.deleteOlderThan(cutoff, wanted);
-      const busyMs = performance.now() - batchStart;
-      this.sizer.observe(n, busyMs);
-      rowByRow += n;
-      this.pruned.inc(n);
-      if (n < wanted) {
-        more = false;
-        break;
+    // The backlog first, paced; then the inflow (deletes go oldest first, so only in this order).
+    for (const [below, paced] of [[Math.min(this.backlogBefore, cutoff), true], [cutoff, false]] as const) {
+      more = true;
+      while (rowByRow < cap && !this.stopping) {
+        const wanted = Math.min(this.sizer.size, cap - rowByRow);
+        const batchStart = performance.now();
+        const n = await this.repository.deleteOlderThan(below, wanted);
+        const busyMs = performance.now() - batchStart;
+        this.sizer.observe(n, busyMs);
+        rowByRow += n;
+        this.pruned.inc(n);
+        if (n < wanted) {
+          more = false;
+          break;
+        }
+        if (!(await pace.rest(paced ? busyMs : 0))) break;
       }
-      if (!(await pace.rest(busyMs))) break;
+      if (more) break;
     }
     deleted += rowByRow;
     if (deleted > 0) this.reclaimPending = true;
@@ -211,7 +222,7 @@ class RunPace {
     private readonly logger: Logger,
   ) {}
 
-  /** Waits out the pause after `busyMs` of work; false when the run must end instead. */
+  /** Waits out the pause after `busyMs` of work (0: none, for the inflow); false when the run must end instead. */
   async rest(busyMs: number): Promise<boolean> {
     if (Date.now() - this.started >= RUN_BUDGET_MS || this.stopped.aborted) return false;
     const pauseMs = (busyMs * (100 - this.dutyPercent)) / this.dutyPercent;

@@ -15,8 +15,10 @@ import { canonicalJson } from './export/hash-chain';
 class FlakyRepository extends MemoryAuditLogRepository {
   failing = false;
   calls = 0;
+  /** Called at the start of each write, with its number. */
+  onAppend: (call: number) => void = () => undefined;
   override async append(records: AuditRecord[]): Promise<void> {
-    this.calls++;
+    this.onAppend(++this.calls);
     if (this.failing) throw new Error('store down');
     if (records.some((r) => r.payload.refuse === true)) throw new Error('check constraint violated');
     return super.append(records);
@@ -163,6 +165,30 @@ describe('AuditService', () => {
     for (let attempt = 0; attempt < 10 && service.queued > 0; attempt++) await service.flush();
     expect((await repository.all()).length).toBe(200);
     expect(await metric(metrics, 'ditto_audit_dropped_total', { reason: 'rejected' })).toBe(0);
+    await service.onApplicationShutdown();
+  });
+
+  it('counts each waiting event once while a failing batch is split (queue depth, AUDIT_QUEUE_MAX)', async () => {
+    const { repository, metrics, service } = setup({ AUDIT_QUEUE_MAX: '100', AUDIT_BATCH_SIZE: '8' });
+    repository.failing = true;
+    let recorded = 0;
+    const depths: Array<{ depth: number; recorded: number }> = [];
+    repository.onAppend = (call) => {
+      depths.push({ depth: service.queued, recorded });
+      // Two events alone have failed by the 6th call (they wait for a retry alone) while the first batch
+      // of 8 is still being tried: room for 2 more events, no less.
+      if (call === 6) for (let i = 0; i < 2; i++, recorded++) service.record(event(1000 + i));
+    };
+    for (; recorded < 98; ) service.record(event(recorded++));
+    await service.flush();
+    expect(repository.calls).toBeGreaterThanOrEqual(6);
+    expect(depths.filter((d) => d.depth !== d.recorded)).toEqual([]);
+    expect(service.dropped).toBe(0);
+    expect(await metric(metrics, 'ditto_audit_queue_depth')).toBe(100);
+    repository.failing = false;
+    for (let attempt = 0; attempt < 20 && service.queued > 0; attempt++) await service.flush();
+    expect((await repository.all()).length).toBe(100);
+    expect(await metric(metrics, 'ditto_audit_queue_depth')).toBe(0);
     await service.onApplicationShutdown();
   });
 

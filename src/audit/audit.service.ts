@@ -71,6 +71,9 @@ export class AuditService implements OnApplicationShutdown {
   /** Events whose write alone failed with an error that does not say "refused": each gets another
    * try alone right after a later successful write. Counted in the queue's bounds. */
   private suspects: Queued[] = [];
+  /** Events recorded and not yet written or dropped: in the queue or among the suspects, each once
+   * (a batch's events stay in the queue while it is written, and some may turn suspects meanwhile). */
+  private waiting = 0;
   private queueBytes = 0;
   private timer: NodeJS.Timeout | null = null;
   private flushing: Promise<void> = Promise.resolve();
@@ -114,6 +117,7 @@ export class AuditService implements OnApplicationShutdown {
     const queued = this.toQueued(event);
     if (this.queueBytes + queued.bytes > queueMaxBytes) return this.drop('queue_bytes', 1);
     this.queue.push(queued);
+    this.waiting++;
     this.queueBytes += queued.bytes;
     const full = this.queue.length >= batchSize || this.queueBytes >= BATCH_MAX_BYTES;
     if (full && Date.now() >= this.retryAt) void this.flush();
@@ -127,7 +131,7 @@ export class AuditService implements OnApplicationShutdown {
 
   /** Events waiting to be written. */
   get queued(): number {
-    return this.queue.length + this.suspects.length;
+    return this.waiting;
   }
 
   /** Estimated bytes of the events waiting to be written (bounded by AUDIT_QUEUE_MAX_BYTES). */
@@ -166,6 +170,7 @@ export class AuditService implements OnApplicationShutdown {
       const lost = this.queued;
       this.queue = [];
       this.suspects = [];
+      this.waiting = 0;
       this.queueBytes = 0;
       this.droppedTotal.inc({ reason: 'shutdown' }, lost);
       this.dropped += lost;
@@ -304,6 +309,7 @@ export class AuditService implements OnApplicationShutdown {
 
   /** Entries that left the queue for good (written or dropped). */
   private done(entries: Queued[]): void {
+    this.waiting -= entries.length;
     for (const entry of entries) this.queueBytes -= entry.bytes;
   }
 
