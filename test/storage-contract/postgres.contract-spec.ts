@@ -3,6 +3,7 @@ import { DataSource } from 'typeorm';
 import { PostgresInitialSchema1767225600000 } from '../../src/storage/backends/typeorm/migrations/postgres/1767225600000-initial-schema';
 import { PostgresLedgerFunctions1767398400000 } from '../../src/storage/backends/typeorm/migrations/postgres/1767398400000-ledger-functions';
 import { openTypeormBackend } from '../../src/storage/backends/typeorm/typeorm.backend';
+import { StorageBackend } from '../../src/storage/ports/storage-backend';
 import { describeStorageContract } from './contract';
 import { ContractTarget } from './contract-target';
 import { describeJobLockContract } from './job-lock.contract';
@@ -106,5 +107,157 @@ describe('postgres backend', () => {
     );
     expect(error?.message).toMatch(/^POSTGRES_DSN postgres:\/\/\*\*\*@127\.0\.0\.1:1\/ditto: .*ECONNREFUSED/);
     expect(error?.message).not.toContain('s3cret-pw');
+  });
+});
+
+describe('postgres accounting ledger: one batch function call per group of calls', () => {
+  const HOUR = 3_600_000;
+  const T0 = 1_700_000_000_000 - (1_700_000_000_000 % HOUR) + 1000;
+  let schema: string;
+  let a: StorageBackend;
+  let b: StorageBackend;
+  let sql: DataSource;
+
+  beforeEach(async () => {
+    schema = uniqueSchema();
+    a = await openTypeormBackend('postgres', postgresOptions(schema));
+    b = await openTypeormBackend('postgres', postgresOptions(schema));
+    sql = new DataSource({ type: 'postgres', url: DSN });
+    await sql.initialize();
+  });
+
+  afterEach(async () => {
+    await Promise.all([a.close(), b.close(), sql.destroy()]);
+    await dropSchema(schema);
+  });
+
+  /** How many transactions wrote the outstanding reservations with these ids (each batch is one). */
+  async function writers(ids: string[]): Promise<number> {
+    const [{ n }] = (await sql.query(`SELECT count(DISTINCT xmin::text)::int AS n FROM "${schema}".ledger_reservations WHERE id = ANY ($1)`, [ids])) as Array<{ n: number }>;
+    return n;
+  }
+
+  it('applies the calls of a turn in one transaction, in submission order, each answered on its own', async () => {
+    await a.budgets.setLimit('key:turn', 1000, null, T0);
+    await a.costs.setLimit('tenant:turn', 1_000_000, null, T0);
+    const scopes = ['key:turn', 'tenant:turn'];
+    const both = a.accounting!;
+    expect(await both.reserve('held', scopes, { tokens: 300, usdMicros: 3000 }, T0)).toEqual({ ok: true });
+    const amounts = { tokens: 100, usdMicros: 1000 };
+    const answers = await Promise.all([
+      // Refused by the cost ledger: charges nothing on the token ledger either.
+      both.reserve('big', scopes, { tokens: 100, usdMicros: 2_000_000 }, T0),
+      // 700 tokens left: t0..t6 fit, t7..t9 are refused by what t0..t6 took in this same batch.
+      ...Array.from({ length: 10 }, (_, i) => both.reserve(`t${i}`, scopes, amounts, T0)),
+      both.settle('held', null, T0),
+      // The 300 released just before: t10..t12 fit, t13 does not.
+      ...Array.from({ length: 4 }, (_, i) => both.reserve(`t${10 + i}`, scopes, amounts, T0)),
+      both.settle('t0', { tokens: 42, usdMicros: 420 }, T0),
+      both.settle('never-reserved', { tokens: 1, usdMicros: 1 }, T0),
+      // Reserved twice in one batch: the second is the same reservation, answered ok, charged once.
+      both.reserve('t1', scopes, amounts, T0),
+    ]);
+    const full = { ok: false, ledger: 'tokens', scope: 'key:turn', limit: 1000, spent: 0, reserved: 1000 };
+    expect(answers).toEqual([
+      { ok: false, ledger: 'usd_micros', scope: 'tenant:turn', limit: 1_000_000, spent: 0, reserved: 3000 },
+      ...Array.from({ length: 7 }, () => ({ ok: true })),
+      full,
+      full,
+      full,
+      { tokens: true, usdMicros: true },
+      { ok: true },
+      { ok: true },
+      { ok: true },
+      full,
+      { tokens: true, usdMicros: true },
+      { tokens: false, usdMicros: false },
+      { ok: true },
+    ]);
+    expect(await a.budgets.get('key:turn', T0)).toMatchObject({ spent: 42, reserved: 900 });
+    expect(await b.costs.get('tenant:turn', T0)).toMatchObject({ spent: 420, reserved: 9000 });
+    const outstanding = ['t1', 't10', 't11', 't12', 't2', 't3', 't4', 't5', 't6'];
+    expect((await a.costs.listReservations(T0 + 1)).map((r) => r.id).sort()).toEqual(outstanding);
+    expect((await a.budgets.listReservations(T0 + 1)).map((r) => r.id).sort()).toEqual(outstanding);
+    // One transaction wrote them all (of both ledgers).
+    expect(await writers(outstanding)).toBe(1);
+  });
+
+  it('rolls periodic windows over inside a batch, per call', async () => {
+    await a.budgets.setLimit('key:p', 100, HOUR, T0);
+    const both = a.accounting!;
+    expect(await both.reserve('p1', ['key:p'], { tokens: 60, usdMicros: 0 }, T0)).toEqual({ ok: true });
+    const next = T0 - 1000 + HOUR;
+    const answers = await Promise.all([
+      both.settle('p1', { tokens: 60, usdMicros: 0 }, T0 + 1),
+      both.reserve('p2', ['key:p'], { tokens: 60, usdMicros: 0 }, T0 + 2),
+      both.reserve('p3', ['key:p'], { tokens: 60, usdMicros: 0 }, next + 5),
+      both.settle('p3', { tokens: 55, usdMicros: 0 }, next + 6),
+    ]);
+    expect(answers).toEqual([
+      { tokens: true, usdMicros: true },
+      { ok: false, ledger: 'tokens', scope: 'key:p', limit: 100, spent: 60, reserved: 0 },
+      { ok: true },
+      { tokens: true, usdMicros: true },
+    ]);
+    expect(await a.budgets.get('key:p', next + 7)).toMatchObject({ spent: 55, reserved: 0, windowStart: next });
+  });
+
+  it('batches what arrives while a batch commits, never over the limit, across two replicas and any scope order', async () => {
+    await a.budgets.setLimit('tenant:hot', 3000, null);
+    await a.costs.setLimit('key:x', 20_000, null);
+    const scopesOf = (i: number) => (i % 3 === 0 ? ['key:x', 'tenant:hot'] : i % 3 === 1 ? ['tenant:hot', 'key:y'] : ['key:y', 'key:x', 'tenant:hot']);
+    const ids = Array.from({ length: 600 }, () => randomUUID());
+    // Each request reserves, then settles once its reserve is answered, as the gateway does.
+    const outcomes = await Promise.all(
+      ids.map(async (id, i) => {
+        const ledger = (i % 2 === 0 ? a : b).accounting!;
+        const reserved = await ledger.reserve(id, scopesOf(i), { tokens: 10, usdMicros: 50 });
+        if (!reserved.ok) return reserved;
+        await ledger.settle(id, i % 4 === 0 ? null : { tokens: 7, usdMicros: 30 });
+        return reserved;
+      }),
+    );
+    const admitted = ids.filter((_, i) => outcomes[i].ok);
+    expect(admitted.length).toBeGreaterThan(0);
+    const charged = ids.filter((_, i) => outcomes[i].ok && i % 4 !== 0).length;
+    for (const scope of ['tenant:hot', 'key:x', 'key:y']) {
+      const tokens = (await a.budgets.get(scope))!;
+      expect(tokens.reserved).toBe(0);
+      expect(tokens.spent).toBeLessThanOrEqual(tokens.limit ?? Infinity);
+    }
+    expect((await a.budgets.get('tenant:hot'))!.spent).toBe(charged * 7);
+    const x = (await b.costs.get('key:x'))!;
+    expect(x.spent).toBeLessThanOrEqual(20_000);
+    expect(x.spent).toBe(ids.filter((_, i) => outcomes[i].ok && i % 4 !== 0 && i % 3 !== 1).length * 30);
+    expect(await a.budgets.listReservations(Number.MAX_SAFE_INTEGER)).toEqual([]);
+  });
+
+  it('reserves one id sent from two replicas at once only once', async () => {
+    await a.budgets.setLimit('key:twice', 1_000_000, null, T0);
+    for (let i = 0; i < 20; i++) {
+      const both = await Promise.all([a, b].map((r) => r.accounting!.reserve(`same${i}`, ['key:twice'], { tokens: 10, usdMicros: 1 }, T0)));
+      expect(both).toEqual([{ ok: true }, { ok: true }]);
+    }
+    expect(await a.budgets.get('key:twice', T0)).toMatchObject({ reserved: 200 });
+  });
+
+  it('fails one bad call alone: the batch is tried again call by call', async () => {
+    await a.budgets.setLimit('key:bad', 1000, null, T0);
+    const both = a.accounting!;
+    // 2^63 tokens do not fit PostgreSQL's bigint: that reserve fails, its neighbours are applied.
+    const answers = await Promise.allSettled([
+      both.reserve('good1', ['key:bad'], { tokens: 10, usdMicros: 0 }, T0),
+      both.reserve('bad', ['key:bad'], { tokens: 2 ** 63, usdMicros: 0 }, T0),
+      both.reserve('good2', ['key:bad'], { tokens: 20, usdMicros: 0 }, T0),
+    ]);
+    expect(answers.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect(await a.budgets.get('key:bad', T0)).toMatchObject({ reserved: 30 });
+  });
+
+  it('answers every call submitted before close', async () => {
+    const pending = Array.from({ length: 50 }, (_, i) => a.accounting!.reserve(`c${i}`, ['key:close'], { tokens: 1, usdMicros: 1 }, T0));
+    await a.close();
+    expect(await Promise.all(pending)).toEqual(pending.map(() => ({ ok: true })));
+    expect(await b.budgets.get('key:close', T0)).toMatchObject({ reserved: 50 });
   });
 });

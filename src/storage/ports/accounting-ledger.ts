@@ -18,8 +18,8 @@ export interface AccountingSettled {
 
 /**
  * The token and cost ledgers of one store, reserved and settled together (docs/budgets.md): all scopes of
- * both ledgers or none. A store that can do both in one operation implements it (SQLite: one
- * transaction); the others use ParallelAccountingLedger.
+ * both ledgers or none. A store that can do both in one operation implements it (SQLite and PostgreSQL:
+ * one transaction; Redis: one script; memory: one synchronous step); MongoDB uses ParallelAccountingLedger.
  */
 export abstract class AccountingLedger {
   abstract reserve(reservationId: string, scopes: string[], amounts: LedgerAmounts, now?: number): Promise<AccountingReserveResult>;
@@ -28,9 +28,8 @@ export abstract class AccountingLedger {
 }
 
 /**
- * Both ledgers called in parallel (one round trip of latency: redis pipelines the two scripts on its
- * connection, postgres uses two pooled connections); when one refuses, the other's reservation is
- * released again (the compensation docs/budgets.md describes).
+ * Both ledgers called in parallel (one round trip of latency); when one refuses, the other's reservation
+ * is released again (the compensation docs/budgets.md describes).
  */
 export class ParallelAccountingLedger extends AccountingLedger {
   constructor(
@@ -65,4 +64,26 @@ export function refusedBy(byTokens: ReserveResult, byCost: ReserveResult): Accou
   if (!byTokens.ok) return { ...byTokens, ledger: 'tokens' };
   if (!byCost.ok) return { ...byCost, ledger: 'usd_micros' };
   return { ok: true };
+}
+
+/** A batched store's reply to one operation (lua/accounting-batch.lua, PostgreSQL's ditto_accounting_batch). */
+export type BatchReply = ArrayLike<number | string>;
+
+/** Reserve: `[1]`, or `[0, ledger (1 tokens, 2 USD micros), position of the refusing scope in `scopes`
+ * (1-based), limit, spent, reserved]`. */
+export function reserveReply(reply: BatchReply, scopes: string[]): AccountingReserveResult {
+  if (Number(reply[0]) === 1) return { ok: true };
+  return {
+    ok: false,
+    ledger: Number(reply[1]) === 1 ? 'tokens' : 'usd_micros',
+    scope: scopes[Number(reply[2]) - 1],
+    limit: Number(reply[3]),
+    spent: Number(reply[4]),
+    reserved: Number(reply[5]),
+  };
+}
+
+/** Settle: `[tokens settled, USD settled]`, 1 or 0 each. */
+export function settleReply(reply: BatchReply): AccountingSettled {
+  return { tokens: Number(reply[0]) === 1, usdMicros: Number(reply[1]) === 1 };
 }

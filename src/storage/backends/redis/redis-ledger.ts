@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis';
 import { BudgetLedger } from '../../ports/budget-ledger';
-import { AccountingLedger, AccountingReserveResult, AccountingSettled, LedgerAmounts } from '../../ports/accounting-ledger';
+import { AccountingLedger, AccountingReserveResult, AccountingSettled, BatchReply, LedgerAmounts, reserveReply, settleReply } from '../../ports/accounting-ledger';
+import { BatchingRules, OperationBatcher } from '../../operation-batcher';
 import { Ledger, LedgerScope, Reservation, ReserveResult, rolledOver } from '../../ports/ledger';
 import { encodeCursor, Page } from '../../../common/page';
 import { CostLedger } from '../../ports/cost-ledger';
@@ -195,23 +196,13 @@ export class RedisCostLedger extends redisLedgerOn(CostLedger) {
   }
 }
 
-/** Operations per script call at most: a bigger batch goes out as several calls (in the same write),
- * so no single script holds Redis for long. */
-const MAX_BATCH_OPS = 256;
-
-/** How long a settle may wait for a reserve to share its script call (a reserve never waits). */
-const SETTLE_WAIT_MS = 5;
-
-/** Reserves in a batch that send it at once, without waiting for the end of the turn. */
-const RESERVE_FLUSH_AT = 4;
-
-/** One reserve or settle waiting for the batch script. */
-interface BatchedOperation {
-  /** Its ARGV entries (lua/accounting-batch.lua). */
-  args: (string | number)[];
-  resolve(reply: unknown): void;
-  reject(error: unknown): void;
-}
+/**
+ * When a batch script call goes out (OperationBatcher): at most 256 operations per call, so no single
+ * script holds Redis for long; reserves at the end of the turn or at once when four are waiting; settles
+ * wait up to 5 ms for reserves to ride along with; calls in flight are not limited (Redis runs them one
+ * after the other anyway, and pipelining them lets it work while the gateway handles the rest of a turn).
+ */
+const BATCHING: BatchingRules = { maxOps: 256, urgentFlushAt: 4, lingerMs: 5, maxInFlight: Infinity };
 
 /**
  * Both ledgers at once (lua/accounting-batch.lua): a reserve checks every scope of both ledgers before
@@ -222,10 +213,10 @@ interface BatchedOperation {
  * script call per batch, applied in submission order, each caller answered from its own reply, so the
  * gateway pays ioredis' per-command cost (and Redis its script dispatch) once per batch.
  * - A reserve is on its request's path: its batch goes out at the end of the event-loop turn, or at once
- *   when RESERVE_FLUSH_AT reserves are waiting, so Redis already works on the first requests of a busy
+ *   when four reserves are waiting (BATCHING), so Redis already works on the first requests of a busy
  *   turn while the gateway handles the rest (measured faster than one call per turn; docs/benchmarks.md).
- * - A settle is not (the response has been sent): it waits up to SETTLE_WAIT_MS to ride along with the
- *   next reserves, so under load settles cost no socket write of their own.
+ * - A settle is not (the response has been sent): it waits up to 5 ms to ride along with the next
+ *   reserves, so under load settles cost no socket write of their own.
  * If a call fails (connection lost, script refused) every caller of its batch rejects with that error;
  * an operation that fails inside the script (a key of the wrong type…) rejects alone, as it did as a
  * script of its own.
@@ -235,12 +226,7 @@ export class RedisAccountingLedger extends AccountingLedger {
   private readonly batchKeys: string[];
   /** The ARGV every batch call starts with: per ledger, the scope and the reservation key prefix. */
   private readonly batchPrefixes: string[];
-  /** Operations waiting for the next flush, and how many of them are reserves. */
-  private batch: BatchedOperation[] = [];
-  private reserves = 0;
-  /** The flush at the end of this turn (a reserve is waiting), or the later one (only settles are). */
-  private immediate: NodeJS.Immediate | null = null;
-  private timer: NodeJS.Timeout | null = null;
+  private readonly batches = new OperationBatcher<(string | number)[]>((ops) => this.send(ops), BATCHING);
 
   constructor(
     private readonly redis: Redis,
@@ -256,63 +242,23 @@ export class RedisAccountingLedger extends AccountingLedger {
   async reserve(reservationId: string, scopes: string[], amounts: LedgerAmounts, now = Date.now()): Promise<AccountingReserveResult> {
     const unique = [...new Set(scopes)];
     const args = ['r', reservationId, now, amounts.tokens, amounts.usdMicros, unique.length, ...unique];
-    const reply = (await this.submit(args, true)) as (number | string)[];
-    if (Number(reply[0]) === 1) return { ok: true };
-    return {
-      ok: false,
-      ledger: Number(reply[1]) === 1 ? 'tokens' : 'usd_micros',
-      scope: unique[Number(reply[2]) - 1],
-      limit: Number(reply[3]),
-      spent: Number(reply[4]),
-      reserved: Number(reply[5]),
-    };
+    return reserveReply((await this.batches.submit(args, true)) as BatchReply, unique);
   }
 
   async settle(reservationId: string, actual: LedgerAmounts | null, now = Date.now()): Promise<AccountingSettled> {
-    const reply = (await this.submit(['s', reservationId, now, actual?.tokens ?? '', actual?.usdMicros ?? ''], false)) as number[];
-    return { tokens: Number(reply[0]) === 1, usdMicros: Number(reply[1]) === 1 };
+    return settleReply((await this.batches.submit(['s', reservationId, now, actual?.tokens ?? '', actual?.usdMicros ?? ''], false)) as BatchReply);
   }
 
-  /** Adds an operation to the batch and makes sure a flush is due (`urgent`: this turn); resolves with its reply. */
-  private submit(args: (string | number)[], urgent: boolean): Promise<unknown> {
-    return new Promise((resolve, reject) => {
-      this.batch.push({ args, resolve, reject });
-      if (urgent && ++this.reserves >= RESERVE_FLUSH_AT) void this.flush();
-      else if (urgent) this.immediate ??= setImmediate(() => void this.flush());
-      else if (this.immediate === null) this.timer ??= setTimeout(() => void this.flush(), SETTLE_WAIT_MS);
-    });
-  }
-
-  /** Sends what is waiting now; resolves once those calls are answered (close() waits for them). */
+  /** Sends what is waiting now; resolves once every call submitted so far is answered (close() waits for them). */
   flush(): Promise<void> {
-    if (this.immediate !== null) clearImmediate(this.immediate);
-    if (this.timer !== null) clearTimeout(this.timer);
-    this.immediate = null;
-    this.timer = null;
-    const batch = this.batch;
-    this.batch = [];
-    this.reserves = 0;
-    const sent: Promise<void>[] = [];
-    for (let i = 0; i < batch.length; i += MAX_BATCH_OPS) sent.push(this.send(batch.slice(i, i + MAX_BATCH_OPS)));
-    return Promise.all(sent).then(() => undefined);
+    return this.batches.drain();
   }
 
-  /** One script call for `operations`; settles every caller, never rejects itself. */
-  private send(operations: BatchedOperation[]): Promise<void> {
+  /** One script call for a batch: one reply per operation; an operation that failed in the script
+   * answers an error of its own (the others still applied). */
+  private async send(operations: (string | number)[][]): Promise<unknown[]> {
     const args: (string | number)[] = [...this.batchPrefixes];
-    for (const { args: own } of operations) for (const arg of own) args.push(arg);
-    return runScript(this.redis, 'accountingBatch', this.batchKeys, args).then(
-      (replies) => {
-        // An operation that failed in the script answers an error of its own (the others still applied).
-        operations.forEach(({ resolve, reject }, i) => {
-          const reply = (replies as unknown[])[i];
-          if (reply instanceof Error) reject(reply);
-          else resolve(reply);
-        });
-      },
-      (error: unknown) => {
-        for (const { reject } of operations) reject(error);
-      },
-    );
+    for (const own of operations) for (const arg of own) args.push(arg);
+    return (await runScript(this.redis, 'accountingBatch', this.batchKeys, args)) as unknown[];
   }
 }

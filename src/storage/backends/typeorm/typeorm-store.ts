@@ -61,9 +61,15 @@ function positional(sql: string, params: readonly unknown[]): [string, unknown[]
   return [text, order.map((i) => params[i])];
 }
 
-export function isUniqueViolation(error: unknown): boolean {
+/** The driver's error code (PostgreSQL: the SQLSTATE; SQLite: `SQLITE_…`) of a failed query, or ''. */
+export function driverErrorCode(error: unknown): string {
   const cause: unknown = error instanceof QueryFailedError ? error.driverError : error;
   const code = typeof cause === 'object' && cause !== null ? (cause as { code?: unknown }).code : undefined;
+  return typeof code === 'string' ? code : '';
+}
+
+export function isUniqueViolation(error: unknown): boolean {
+  const code = driverErrorCode(error);
   return code === '23505' || code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
 }
 

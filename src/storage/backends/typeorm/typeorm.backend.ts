@@ -4,7 +4,6 @@ import * as path from 'node:path';
 import { DataSource } from 'typeorm';
 import { AuditLogRepository } from '../../ports/audit-log.repository';
 import { BudgetLedger } from '../../ports/budget-ledger';
-import { AccountingLedger } from '../../ports/accounting-ledger';
 import { CostLedger } from '../../ports/cost-ledger';
 import { ScopeRateLimitRepository } from '../../ports/scope-rate-limit.repository';
 import { VirtualKeyRepository } from '../../ports/virtual-key.repository';
@@ -22,6 +21,7 @@ import { PostgresLedgerFunctions1767398400000 } from './migrations/postgres/1767
 import { PostgresCacheTtlAndRateLimits1767484800000 } from './migrations/postgres/1767484800000-cache-ttl-and-rate-limits';
 import { PostgresKeyAllowedRoutes1767657600000 } from './migrations/postgres/1767657600000-key-allowed-routes';
 import { PostgresAuditPartitions1767744000000 } from './migrations/postgres/1767744000000-audit-partitions';
+import { PostgresAccountingBatch1767830400000 } from './migrations/postgres/1767830400000-accounting-batch';
 import { SqliteInitialSchema1767225600000 } from './migrations/sqlite/1767225600000-initial-schema';
 import { SqliteJobLeases1767312000000 } from './migrations/sqlite/1767312000000-job-leases';
 import { SqliteCacheTtlAndRateLimits1767484800000 } from './migrations/sqlite/1767484800000-cache-ttl-and-rate-limits';
@@ -31,7 +31,7 @@ import { InThreadSqliteWriter, SqliteWriter, WorkerSqliteWriter } from './sqlite
 import { TypeormAuditLogRepository } from './typeorm-audit-log.repository';
 import { PgModule, PostgresChangeFeed, SqliteChangeFeed } from './typeorm-change-feed';
 import { PostgresJobLock, SqliteJobLock } from './typeorm-job-lock';
-import { SqliteAccountingLedger, TypeormLedger } from './typeorm-ledger';
+import { PostgresAccountingLedger, SqliteAccountingLedger, TypeormLedger } from './typeorm-ledger';
 import { TypeormRateLimitRepository } from './typeorm-rate-limit.repository';
 import { SerialQueue, TypeormStore, acquireFileQueue, quoteIdentifier } from './typeorm-store';
 import { TypeormVirtualKeyRepository } from './typeorm-virtual-key.repository';
@@ -112,7 +112,7 @@ class TypeormBackend implements StorageBackend {
   readonly keys: VirtualKeyRepository;
   readonly budgets: BudgetLedger;
   readonly costs: CostLedger;
-  readonly accounting?: AccountingLedger;
+  readonly accounting: SqliteAccountingLedger | PostgresAccountingLedger;
   readonly audit: AuditLogRepository;
   readonly rateLimits: ScopeRateLimitRepository;
   private closing: Promise<void> | null = null;
@@ -131,9 +131,8 @@ class TypeormBackend implements StorageBackend {
     const costs = new TypeormLedger(store, 'usd_micros');
     this.budgets = tokens;
     this.costs = costs;
-    // SQLite reserves and settles both ledgers in one transaction; PostgreSQL calls its two ledger
-    // functions in parallel (ParallelAccountingLedger).
-    if (name === 'sqlite') this.accounting = new SqliteAccountingLedger(store);
+    // Both ledgers in one transaction: SQLite's writer thread, PostgreSQL's batch function.
+    this.accounting = name === 'sqlite' ? new SqliteAccountingLedger(store) : new PostgresAccountingLedger(store);
     this.audit = new TypeormAuditLogRepository(store);
     this.rateLimits = new TypeormRateLimitRepository(store);
   }
@@ -153,7 +152,9 @@ class TypeormBackend implements StorageBackend {
   }
 
   close(): Promise<void> {
-    this.closing ??= closeAll([this.changes, this.store]).finally(this.afterClose);
+    // PostgreSQL: the accounting calls already submitted go out before the pool closes.
+    const drained = this.accounting instanceof PostgresAccountingLedger ? this.accounting.drain() : Promise.resolve();
+    this.closing ??= drained.then(() => closeAll([this.changes, this.store])).finally(this.afterClose);
     return this.closing;
   }
 }
@@ -266,7 +267,7 @@ async function connectPostgres(options: StorageOptions): Promise<TypeormConnecti
       // pg-pool 3 options: `min` idle connections are kept, `max` caps the pool.
       extra: { min: poolMin, max: poolMax, idleTimeoutMillis: PG_IDLE_TIMEOUT_MS },
       entities: SHARED_ENTITIES,
-      migrations: [PostgresInitialSchema1767225600000, PostgresLedgerFunctions1767398400000, PostgresCacheTtlAndRateLimits1767484800000, PostgresKeyAllowedRoutes1767657600000, PostgresAuditPartitions1767744000000],
+      migrations: [PostgresInitialSchema1767225600000, PostgresLedgerFunctions1767398400000, PostgresCacheTtlAndRateLimits1767484800000, PostgresKeyAllowedRoutes1767657600000, PostgresAuditPartitions1767744000000, PostgresAccountingBatch1767830400000],
       migrationsRun: true,
       synchronize: false,
       logging: false,
