@@ -168,6 +168,42 @@ describe('AuditService', () => {
     await service.onApplicationShutdown();
   });
 
+  it('writes events that failed alone during a quiet outage once the store is back, without waiting for new traffic', async () => {
+    // Low traffic: each event is flushed on its own, so each fails alone and waits among the suspects.
+    const { repository, service } = setup({ AUDIT_FLUSH_MS: '10', AUDIT_QUEUE_MAX: '1000' });
+    repository.failing = true;
+    for (let i = 0; i < 3; i++) {
+      service.record(event(i));
+      await service.flush();
+    }
+    expect(service.queued).toBe(3);
+    repository.failing = false;
+    // No event is recorded after the outage: the retry timer alone must write them (within its 1 s delay).
+    const start = Date.now();
+    while (service.queued > 0 && Date.now() - start < 5000) await new Promise((r) => setTimeout(r, 20));
+    expect(service.queued).toBe(0);
+    expect((await repository.all()).map((r) => r.payload.i).sort()).toEqual([0, 1, 2]);
+    expect(service.dropped).toBe(0);
+    await service.onApplicationShutdown();
+  });
+
+  it('tries a quiet outage\'s events again with a growing delay while the store stays down', async () => {
+    const { repository, service } = setup({ AUDIT_FLUSH_MS: '10', AUDIT_QUEUE_MAX: '1000' });
+    repository.failing = true;
+    service.record(event(0));
+    await service.flush();
+    const calls = repository.calls;
+    // Tries at about 1 s and 3 s (1 s, then 2 s later), not in a loop.
+    await new Promise((r) => setTimeout(r, 3500));
+    expect(repository.calls - calls).toBeGreaterThanOrEqual(1);
+    expect(repository.calls - calls).toBeLessThanOrEqual(2);
+    expect(service.queued).toBe(1);
+    expect(service.dropped).toBe(0);
+    repository.failing = false;
+    await service.onApplicationShutdown();
+    expect((await repository.all()).length).toBe(1);
+  });
+
   it('counts each waiting event once while a failing batch is split (queue depth, AUDIT_QUEUE_MAX)', async () => {
     const { repository, metrics, service } = setup({ AUDIT_QUEUE_MAX: '100', AUDIT_BATCH_SIZE: '8' });
     repository.failing = true;

@@ -50,6 +50,8 @@ const BATCH_MAX_BYTES = 8 * 1024 * 1024;
 const RECORD_BYTES = 160;
 /** A single-event write that failed this many times, each right after a successful write, is dropped. */
 const STRIKES_TO_DROP = 2;
+/** The longest wait between two tries of waiting suspects when nothing else is written. */
+const SUSPECT_RETRY_MAX_MS = 60_000;
 
 /**
  * The audit trail's entry point for other features; callers pass payloads already free of secrets.
@@ -76,6 +78,9 @@ export class AuditService implements OnApplicationShutdown {
   private waiting = 0;
   private queueBytes = 0;
   private timer: NodeJS.Timeout | null = null;
+  /** The retry of waiting suspects when no other write comes to try them after (a quiet outage). */
+  private suspectTimer: NodeJS.Timeout | null = null;
+  private suspectRetryMs = 0;
   private flushing: Promise<void> = Promise.resolve();
   /** A flush chained behind the running one and not started yet: later calls join it. */
   private nextFlush: Promise<void> | null = null;
@@ -165,7 +170,9 @@ export class AuditService implements OnApplicationShutdown {
       await new Promise((resolve) => setTimeout(resolve, SHUTDOWN_RETRY_MS));
     }
     if (this.timer) clearTimeout(this.timer);
+    if (this.suspectTimer) clearTimeout(this.suspectTimer);
     this.timer = null;
+    this.suspectTimer = null;
     if (this.queued > 0) {
       const lost = this.queued;
       this.queue = [];
@@ -185,6 +192,9 @@ export class AuditService implements OnApplicationShutdown {
       this.queue.unshift(...this.suspects);
       this.suspects = [];
     }
+    // The queue is empty and suspects wait: no write of other events is coming to try them after, so
+    // they are tried now (the store may be back after a quiet outage).
+    if (this.queue.length === 0 && this.suspects.length > 0 && !this.shuttingDown) await this.retrySuspect(this.lastCallOk);
     while (this.queue.length > 0) {
       const batch = this.headBatch();
       const attempt: Attempt = { failures: 0, budget: Math.ceil(Math.log2(batch.length)) + 2, down: false, unwritten: [], lastError: null };
@@ -211,6 +221,26 @@ export class AuditService implements OnApplicationShutdown {
       this.logger.warn(`audit queue drained; ${this.droppedSinceLog} event(s) were dropped while it was full`);
       this.droppedSinceLog = 0;
     }
+    this.scheduleSuspectRetry();
+  }
+
+  /**
+   * While suspects wait, a timer tries them again (after AUDIT_FLUSH_MS, at least 1 s, doubling up to
+   * 60 s while they keep failing), so a quiet outage's events are written once the store is back even if
+   * nothing else is recorded. A failure on this timer is not a strike: nothing else was written before it.
+   */
+  private scheduleSuspectRetry(): void {
+    if (this.suspects.length === 0 || this.shuttingDown) {
+      this.suspectRetryMs = 0;
+      return;
+    }
+    if (this.suspectTimer !== null) return;
+    this.suspectRetryMs = Math.min(SUSPECT_RETRY_MAX_MS, this.suspectRetryMs === 0 ? Math.max(this.config.flushMs, 1000) : this.suspectRetryMs * 2);
+    this.suspectTimer = setTimeout(() => {
+      this.suspectTimer = null;
+      void this.flush();
+    }, this.suspectRetryMs);
+    this.suspectTimer.unref();
   }
 
   /** The oldest events, at most AUDIT_BATCH_SIZE and BATCH_MAX_BYTES (one at least); left in the queue. */
@@ -270,18 +300,21 @@ export class AuditService implements OnApplicationShutdown {
     await this.attempt(entries.slice(half), attempt, true);
   }
 
-  /** Right after a successful write: waiting suspects get their next try alone, until one fails. */
-  private async retrySuspect(): Promise<void> {
+  /** Waiting suspects get their next try alone, until one fails: right after a successful write
+   * (`afterSuccess`: a failure then is a strike), or on the suspects' own timer. */
+  private async retrySuspect(afterSuccess = true): Promise<void> {
     for (let entry = this.suspects.shift(); entry !== undefined; entry = this.suspects.shift()) {
       try {
         await this.repository.append([entry.record]);
+        this.lastCallOk = true;
+        afterSuccess = true;
         this.done([entry]);
         this.writtenTotal.inc();
       } catch (error) {
         this.lastCallOk = false;
         this.writeErrors.inc();
         if (error instanceof AuditRecordRejected) this.reject(entry, error.message);
-        else this.suspect(entry, true, error);
+        else this.suspect(entry, afterSuccess, error);
         return;
       }
     }
@@ -292,7 +325,7 @@ export class AuditService implements OnApplicationShutdown {
     if (entry.strikes >= STRIKES_TO_DROP) return this.reject(entry, `its write failed ${entry.strikes} times while others succeeded (${errorClass(error)})`);
     if (!entry.suspected) {
       const { id, kind, requestId } = entry.record;
-      this.logger.warn(`audit event ${id} (${kind}${requestId ? `, request ${requestId}` : ''}) could not be written alone (${errorClass(error)}); it is tried again after the next successful write`);
+      this.logger.warn(`audit event ${id} (${kind}${requestId ? `, request ${requestId}` : ''}) could not be written alone (${errorClass(error)}); it is tried again after the next successful write, or on its own within a few seconds`);
     }
     entry.suspected = true;
     this.suspects.push(entry);
