@@ -10,6 +10,8 @@ import { FrontDoor } from './common/http/front-door';
 import { ConnectionDrain } from './health/connection-drain';
 import { ProxyService } from './proxy/proxy.service';
 import { RealtimeProxy } from './proxy/realtime';
+import { errorBody } from './protocols/errors';
+import { protocolOfRawTarget } from './protocols/ingresses';
 
 /** Bodies of the admin API are small: never more than Fastify's own default, 1 MiB (nor BODY_LIMIT_BYTES). */
 const ADMIN_BODY_LIMIT_BYTES = 1024 * 1024;
@@ -20,7 +22,16 @@ const ADMIN_BODY_LIMIT_BYTES = 1024 * 1024;
  */
 export async function createApp(config: AppConfig, logger: LoggerService): Promise<NestFastifyApplication> {
   // Every request enters through the front door: one canonical URL, timeouts, and /v1 served apart.
-  const door = new FrontDoor({ headersTimeoutMs: config.server.headersTimeoutMs, bodyTimeoutMs: config.server.bodyTimeoutMs, cors: config.server.cors });
+  const door = new FrontDoor({
+    headersTimeoutMs: config.server.headersTimeoutMs,
+    bodyTimeoutMs: config.server.bodyTimeoutMs,
+    cors: config.server.cors,
+    // A target refused before routing is answered in the shape of the API its prefix names.
+    errorShapeFor: (rawTarget, requestId) => {
+      const protocol = protocolOfRawTarget(rawTarget);
+      return protocol === null ? undefined : (status, body) => errorBody(protocol, status, body, requestId);
+    },
+  });
   // return503OnClosing: false — during shutdown, requests on kept-alive connections are still served
   // (with `connection: close`) instead of a bare 503: the grace period of docs/deployment.md.
   const adapter = new FastifyAdapter({

@@ -8,6 +8,7 @@ import { AuditLogRepository } from '../../src/storage/ports/audit-log.repository
 import { ANTHROPIC_REPLY, AnthropicMock, CACHE_BLOCK_TOKENS, startAnthropicMock } from '../fixtures/anthropic-faithful-mock';
 import { FaithfulMock, REPLY, startFaithfulMock } from '../fixtures/openai-faithful-mock';
 import { ADMIN_TOKEN, RunningGateway, adminGet, startGateway } from './harness';
+import { rawHttp } from './raw-http';
 
 const KEY = 'sk-ditto-anthropic-0123456789abcdefghij';
 const LIMITED = 'sk-ditto-anthropic-limited-0123456789ab';
@@ -174,6 +175,18 @@ describe('Anthropic clients through the gateway (e2e)', () => {
     expect(upstream.requests.at(-1)!.url).toBe('/v1/messages/count_tokens');
     expect(await spent()).toEqual(before);
     expect((await rows()).at(-1)!.payload).toMatchObject({ protocol: 'anthropic', path: '/v1/messages/count_tokens', status: 200, charged: null });
+  });
+
+  it("a path the front door refuses before any route (dot segments, an encoded backslash) is answered in Anthropic's error shape", async () => {
+    for (const target of ['/v1/messages/../messages', '/v1/messages/count_tokens/%2e%2e', '/v1/messages%5ccount_tokens']) {
+      const answer = await rawHttp(gateway.url, 'POST', target, { 'x-api-key': KEY, 'content-type': 'application/json' }, '{}');
+      expect(answer.status).toBe(400);
+      expect(JSON.parse(answer.body)).toEqual({
+        type: 'error',
+        error: { type: 'invalid_request_error', message: expect.any(String) },
+        request_id: answer.headers['x-request-id'],
+      });
+    }
   });
 
   it("strict mode lowers max_tokens to what the key's budget has left", async () => {

@@ -6,6 +6,7 @@ import { AuditService } from '../../src/audit/audit.service';
 import { AuditLogRepository } from '../../src/storage/ports/audit-log.repository';
 import { CACHED_CONTENT_TOKENS, GEMINI_REPLY, GeminiMock, THOUGHT_TOKENS, startGeminiMock } from '../fixtures/gemini-faithful-mock';
 import { ADMIN_TOKEN, RunningGateway, adminGet, startGateway } from './harness';
+import { rawHttp } from './raw-http';
 
 const KEY = 'sk-ditto-gemini-0123456789abcdefghijklm';
 const LIMITED = 'sk-ditto-gemini-limited-0123456789abcde';
@@ -175,6 +176,21 @@ describe('Gemini clients through the gateway (e2e)', () => {
     expect(await call(`/v1beta/models/${MODEL}:generateContent`, COUNT_ONLY, { contents })).toMatchObject({ status: 403, body: { error: { code: 403, status: 'PERMISSION_DENIED' } } });
     expect(upstream.requests).toEqual([]);
     expect((await call(`/v1beta/models/${MODEL}:countTokens`, COUNT_ONLY, { contents })).status).toBe(200);
+  });
+
+  it("a path the front door refuses before any route (an empty segment, dot segments) is answered in Google's error shape", async () => {
+    for (const target of ['/v1beta/models//gemini-2.5-flash:generateContent', '/v1beta/models/../models/gemini-2.5-flash:countTokens']) {
+      const answer = await rawHttp(gateway.url, 'POST', target, { 'x-goog-api-key': KEY, 'content-type': 'application/json' }, '{}');
+      expect(answer.status).toBe(400);
+      expect(JSON.parse(answer.body)).toEqual({
+        error: {
+          code: 400,
+          message: expect.any(String),
+          status: 'INVALID_ARGUMENT',
+          details: [{ '@type': 'type.googleapis.com/google.rpc.ErrorInfo', reason: 'INVALID_REQUEST', domain: 'ditto-gateway' }],
+        },
+      });
+    }
   });
 
   it('metrics count requests by protocol, Gemini routes labelled without their model', async () => {

@@ -2,7 +2,7 @@ import { IncomingMessage, STATUS_CODES, Server, ServerResponse, createServer } f
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Logger } from '@nestjs/common';
-import { ERROR_HTTP } from '../errors/error-status';
+import { ERROR_HTTP, OpenAiErrorBody } from '../errors/error-status';
 import { ErrorCode, GatewayError } from '../errors/gateway-error';
 import { sendRawError, sendSocketError } from '../errors/gateway-exception.filter';
 import { canonicalTarget } from './canonical-target';
@@ -17,7 +17,16 @@ export interface FrontDoorOptions {
   bodyTimeoutMs: number;
   /** CORS_ALLOWED_ORIGINS, CORS_MAX_AGE_SECS; null: no browser access (no CORS header at all). */
   cors: CorsSettings | null;
+  /**
+   * The error shape of the API a refused request target speaks, told by its raw prefix (`/v1/messages`:
+   * Anthropic's, `/v1beta`: Google's); undefined: OpenAI's. Given by the composition root, so this
+   * module knows no API.
+   */
+  errorShapeFor?: (rawTarget: string, requestId: string) => ErrorShape | undefined;
 }
+
+/** Rewrites the gateway's OpenAI-shaped error body into another API's shape. */
+export type ErrorShape = (status: number, body: OpenAiErrorBody) => unknown;
 
 type Listener = (request: IncomingMessage, response: ServerResponse) => void;
 
@@ -129,7 +138,8 @@ export class FrontDoor {
       target = canonicalTarget(request.url ?? '');
     } catch (error) {
       closeAfterAnswer(request, response);
-      sendRawError(request, response, { 'x-request-id': requestIdOf(request.headers) }, error, this.logger);
+      const requestId = requestIdOf(request.headers);
+      sendRawError(request, response, { 'x-request-id': requestId }, error, this.logger, this.options.errorShapeFor?.(request.url ?? '', requestId));
       return;
     }
     request.url = target.url;
