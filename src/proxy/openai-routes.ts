@@ -3,6 +3,8 @@ export interface RouteRule {
   methods: readonly string[];
   /** multipart/form-data is streamed upstream as it arrives; every other body must be JSON. */
   uploads: boolean;
+  /** A WebSocket endpoint (`/realtime`): served only as an upgrade, a plain request is answered 426. */
+  websocket?: boolean;
 }
 
 const rule = (methods: string[], uploads = false): RouteRule => ({ methods, uploads });
@@ -42,6 +44,7 @@ const TABLE: Array<[string, RouteRule]> = [
     [`/models/${ID}`, rule(['GET', 'DELETE'])],
     [`/containers/${ID}/files`, rule(['GET', 'POST'], true)],
     ['/videos', rule(['GET', 'POST'], true)],
+    ['/realtime', { methods: ['GET'], uploads: false, websocket: true }],
 ];
 
 /** Paths without parameters by exact match (the hot ones: one Map lookup); the rest by pattern, in order. */

@@ -19,7 +19,7 @@ import { KeyAdmission } from '../virtual-keys/key-admission';
 import { BackendRouter } from './backend-router';
 import { Exchange, LOGGED_BODY_MAX_BYTES } from './exchange';
 import { MemberEdit, setMember } from './json-text';
-import { routeRule } from './openai-routes';
+import { RouteRule, routeRule } from './openai-routes';
 import { upstreamTarget } from './path-safety';
 import { ClientClosed, ProxyBodyReader } from './proxy-body';
 import { ProxyEvents } from './proxy-event';
@@ -87,10 +87,14 @@ export class ProxyService {
     const target = upstreamTarget(request.url ?? '/v1', ingress?.prefix);
     const path = target.split('?')[0];
     const call = ingress?.call(target) ?? null;
-    const route = call ? { methods: call.methods, uploads: false } : routeRule(path);
+    const route: RouteRule = call ? { methods: call.methods, uploads: false } : routeRule(path);
     if (!route.methods.includes(event.method)) {
       const allow = route.methods.join(', ');
       throw new GatewayError(ErrorCode.MethodNotAllowed, `${event.method} is not allowed on ${ingress?.prefix ?? '/v1'}${path}; allowed: ${allow}`, null, null, { allow });
+    }
+    // A WebSocket endpoint reached without an upgrade (the front door sends upgrades to the realtime stage).
+    if (route.websocket) {
+      throw new GatewayError(ErrorCode.UpgradeRequired, `/v1${path} is a WebSocket endpoint: connect with Upgrade: websocket`, null, null, { upgrade: 'websocket' });
     }
     const key = call ? this.keys.admitToken(call.presentedKey(request.headers)) : this.keys.admit(request.headers);
     exchange.identify(key);

@@ -253,8 +253,14 @@ describe('realtime WebSocket sessions (/v1/realtime, e2e)', () => {
     const browser = await refused(gateway.url, `?model=${MODEL}`, { headers: { ...bearer(KEY), origin: 'https://evil.example' } });
     expect(browser.status).toBe(403);
     expect(browser.body.error.code).toBe('origin_not_allowed');
-    // A plain GET of the path is no session.
-    expect((await fetch(`${gateway.url}/v1/realtime?model=${MODEL}`, { headers: bearer(KEY) })).status).not.toBe(101);
+    // A plain GET of the path is no session: 426 (upgrade: websocket), never forwarded as a request.
+    const plainBefore = upstream.plainRequests.length;
+    const plain = await fetch(`${gateway.url}/v1/realtime?model=${MODEL}`, { headers: bearer(KEY) });
+    expect(plain.status).toBe(426);
+    expect(plain.headers.get('upgrade')).toBe('websocket');
+    expect(((await plain.json()) as { error: unknown }).error).toMatchObject({ code: 'upgrade_required', type: 'invalid_request_error' });
+    expect((await fetch(`${gateway.url}/v1/realtime`, { method: 'POST', headers: { ...bearer(KEY), 'content-type': 'application/json' }, body: '{}' })).status).toBe(405);
+    expect(upstream.plainRequests.length).toBe(plainBefore);
   });
 
   it('charges each response.done\'s usage: budgets spent equal the usage reported, nothing stays reserved, one audit event per session', async () => {

@@ -23,6 +23,7 @@ export const ERROR_HTTP: Record<ErrorCode, { status: number; type: string }> = {
   [ErrorCode.RequestTimeout]: { status: 408, type: 'invalid_request_error' },
   [ErrorCode.HeadersTooLarge]: { status: 431, type: 'invalid_request_error' },
   [ErrorCode.MethodNotAllowed]: { status: 405, type: 'invalid_request_error' },
+  [ErrorCode.UpgradeRequired]: { status: 426, type: 'invalid_request_error' },
   [ErrorCode.UnsupportedMediaType]: { status: 415, type: 'invalid_request_error' },
   [ErrorCode.ServerBusy]: { status: 503, type: 'api_error' },
   [ErrorCode.NotFound]: { status: 404, type: 'invalid_request_error' },

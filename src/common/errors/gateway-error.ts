@@ -24,6 +24,7 @@ export enum ErrorCode {
   RequestTimeout = 'request_timeout',
   HeadersTooLarge = 'request_headers_too_large',
   MethodNotAllowed = 'method_not_allowed',
+  UpgradeRequired = 'upgrade_required',
   UnsupportedMediaType = 'unsupported_media_type',
   ServerBusy = 'server_busy',
   NotFound = 'not_found',
