@@ -1,5 +1,5 @@
 import { VirtualKey } from './domain/virtual-key';
-import { KeyAdmission, createsBatch, modelIdInPath } from './key-admission';
+import { KeyAdmission, createsBatch, createsEphemeralKey, modelIdInPath } from './key-admission';
 
 describe('what a request line names', () => {
   it.each([
@@ -12,6 +12,18 @@ describe('what a request line names', () => {
     ['POST', '/batchesx', false],
   ])('%s %s creates a batch: %s (however an upstream may spell the route)', (method, path, expected) => {
     expect(createsBatch(method, path)).toBe(expected);
+  });
+
+  it.each([
+    ['POST', '/realtime/client_secrets', true],
+    ['POST', '/Realtime/Client_Secrets/', true],
+    ['POST', '/realtime/sessions;v=1', true],
+    ['POST', '/realtime/transcription_sessions', true],
+    ['GET', '/realtime/client_secrets', false],
+    ['POST', '/realtime/calls', false],
+    ['POST', '/responses', false],
+  ])('%s %s mints an ephemeral realtime credential: %s', (method, path, expected) => {
+    expect(createsEphemeralKey(method, path)).toBe(expected);
   });
 
   it.each([

@@ -32,6 +32,18 @@ export function createsBatch(method: string, path: string): boolean {
   return lenient(path) === '/batches';
 }
 
+/** The routes that mint an ephemeral credential for a realtime session (OpenAI's Realtime API). */
+const EPHEMERAL_KEY_PATHS = new Set(['/realtime/client_secrets', '/realtime/sessions', '/realtime/transcription_sessions']);
+
+/**
+ * Whether a request mints an ephemeral realtime credential: a browser or phone then talks to the
+ * provider with it directly, never through the gateway. Spelled as leniently as `createsBatch`.
+ */
+export function createsEphemeralKey(method: string, path: string): boolean {
+  if (method !== 'POST' || (path.charCodeAt(1) | 0x20) !== 0x72) return false;
+  return EPHEMERAL_KEY_PATHS.has(lenient(path));
+}
+
 /** A path as the most lenient upstream might read it: lower case, without `;` parameters or a trailing `/`. */
 function lenient(path: string): string {
   return path.toLowerCase().replace(/;[^/]*/g, '').replace(/\/+$/, '');
@@ -100,6 +112,7 @@ export class KeyAdmission {
       throw new GatewayError(ErrorCode.ModelNotFound, `The model '${id}' does not exist or you do not have access to it.`, 'model');
     }
     if (createsBatch(method, path)) this.checkBatch(key);
+    else if (createsEphemeralKey(method, path)) this.checkEphemeralKey(key, path);
   }
 
   /**
@@ -121,8 +134,10 @@ export class KeyAdmission {
    */
   private checkBatch(key: VirtualKey): void {
     if (key.allowedRoutes.length > 0 && routeAllowed(key.allowedRoutes, '/v1/batches')) return;
-    const reason = key.models.length > 0 ? 'a model allow-list (the models named in a batch input file are not checked)' : this.budgetOf(key);
-    if (reason === null) return;
+    const budget = this.budgetOf(key);
+    const reason =
+      key.models.length > 0 ? 'a model allow-list (the models named in a batch input file are not checked)' : budget && `${budget} (budget reservations do not cover batches)`;
+    if (!reason) return;
     throw new GatewayError(
       ErrorCode.BatchNotAllowed,
       `this key may not create batches: it has ${reason}, and a batch's usage cannot be reserved up front. ` +
@@ -130,11 +145,27 @@ export class KeyAdmission {
     );
   }
 
-  /** Which budget governs the key, as words for the refusal; null when none does (LimitIndex: from memory). */
+  /**
+   * Minting an ephemeral realtime credential, for a key with a model allow-list or a budget, is refused
+   * the same way (unless its `allowed_routes` name the route explicitly): the session it opens talks to
+   * the provider directly, so neither the allow-list nor the budget would see it.
+   */
+  private checkEphemeralKey(key: VirtualKey, path: string): void {
+    if (key.allowedRoutes.length > 0 && routeAllowed(key.allowedRoutes, `/v1${path}`)) return;
+    const reason = key.models.length > 0 ? 'a model allow-list' : this.budgetOf(key);
+    if (reason === null) return;
+    throw new GatewayError(
+      ErrorCode.EphemeralKeyNotAllowed,
+      `this key may not mint realtime credentials: it has ${reason}, and a session opened with one talks to the provider directly, ` +
+        `where it would bypass them (connect through the gateway's /v1/realtime instead). To allow it anyway, add a pattern matching /v1${path} to the key's allowed_routes.`,
+    );
+  }
+
+  /** Which budget governs the key, as words for a refusal; null when none does (LimitIndex: from memory). */
   private budgetOf(key: VirtualKey): string | null {
-    if (key.budget.totalTokens !== null || key.budget.totalUsdMicros !== null) return 'a budget of its own (budget reservations do not cover batches)';
+    if (key.budget.totalTokens !== null || key.budget.totalUsdMicros !== null) return 'a budget of its own';
     const limited = this.limits.limitedScope(scopesOf(key));
-    return limited ? `a budget on scope '${limited}' (budget reservations do not cover batches)` : null;
+    return limited ? `a budget on scope '${limited}'` : null;
   }
 
   /**

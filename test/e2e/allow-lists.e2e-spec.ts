@@ -26,7 +26,7 @@ const KEYS = {
   budgeted: 'sk-ditto-allow-budgeted-0123456789ab',
   /** A tenant whose scope has a USD limit. */
   tenant: 'sk-ditto-allow-tenant-0123456789abcd',
-  /** A model allow-list, and routes that name batches explicitly. */
+  /** A model allow-list, and routes that name batches and realtime credentials explicitly. */
   batcher: 'sk-ditto-allow-batcher-0123456789abc',
   /** Routes: chat completions only. */
   chat: 'sk-ditto-allow-chat-only-0123456789ab',
@@ -72,7 +72,7 @@ describe('allow-lists: every path that names a model, allowed_routes, batches (e
           { id: 'open', token: KEYS.open },
           { id: 'budgeted', token: KEYS.budgeted, budget: { total_tokens: 1_000_000 } },
           { id: 'tenant', token: KEYS.tenant, tenant_id: 'acme' },
-          { id: 'batcher', token: KEYS.batcher, models: ALLOWED, allowed_routes: ['/v1/files', '/v1/batches/**'] },
+          { id: 'batcher', token: KEYS.batcher, models: ALLOWED, allowed_routes: ['/v1/files', '/v1/batches/**', '/v1/realtime/**'] },
           { id: 'chat', token: KEYS.chat, allowed_routes: ['/v1/chat/completions'] },
         ],
       }),
@@ -240,6 +240,30 @@ describe('allow-lists: every path that names a model, allowed_routes, batches (e
       }
       const list = await call(KEYS.mini, 'GET', '/v1/batches');
       expect(list.reached).toBe(1);
+    });
+  });
+
+  describe('realtime client secrets: sessions that reach the provider without the gateway', () => {
+    const secret = { session: { type: 'realtime', model: 'gpt-realtime-mini' } };
+
+    it.each([
+      ['a model allow-list', KEYS.mini, /model allow-list/],
+      ['a budget of its own', KEYS.budgeted, /budget of its own/],
+      ["a USD limit on its tenant's scope", KEYS.tenant, /scope 'tenant:acme'/],
+    ])('a key with %s is refused 403 ephemeral_key_not_allowed, never forwarded', async (_why, key, reason) => {
+      for (const target of ['/v1/realtime/client_secrets', '/v1/Realtime/Client_Secrets/', '/v1/realtime/sessions', '/v1/realtime/transcription_sessions', '/v1/realtime/%63lient_secrets']) {
+        const answer = await call(key, 'POST', target, secret);
+        expect([target, answer.status, answer.body.error.code, answer.reached]).toEqual([target, 403, 'ephemeral_key_not_allowed', 0]);
+        expect(answer.body.error.message).toMatch(reason);
+        expect(answer.body.error.message).toMatch(/bypass.*allowed_routes/);
+      }
+    });
+
+    it('a key without either, or whose allowed_routes name them, is forwarded', async () => {
+      for (const key of [KEYS.open, KEYS.batcher]) {
+        const answer = await call(key, 'POST', '/v1/realtime/client_secrets', secret);
+        expect(answer.reached).toBe(1);
+      }
     });
   });
 

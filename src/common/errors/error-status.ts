@@ -13,6 +13,7 @@ export const ERROR_HTTP: Record<ErrorCode, { status: number; type: string }> = {
   [ErrorCode.ModelNotFound]: { status: 404, type: 'invalid_request_error' },
   [ErrorCode.RouteNotAllowed]: { status: 403, type: 'permission_error' },
   [ErrorCode.BatchNotAllowed]: { status: 403, type: 'permission_error' },
+  [ErrorCode.EphemeralKeyNotAllowed]: { status: 403, type: 'permission_error' },
   [ErrorCode.OriginNotAllowed]: { status: 403, type: 'permission_error' },
   [ErrorCode.BudgetExceeded]: { status: 402, type: 'insufficient_quota' },
   [ErrorCode.CostBudgetExceeded]: { status: 402, type: 'insufficient_quota' },

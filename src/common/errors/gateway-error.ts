@@ -15,6 +15,7 @@ export enum ErrorCode {
   ModelNotFound = 'model_not_found',
   RouteNotAllowed = 'route_not_allowed',
   BatchNotAllowed = 'batch_not_allowed',
+  EphemeralKeyNotAllowed = 'ephemeral_key_not_allowed',
   OriginNotAllowed = 'origin_not_allowed',
   BudgetExceeded = 'budget_exceeded',
   CostBudgetExceeded = 'cost_budget_exceeded',
