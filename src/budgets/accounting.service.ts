@@ -201,8 +201,9 @@ export class AccountingService {
    * A background response (`background: true`) was queued: its reservation moves to the response's id
    * (reserved there first, then released here, so the scope never shows the room free in between),
    * held until the gateway sees the response ended (`settleBackground`, on any replica) or the reaper
-   * releases it after RESERVATION_TTL_SECS. A scope without room for the reservation twice over is
-   * charged the reservation at once instead: never more than its limit, never waiting.
+   * charges it what it holds after RESERVATION_TTL_SECS (ReservationsService). A scope without room for
+   * the reservation twice over is charged the reservation at once instead: never more than its limit,
+   * never waiting.
    */
   async holdForBackground(charge: Charge, responseId: string): Promise<Settlement> {
     const held = await this.storage('reserve', () => this.accounting.reserve(backgroundId(responseId), charge.scopes, charge.reserved));
@@ -367,7 +368,11 @@ function boundedUsage(usage: Reported): Reported {
 const NO_TOKENS = { promptTokens: 0, completionTokens: 0, cachedTokens: 0, totalTokens: 0 };
 
 /** The reservation id a background response is held under: the upstream's response id, which every replica sees. */
-const backgroundId = (responseId: string) => `bg:${responseId}`;
+const BACKGROUND_PREFIX = 'bg:';
+const backgroundId = (responseId: string) => `${BACKGROUND_PREFIX}${responseId}`;
+
+/** Whether a reservation id is the hold of a background response (holdForBackground). */
+export const isBackgroundHold = (reservationId: string): boolean => reservationId.startsWith(BACKGROUND_PREFIX);
 
 function outputFieldFor(path: string, model: string | null): OutputField | null {
   const field = OUTPUT_FIELD_BY_PATH[path] ?? null;

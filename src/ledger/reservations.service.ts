@@ -1,8 +1,10 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import type { AdminActor } from '../admin/admin-auth.guard';
 import { AuditService } from '../audit/audit.service';
+import { isBackgroundHold } from '../budgets/accounting.service';
 import { budgetsConfig } from '../budgets/budgets.config';
+import { AccountingLedger, LedgerAmounts } from '../storage/ports/accounting-ledger';
 import { BudgetLedger } from '../storage/ports/budget-ledger';
 import { CostLedger } from '../storage/ports/cost-ledger';
 import { Reservation } from '../storage/ports/ledger';
@@ -21,22 +23,44 @@ export interface LedgerReap {
  */
 @Injectable()
 export class ReservationsService {
+  private readonly logger = new Logger(ReservationsService.name);
   /** RESERVATION_TTL_SECS in ms: the age past which a reservation is released. */
   readonly ttlMs: number;
 
   constructor(
     private readonly budgets: BudgetLedger,
     private readonly costs: CostLedger,
+    private readonly accounting: AccountingLedger,
     private readonly audit: AuditService,
     @Inject(budgetsConfig.KEY) settings: ConfigType<typeof budgetsConfig>,
   ) {
     this.ttlMs = settings.reservationTtlMs;
   }
 
-  /** Releases the reservations created before `cutoff` (epoch ms); answers how many, per ledger. */
-  async release(cutoff: number): Promise<{ tokens: number; usdMicros: number }> {
+  /**
+   * Releases the reservations created before `cutoff` (epoch ms); answers how many, per ledger. Those
+   * held for background responses nobody read back (`bg:` ids, docs/budgets.md) are charged first, at
+   * what they hold (the worst case): the provider ran them, and a background response is never free.
+   */
+  async release(cutoff: number): Promise<{ tokens: number; usdMicros: number; background: number }> {
+    const background = await this.chargeUnreadBackground(cutoff);
     const [tokens, usdMicros] = await Promise.all([this.budgets.reap(cutoff), this.costs.reap(cutoff)]);
-    return { tokens, usdMicros };
+    return { tokens, usdMicros, background };
+  }
+
+  /** Charges the background holds created before `cutoff` what they hold, each exactly once; answers how many it charged. */
+  private async chargeUnreadBackground(cutoff: number): Promise<number> {
+    const [tokens, usdMicros] = await Promise.all([this.budgets.listReservations(cutoff), this.costs.listReservations(cutoff)]);
+    const held = new Map<string, LedgerAmounts>();
+    for (const r of tokens) if (isBackgroundHold(r.id)) held.set(r.id, { tokens: r.amount, usdMicros: 0 });
+    for (const r of usdMicros) if (isBackgroundHold(r.id)) held.set(r.id, { tokens: held.get(r.id)?.tokens ?? 0, usdMicros: r.amount });
+    let charged = 0;
+    for (const [id, amounts] of held) {
+      const settled = await this.accounting.settle(id, amounts);
+      if (settled.tokens || settled.usdMicros) charged++;
+    }
+    if (charged > 0) this.logger.warn(`charged ${charged} background response(s) nobody read back within ${Math.round((Date.now() - cutoff) / 1000)} s their reservation`);
+    return charged;
   }
 
   /** Admin: release (or, dry run, list) reservations older than `olderThanMs` on both ledgers. */
@@ -51,7 +75,12 @@ export class ReservationsService {
     const released = await this.release(cutoff);
     await this.audit.recordNow({
       kind: 'admin.reservations.reap',
-      payload: { actor, older_than_secs: Math.round(age / 1000), released: { tokens: released.tokens, usd_micros: released.usdMicros } },
+      payload: {
+        actor,
+        older_than_secs: Math.round(age / 1000),
+        released: { tokens: released.tokens, usd_micros: released.usdMicros },
+        background_charged: released.background,
+      },
     });
     return { olderThanMs: age, tokens: { count: released.tokens, items: [] }, usdMicros: { count: released.usdMicros, items: [] } };
   }

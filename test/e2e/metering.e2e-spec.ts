@@ -155,6 +155,23 @@ describe('metering: every endpoint family charged what the upstream reported (e2
     expect(await spent(scope)).toEqual(charged);
   });
 
+  it('a background response nobody reads back is charged its reservation when it is reaped (the provider did the work), and only once', async () => {
+    const { sdk, scope } = await client();
+    const queued = await sdk.responses.create({ model: 'gpt-4o-mini', input: 'Write a long essay.', max_output_tokens: 500, background: true });
+    const ledger = async () => (await adminGet(gateway, `/admin/budgets/${encodeURIComponent(scope)}`)).body;
+    await within(3000, async () => (await ledger()).reserved_tokens >= 500);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const held = (await ledger()).reserved_tokens as number;
+    const heldUsd = (await adminGet(gateway, `/admin/costs/${encodeURIComponent(scope)}`)).body.reserved_usd_micros as number;
+    expect(heldUsd).toBeGreaterThan(0);
+    // Past RESERVATION_TTL_SECS (here: reaped at once): charged the worst case held, not released.
+    expect((await admin(gateway, 'POST', '/admin/reservations/reap', { older_than_secs: 0 })).status).toBe(200);
+    expect(await spent(scope)).toEqual({ tokens: held, usd: heldUsd });
+    // Read back later: settled already, nothing more is charged.
+    expect((await sdk.responses.retrieve(queued.id)).status).toBe('completed');
+    expect(await spent(scope)).toEqual({ tokens: held, usd: heldUsd });
+  });
+
   it('whisper-1 in seconds, whatever the response format; token budgets untouched', async () => {
     const audio = () => toFile(Buffer.alloc(AUDIO_BYTES, 1), 'speech.wav', { type: 'audio/wav' });
     // json: `usage: {type: "duration", seconds: 13}` (whole seconds, as OpenAI reports them).
