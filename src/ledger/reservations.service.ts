@@ -48,18 +48,29 @@ export class ReservationsService {
     return { tokens, usdMicros, background };
   }
 
-  /** Charges the background holds created before `cutoff` what they hold, each exactly once; answers how many it charged. */
+  /**
+   * Charges the background holds created before `cutoff` what they hold, each exactly once (the ledger
+   * settles an id once, whoever else reads the response at that moment), with a
+   * `proxy.background_expired` audit event each; answers how many it charged.
+   */
   private async chargeUnreadBackground(cutoff: number): Promise<number> {
     const [tokens, usdMicros] = await Promise.all([this.budgets.listReservations(cutoff), this.costs.listReservations(cutoff)]);
-    const held = new Map<string, LedgerAmounts>();
-    for (const r of tokens) if (isBackgroundHold(r.id)) held.set(r.id, { tokens: r.amount, usdMicros: 0 });
-    for (const r of usdMicros) if (isBackgroundHold(r.id)) held.set(r.id, { tokens: held.get(r.id)?.tokens ?? 0, usdMicros: r.amount });
-    let charged = 0;
-    for (const [id, amounts] of held) {
-      const settled = await this.accounting.settle(id, amounts);
-      if (settled.tokens || settled.usdMicros) charged++;
+    const held = new Map<string, { scopes: string[]; amounts: LedgerAmounts }>();
+    for (const r of tokens) if (isBackgroundHold(r.id)) held.set(r.id, { scopes: r.scopes, amounts: { tokens: r.amount, usdMicros: 0 } });
+    for (const r of usdMicros) {
+      if (isBackgroundHold(r.id)) held.set(r.id, { scopes: r.scopes, amounts: { tokens: held.get(r.id)?.amounts.tokens ?? 0, usdMicros: r.amount } });
     }
-    if (charged > 0) this.logger.warn(`charged ${charged} background response(s) nobody read back within ${Math.round((Date.now() - cutoff) / 1000)} s their reservation`);
+    let charged = 0;
+    for (const [id, { scopes, amounts }] of held) {
+      const settled = await this.accounting.settle(id, amounts);
+      if (!settled.tokens && !settled.usdMicros) continue;
+      charged++;
+      const charge = { tokens: settled.tokens ? amounts.tokens : 0, usd_micros: settled.usdMicros ? amounts.usdMicros : 0, basis: 'expired' };
+      const keyId = scopes.find((s) => s.startsWith('key:'))?.slice('key:'.length) ?? null;
+      const tenantId = scopes.find((s) => s.startsWith('tenant:'))?.slice('tenant:'.length) ?? null;
+      this.audit.record({ kind: 'proxy.background_expired', keyId, tenantId, payload: { response_id: id.slice(id.indexOf(':') + 1), scopes, charged: charge } });
+    }
+    if (charged > 0) this.logger.warn(`charged ${charged} background response(s) their reservation: nobody read them back within ${Math.round((Date.now() - cutoff) / 1000)} s`);
     return charged;
   }
 

@@ -170,6 +170,10 @@ describe('metering: every endpoint family charged what the upstream reported (e2
     // Read back later: settled already, nothing more is charged.
     expect((await sdk.responses.retrieve(queued.id)).status).toBe('completed');
     expect(await spent(scope)).toEqual({ tokens: held, usd: heldUsd });
+    // The charge is in the audit trail, with the key and the amounts.
+    await within(5000, async () => (await adminGet(gateway, '/admin/audit?kind=proxy.background_expired')).body.items.length > 0);
+    const [row] = (await adminGet(gateway, `/admin/audit?kind=proxy.background_expired&key_id=${scope.slice('key:'.length)}`)).body.items;
+    expect(row.payload).toMatchObject({ response_id: queued.id, charged: { tokens: held, usd_micros: heldUsd, basis: 'expired' } });
   });
 
   it('whisper-1 in seconds, whatever the response format; token budgets untouched', async () => {
