@@ -371,8 +371,9 @@ const NO_TOKENS = { promptTokens: 0, completionTokens: 0, cachedTokens: 0, total
 const BACKGROUND_PREFIX = 'bg:';
 const backgroundId = (responseId: string) => `${BACKGROUND_PREFIX}${responseId}`;
 
-/** Whether a reservation id is the hold of a background response (holdForBackground). */
-export const isBackgroundHold = (reservationId: string): boolean => reservationId.startsWith(BACKGROUND_PREFIX);
+/** The response id a reservation holds for (holdForBackground), or null when it is not a background hold. */
+export const heldBackgroundResponse = (reservationId: string): string | null =>
+  reservationId.startsWith(BACKGROUND_PREFIX) ? reservationId.slice(BACKGROUND_PREFIX.length) : null;
 
 function outputFieldFor(path: string, model: string | null): OutputField | null {
   const field = OUTPUT_FIELD_BY_PATH[path] ?? null;

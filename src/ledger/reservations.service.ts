@@ -2,7 +2,7 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { ConfigType } from '@nestjs/config';
 import type { AdminActor } from '../admin/admin-auth.guard';
 import { AuditService } from '../audit/audit.service';
-import { isBackgroundHold } from '../budgets/accounting.service';
+import { heldBackgroundResponse } from '../budgets/accounting.service';
 import { budgetsConfig } from '../budgets/budgets.config';
 import { AccountingLedger, LedgerAmounts } from '../storage/ports/accounting-ledger';
 import { BudgetLedger } from '../storage/ports/budget-ledger';
@@ -56,9 +56,9 @@ export class ReservationsService {
   private async chargeUnreadBackground(cutoff: number): Promise<number> {
     const [tokens, usdMicros] = await Promise.all([this.budgets.listReservations(cutoff), this.costs.listReservations(cutoff)]);
     const held = new Map<string, { scopes: string[]; amounts: LedgerAmounts }>();
-    for (const r of tokens) if (isBackgroundHold(r.id)) held.set(r.id, { scopes: r.scopes, amounts: { tokens: r.amount, usdMicros: 0 } });
+    for (const r of tokens) if (heldBackgroundResponse(r.id) !== null) held.set(r.id, { scopes: r.scopes, amounts: { tokens: r.amount, usdMicros: 0 } });
     for (const r of usdMicros) {
-      if (isBackgroundHold(r.id)) held.set(r.id, { scopes: r.scopes, amounts: { tokens: held.get(r.id)?.amounts.tokens ?? 0, usdMicros: r.amount } });
+      if (heldBackgroundResponse(r.id) !== null) held.set(r.id, { scopes: r.scopes, amounts: { tokens: held.get(r.id)?.amounts.tokens ?? 0, usdMicros: r.amount } });
     }
     let charged = 0;
     for (const [id, { scopes, amounts }] of held) {
@@ -68,7 +68,7 @@ export class ReservationsService {
       const charge = { tokens: settled.tokens ? amounts.tokens : 0, usd_micros: settled.usdMicros ? amounts.usdMicros : 0, basis: 'expired' };
       const keyId = scopes.find((s) => s.startsWith('key:'))?.slice('key:'.length) ?? null;
       const tenantId = scopes.find((s) => s.startsWith('tenant:'))?.slice('tenant:'.length) ?? null;
-      this.audit.record({ kind: 'proxy.background_expired', keyId, tenantId, payload: { response_id: id.slice(id.indexOf(':') + 1), scopes, charged: charge } });
+      this.audit.record({ kind: 'proxy.background_expired', keyId, tenantId, payload: { response_id: heldBackgroundResponse(id), scopes, charged: charge } });
     }
     if (charged > 0) this.logger.warn(`charged ${charged} background response(s) their reservation: nobody read them back within ${Math.round((Date.now() - cutoff) / 1000)} s`);
     return charged;

@@ -133,11 +133,8 @@ export class KeyAdmission {
    * input file names.
    */
   private checkBatch(key: VirtualKey): void {
-    if (key.allowedRoutes.length > 0 && routeAllowed(key.allowedRoutes, '/v1/batches')) return;
-    const budget = this.budgetOf(key);
-    const reason =
-      key.models.length > 0 ? 'a model allow-list (the models named in a batch input file are not checked)' : budget && `${budget} (budget reservations do not cover batches)`;
-    if (!reason) return;
+    const reason = this.governedBy(key, '/v1/batches', 'the models named in a batch input file are not checked', 'budget reservations do not cover batches');
+    if (reason === null) return;
     throw new GatewayError(
       ErrorCode.BatchNotAllowed,
       `this key may not create batches: it has ${reason}, and a batch's usage cannot be reserved up front. ` +
@@ -151,14 +148,26 @@ export class KeyAdmission {
    * the provider directly, so neither the allow-list nor the budget would see it.
    */
   private checkEphemeralKey(key: VirtualKey, path: string): void {
-    if (key.allowedRoutes.length > 0 && routeAllowed(key.allowedRoutes, `/v1${path}`)) return;
-    const reason = key.models.length > 0 ? 'a model allow-list' : this.budgetOf(key);
+    const reason = this.governedBy(key, `/v1${path}`, 'the session picks its model at the provider', 'the session is billed at the provider');
     if (reason === null) return;
     throw new GatewayError(
       ErrorCode.EphemeralKeyNotAllowed,
       `this key may not mint realtime credentials: it has ${reason}, and a session opened with one talks to the provider directly, ` +
         `where it would bypass them (connect through the gateway's /v1/realtime instead). To allow it anyway, add a pattern matching /v1${path} to the key's allowed_routes.`,
     );
+  }
+
+  /**
+   * What governs a key that asks for work the gateway cannot govern on `route`, as words for the refusal
+   * (its model allow-list, else its budget, each with why it does not hold there); null when nothing
+   * does, or when the key's `allowed_routes` name the route explicitly (the default, no patterns, does
+   * not count).
+   */
+  private governedBy(key: VirtualKey, route: string, modelsNote: string, budgetNote: string): string | null {
+    if (key.allowedRoutes.length > 0 && routeAllowed(key.allowedRoutes, route)) return null;
+    if (key.models.length > 0) return `a model allow-list (${modelsNote})`;
+    const budget = this.budgetOf(key);
+    return budget === null ? null : `${budget} (${budgetNote})`;
   }
 
   /** Which budget governs the key, as words for a refusal; null when none does (LimitIndex: from memory). */

@@ -4,6 +4,7 @@ import { PostgresInitialSchema1767225600000 } from '../../src/storage/backends/t
 import { PostgresLedgerFunctions1767398400000 } from '../../src/storage/backends/typeorm/migrations/postgres/1767398400000-ledger-functions';
 import { openTypeormBackend } from '../../src/storage/backends/typeorm/typeorm.backend';
 import { StorageBackend } from '../../src/storage/ports/storage-backend';
+import { TURN_ANSWERS, TURN_OUTSTANDING, expectTurnCharged, prepareTurn, reserveAgain, submitTurn } from './accounting-turn';
 import { describeStorageContract } from './contract';
 import { ContractTarget } from './contract-target';
 import { describeJobLockContract } from './job-lock.contract';
@@ -138,48 +139,15 @@ describe('postgres accounting ledger: one batch function call per group of calls
   }
 
   it('applies the calls of a turn in one transaction, in submission order, each answered on its own', async () => {
-    await a.budgets.setLimit('key:turn', 1000, null, T0);
-    await a.costs.setLimit('tenant:turn', 1_000_000, null, T0);
-    const scopes = ['key:turn', 'tenant:turn'];
     const both = a.accounting!;
-    expect(await both.reserve('held', scopes, { tokens: 300, usdMicros: 3000 }, T0)).toEqual({ ok: true });
-    const amounts = { tokens: 100, usdMicros: 1000 };
-    const answers = await Promise.all([
-      // Refused by the cost ledger: charges nothing on the token ledger either.
-      both.reserve('big', scopes, { tokens: 100, usdMicros: 2_000_000 }, T0),
-      // 700 tokens left: t0..t6 fit, t7..t9 are refused by what t0..t6 took in this same batch.
-      ...Array.from({ length: 10 }, (_, i) => both.reserve(`t${i}`, scopes, amounts, T0)),
-      both.settle('held', null, T0),
-      // The 300 released just before: t10..t12 fit, t13 does not.
-      ...Array.from({ length: 4 }, (_, i) => both.reserve(`t${10 + i}`, scopes, amounts, T0)),
-      both.settle('t0', { tokens: 42, usdMicros: 420 }, T0),
-      both.settle('never-reserved', { tokens: 1, usdMicros: 1 }, T0),
-      // Reserved twice in one batch: the second is the same reservation, answered ok, charged once.
-      both.reserve('t1', scopes, amounts, T0),
-    ]);
-    const full = { ok: false, ledger: 'tokens', scope: 'key:turn', limit: 1000, spent: 0, reserved: 1000 };
-    expect(answers).toEqual([
-      { ok: false, ledger: 'usd_micros', scope: 'tenant:turn', limit: 1_000_000, spent: 0, reserved: 3000 },
-      ...Array.from({ length: 7 }, () => ({ ok: true })),
-      full,
-      full,
-      full,
-      { tokens: true, usdMicros: true },
-      { ok: true },
-      { ok: true },
-      { ok: true },
-      full,
-      { tokens: true, usdMicros: true },
-      { tokens: false, usdMicros: false },
-      { ok: true },
-    ]);
-    expect(await a.budgets.get('key:turn', T0)).toMatchObject({ spent: 42, reserved: 900 });
-    expect(await b.costs.get('tenant:turn', T0)).toMatchObject({ spent: 420, reserved: 9000 });
-    const outstanding = ['t1', 't10', 't11', 't12', 't2', 't3', 't4', 't5', 't6'];
-    expect((await a.costs.listReservations(T0 + 1)).map((r) => r.id).sort()).toEqual(outstanding);
-    expect((await a.budgets.listReservations(T0 + 1)).map((r) => r.id).sort()).toEqual(outstanding);
+    await prepareTurn(a, both, T0);
+    // Reserved twice in one batch: the second is the same reservation, answered ok, charged once.
+    const [answers, again] = await Promise.all([submitTurn(both, T0), reserveAgain(both, T0)]);
+    expect([...answers, again]).toEqual([...TURN_ANSWERS, { ok: true }]);
+    await expectTurnCharged(b, T0);
+    expect((await a.budgets.listReservations(T0 + 1)).map((r) => r.id).sort()).toEqual(TURN_OUTSTANDING);
     // One transaction wrote them all (of both ledgers).
-    expect(await writers(outstanding)).toBe(1);
+    expect(await writers(TURN_OUTSTANDING)).toBe(1);
   });
 
   it('rolls periodic windows over inside a batch, per call', async () => {

@@ -6,6 +6,7 @@ import { RedisAccountingLedger } from '../../src/storage/backends/redis/redis-le
 import { defineScripts } from '../../src/storage/backends/redis/redis-scripts';
 import { openRedisBackend } from '../../src/storage/backends/redis/redis.backend';
 import { StorageBackend } from '../../src/storage/ports/storage-backend';
+import { TURN_ANSWERS, expectTurnCharged, prepareTurn, submitTurn } from './accounting-turn';
 import { describeStorageContract, sampleKey } from './contract';
 import { ContractTarget } from './contract-target';
 import { describeJobLockContract } from './job-lock.contract';
@@ -130,48 +131,16 @@ describe('redis accounting ledger: batched script calls', () => {
   });
 
   it('sends reserves in batches of four as they come, settles riding along, every call answered in submission order', async () => {
-    await backend.budgets.setLimit('key:turn', 1000, null, T0);
-    await backend.costs.setLimit('tenant:turn', 1_000_000, null, T0);
-    const scopes = ['key:turn', 'tenant:turn'];
-    expect(await accounting.reserve('held', scopes, { tokens: 300, usdMicros: 3000 }, T0)).toEqual({ ok: true });
-    const amounts = { tokens: 100, usdMicros: 1000 };
+    await prepareTurn(backend, accounting, T0);
     let answers: unknown[] = [];
     const calls = await scriptCallsDuring(prefix, async () => {
-      answers = await Promise.all([
-        // Refused by the cost ledger: charges nothing on the token ledger either.
-        accounting.reserve('big', scopes, { tokens: 100, usdMicros: 2_000_000 }, T0),
-        // 700 tokens left: t0..t6 fit, t7..t9 are refused by what t0..t6 took in this same batch.
-        ...Array.from({ length: 10 }, (_, i) => accounting.reserve(`t${i}`, scopes, amounts, T0)),
-        accounting.settle('held', null, T0),
-        // The 300 released just before: t10..t12 fit, t13 does not.
-        ...Array.from({ length: 4 }, (_, i) => accounting.reserve(`t${10 + i}`, scopes, amounts, T0)),
-        accounting.settle('t0', { tokens: 42, usdMicros: 420 }, T0),
-        accounting.settle('never-reserved', { tokens: 1, usdMicros: 1 }, T0),
-      ]);
+      answers = await submitTurn(accounting, T0);
     });
     // 15 reserves: three batches of four went out as they filled, the last three (and the two settles
     // after them) at the end of the turn.
     expect(calls).toBe(4);
-    const full = { ok: false, ledger: 'tokens', scope: 'key:turn', limit: 1000, spent: 0, reserved: 1000 };
-    expect(answers).toEqual([
-      { ok: false, ledger: 'usd_micros', scope: 'tenant:turn', limit: 1_000_000, spent: 0, reserved: 3000 },
-      ...Array.from({ length: 7 }, () => ({ ok: true })),
-      full,
-      full,
-      full,
-      { tokens: true, usdMicros: true },
-      { ok: true },
-      { ok: true },
-      { ok: true },
-      full,
-      { tokens: true, usdMicros: true },
-      { tokens: false, usdMicros: false },
-    ]);
-    // Charged: exactly the ten admitted (t0 of them committed), nothing of the refused or released.
-    expect(await backend.budgets.get('key:turn', T0)).toMatchObject({ spent: 42, reserved: 900 });
-    expect(await backend.costs.get('tenant:turn', T0)).toMatchObject({ spent: 420, reserved: 9000 });
-    const outstanding = (await backend.costs.listReservations(T0 + 1)).map((r) => r.id).sort();
-    expect(outstanding).toEqual(['t1', 't10', 't11', 't12', 't2', 't3', 't4', 't5', 't6']);
+    expect(answers).toEqual(TURN_ANSWERS);
+    await expectTurnCharged(backend, T0);
   });
 
   it('admits exactly the first reserves submitted, whichever batch carried them', async () => {

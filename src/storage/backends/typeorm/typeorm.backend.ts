@@ -152,9 +152,11 @@ class TypeormBackend implements StorageBackend {
   }
 
   close(): Promise<void> {
-    // PostgreSQL: the accounting calls already submitted go out before the pool closes.
-    const drained = this.accounting instanceof PostgresAccountingLedger ? this.accounting.drain() : Promise.resolve();
-    this.closing ??= drained.then(() => closeAll([this.changes, this.store])).finally(this.afterClose);
+    // PostgreSQL: the accounting calls already submitted go out before the pool closes (SQLite's writer
+    // commits what it holds when the store closes).
+    this.closing ??= (this.accounting instanceof PostgresAccountingLedger ? this.accounting.drain() : Promise.resolve())
+      .then(() => closeAll([this.changes, this.store]))
+      .finally(this.afterClose);
     return this.closing;
   }
 }
